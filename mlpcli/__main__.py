@@ -1,0 +1,3 @@
+from mlpcli.cli import app
+
+app(prog_name="mlp")

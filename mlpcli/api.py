@@ -1,0 +1,226 @@
+"""The typed Python API the CLI calls: train a config into a run folder.
+
+    result = mlpcli.train("configs/moons.yaml", ["model.hidden=[32]"])
+    model = mlpcli.load(result.run_dir)
+    model.predict(frame)
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .checkpoint import CheckpointSaver, load_checkpoint, save_model
+from .config import Config, apply_overrides, build_config, load_config
+from .console import err
+from .data import Dataset, Preprocessor, load_dataset
+from .errors import ConfigError, RunError, TrainingError
+from .evaluate import MODEL_FILE
+from .model import build_mlp, count_parameters, resolve_device
+from .plots import loss_curve
+from .progress import Progress
+from .runs import MetricsCsv, create_run_dir, read_json, write_json
+from .tasks import check_monitor, main_metric, make_loss
+from .train import Callback, Split, Trainer, evaluate, read_floats
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+@dataclass
+class Session:
+    """Everything a run needs in memory, built before any folder is made."""
+
+    config: Config
+    dataset: Dataset
+    prep: Preprocessor
+    trainer: Trainer
+    splits: dict[str, Split]
+
+
+def _load(config: Config | str | Path, overrides: list[str] | tuple[str, ...]) -> Config:
+    if isinstance(config, Config):
+        return build_config(apply_overrides(config.to_dict(), overrides)) if overrides else config
+    return load_config(config, overrides)
+
+
+def prepare(config: Config, callbacks: list[Callback] = ()) -> Session:  # type: ignore[assignment]
+    """Data, preprocessing, model, loss and trainer; every user error surfaces here."""
+    dataset = load_dataset(config)
+    where = config.data.path or config.data.source
+    prep = Preprocessor.fit(
+        dataset.train, dataset.features, dataset.targets, dataset.task, config.data.standardize,
+        where=f"{where} (train split)",
+    )
+    loss_fn = make_loss(config, dataset.task)
+    check_monitor(config, dataset.task, has_val=len(dataset.val) > 0)
+    device = resolve_device(config.train.device)
+    splits = {
+        name: Split.from_frame(prep, dataset.split(name), device, f"{where} ({name} split)")
+        for name in ("train", "val", "test") if len(dataset.split(name))
+    }
+    torch.manual_seed(config.seed)
+    model = build_mlp(config.model, prep.in_dim, prep.out_dim).to(device)
+    scale = None
+    if dataset.task == "regression":
+        scale = torch.tensor(prep.target_scale, device=device)
+    trainer = Trainer(config, model, loss_fn, dataset.task, splits["train"], splits.get("val"),
+                      scale, callbacks)
+    return Session(config, dataset, prep, trainer, splits)
+
+
+def train(
+    config: Config | str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    out: str | Path = "runs",
+    name: str | None = None,
+    resume: str | Path | None = None,
+    quiet: bool = False,
+    callbacks: list[Callback] = (),  # type: ignore[assignment]
+) -> TrainResult:
+    """Train a config (a file path or a Config) and write its run folder.
+
+    With resume, continue the run folder from its last checkpoint; the config must match the
+    run's own config.yaml.
+    """
+    started = time.perf_counter()
+    config = _load(config, overrides)
+    if resume is not None:
+        run_dir = Path(resume)
+        config = _check_resume(run_dir, config)
+        state = load_checkpoint(run_dir / CHECKPOINT)
+    session = prepare(config)
+    trainer = session.trainer
+    if resume is None:
+        run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
+        (run_dir / "config.yaml").write_text(config.to_yaml())
+    else:
+        trainer.load_state_dict(state)
+    metric = main_metric(session.dataset.task)
+    trainer.callbacks = [
+        MetricsCsv(run_dir / "metrics.csv"),
+        CheckpointSaver(run_dir / CHECKPOINT),
+        Progress(metric, quiet=quiet),
+        *callbacks,
+    ]
+    summary = _summary(session, run_dir, "running")
+    summary["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json(run_dir / "summary.json", summary)
+    try:
+        trainer.fit()
+    except TrainingError:
+        trainer.restore_best()
+        _finish(session, run_dir, "failed", started)
+        raise
+    except KeyboardInterrupt:
+        _close_progress(trainer)
+        _finish(session, run_dir, "stopped", started, final=False)
+        raise
+    except BaseException:
+        _close_progress(trainer)
+        summary["status"] = "failed"
+        write_json(run_dir / "summary.json", summary)
+        raise
+    summary = _finish(session, run_dir, "completed", started)
+    return TrainResult(run_dir, summary)
+
+
+def _close_progress(trainer: Trainer) -> None:
+    for cb in trainer.callbacks:
+        if isinstance(cb, Progress):
+            cb.close()
+
+
+def _check_resume(run_dir: Path, config: Config) -> Config:
+    """The run's own config; a different config on the command line is refused, key by key."""
+    if not (run_dir / "config.yaml").is_file():
+        raise RunError(f"--resume {run_dir}: not a run folder (no config.yaml)")
+    saved = load_config(run_dir / "config.yaml")
+    if (run_dir / MODEL_FILE).is_file() and read_json(run_dir / "summary.json").get(
+            "status") == "completed":
+        raise RunError(f"--resume {run_dir}: this run has already completed")
+    differ = _differences(saved.to_dict(), config.to_dict())
+    if differ:
+        raise ConfigError(
+            f"--resume {run_dir}: the config differs from the run's config.yaml at "
+            f"{', '.join(differ[:5])}; a resumed run keeps its own settings"
+        )
+    return saved
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = dict.fromkeys([*a, *b])
+        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
+    trainer = session.trainer
+    return {
+        "name": run_dir.name,
+        "status": status,
+        "task": session.dataset.task,
+        "main_metric": main_metric(session.dataset.task),
+        "monitor": trainer.monitor,
+        "best_epoch": trainer.best_epoch,
+        "epochs_run": trainer.epoch,
+        "stopped_early": trainer.stopped_early,
+        "params": count_parameters(trainer.model),
+        "device": str(trainer.device),
+        "rows": {name: len(split) for name, split in session.splits.items()},
+        "versions": {"mlpcli": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    }
+
+
+def _finish(session: Session, run_dir: Path, status: str, started: float,
+            final: bool = True) -> dict[str, Any]:
+    """Score the best weights on every split, save the model, plot, and write summary.json."""
+    trainer = session.trainer
+    summary = {**read_json(run_dir / "summary.json"), **_summary(session, run_dir, status)}
+    if final and trainer.best_state is not None:
+        metrics = {}
+        for name, split in session.splits.items():
+            values = evaluate(trainer.model, trainer.loss_fn, trainer.task, split,
+                              trainer.target_scale)
+            metrics[name] = read_floats(values)
+        summary["metrics"] = metrics
+        save_model(run_dir / MODEL_FILE, trainer.model, _model_metadata(session))
+    if trainer.history:
+        loss_curve(trainer.history, run_dir / "plots" / "loss.png",
+                   main_metric(session.dataset.task), run_dir.name)
+    n_train = len(session.splits["train"])
+    summary.update(
+        seconds=round(time.perf_counter() - started, 3),
+        train_seconds=round(trainer.train_seconds, 3),
+        samples_per_second=round(trainer.epoch * n_train / max(trainer.train_seconds, 1e-9), 1),
+    )
+    write_json(run_dir / "summary.json", summary)
+    if status == "stopped":
+        err.print(f"[yellow]interrupted[/] after epoch {trainer.epoch}; continue with: "
+                  f"mlp train {run_dir / 'config.yaml'} --resume {run_dir}")
+    return summary
+
+
+def _model_metadata(session: Session) -> dict[str, Any]:
+    return {
+        "config": session.config.to_dict(),
+        "preprocessor": session.prep.to_dict(),
+        "task": session.dataset.task,
+        "best_epoch": session.trainer.best_epoch,
+        "versions": {"mlpcli": __version__, "torch": torch.__version__},
+    }

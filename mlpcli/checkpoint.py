@@ -1,0 +1,96 @@
+"""Saving and loading weights and training state: atomically, and without unpickling code.
+
+Model files are safetensors with the metadata eval and predict need stored as JSON in the header;
+resume checkpoints use torch's format read back with weights_only=True, never a fallback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import atomic_write
+from .errors import CheckpointError
+from .train import Callback, Trainer
+
+MODEL_FORMAT = "mlpcli-model"
+CHECKPOINT_FORMAT = "mlpcli-checkpoint"
+FORMAT_VERSION = 1
+
+
+# ------------------------------------------------------------ model files
+
+
+def save_model(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
+    """Weights as safetensors; the metadata JSON travels in the same file."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header = {"format": MODEL_FORMAT, "mlpcli": json.dumps(metadata)}
+    atomic_write(path, lambda f: f.write(save(tensors, metadata=header)))
+
+
+def load_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, metadata) from a model file; anything else is a CheckpointError."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors reports a damaged header in several ways
+        raise CheckpointError(
+            f"{path}: not a model file (not valid safetensors: {exc}); "
+            f"expected a model.safetensors written by mlp train"
+        ) from None
+    if header.get("format") != MODEL_FORMAT or "mlpcli" not in header:
+        raise CheckpointError(
+            f"{path}: a safetensors file, but not one written by mlp train (no mlpcli metadata)"
+        )
+    try:
+        metadata = json.loads(header["mlpcli"])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: the model's metadata is damaged (invalid JSON)") from None
+    return tensors, metadata
+
+
+# ------------------------------------------------------------ resume checkpoints
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, **state}, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A resume checkpoint; weights_only=True means a crafted file cannot run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no resume checkpoint here")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refusals, truncation, random bytes
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise CheckpointError(f"{path}: not a usable checkpoint ({first[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an mlpcli checkpoint")
+    return state
+
+
+class CheckpointSaver(Callback):
+    """Saves the resume state at the end of every epoch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
+        self.path.parent.mkdir(exist_ok=True)
+        save_checkpoint(self.path, trainer.state_dict())

@@ -1,0 +1,153 @@
+"""The `mlp` command: parses arguments, calls one library function per command, renders the result.
+
+Imports nothing heavy at module level, so `mlp --help` and `mlp config show` stay instant; each
+command imports the library it calls. Only this module turns errors into exit codes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from .console import err, metrics_table, out
+from .errors import MlpError
+
+app = typer.Typer(
+    name="mlp",
+    help="Train, evaluate and use multi-layer perceptrons described in YAML files.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+_debug = False
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show a traceback for errors."),
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def handle_errors(command: F) -> F:
+    """Turn library errors into one message and the documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MlpError as exc:
+            if _debug:
+                err.print_exception()
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+@app.command()
+@handle_errors
+def train(
+    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides, e.g. optim.lr=3e-4"),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for run folders."),
+    name: str = typer.Option(None, "--name", help="Run folder name (default: config name + time)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    seed: int = typer.Option(None, "--seed", help="Override the config's seed."),
+    resume: Path = typer.Option(None, "--resume", help="Continue this run from its checkpoint."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Train the model a config describes and write a run folder."""
+    from .api import train as run_training
+
+    extra = list(overrides or [])
+    if device is not None:
+        extra.append(f"train.device={device}")
+    if seed is not None:
+        extra.append(f"seed={seed}")
+    result = run_training(config, extra, out=out_dir, name=name, resume=resume, quiet=quiet)
+    if as_json:
+        _print_json({"run_dir": str(result.run_dir), **result.summary})
+        return
+    summary = result.summary
+    out.print(metrics_table(summary.get("metrics", {}), title=f"run {result.run_dir}"))
+    out.print(
+        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}"
+        f"{' (stopped early)' if summary['stopped_early'] else ''} · {summary['params']:,} "
+        f"parameters · {summary['device']} · {summary['train_seconds']:.1f} s training"
+    )
+
+
+@app.command("eval")
+@handle_errors
+def eval_(
+    run: Path = typer.Argument(..., help="A run folder or a model.safetensors file."),
+    data: Path = typer.Option(None, "--data", help="A labelled CSV, Parquet or NPZ file."),
+    split: str = typer.Option("test", "--split", help="test, val or train (without --data)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as flat JSON."),
+) -> None:
+    """Score a trained model on its test split or on a labelled file."""
+    if split not in ("test", "val", "train"):
+        raise typer.BadParameter(f"'{split}'; accepted: test, val, train", param_hint="--split")
+    from .evaluate import evaluate_run
+
+    metrics = evaluate_run(run, data, split)
+    if as_json:
+        _print_json(metrics)
+        return
+    label = str(data) if data is not None else split
+    out.print(metrics_table({"test": metrics}, title=f"{run} on {label}"))
+
+
+@app.command()
+@handle_errors
+def predict(
+    run: Path = typer.Argument(..., help="A run folder or a model.safetensors file."),
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="CSV or Parquet rows to predict."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write .csv or .parquet here."),
+    proba: bool = typer.Option(False, "--proba", help="Add class probability columns."),
+) -> None:
+    """Predict the target for every row of a file; prints CSV unless -o is given."""
+    from .data.files import write_table
+    from .evaluate import predict_file
+
+    frame = predict_file(run, input_path, proba=proba)
+    if output is None:
+        frame.to_csv(sys.stdout, index=False)
+        return
+    write_table(frame, output)
+    err.print(f"wrote {len(frame)} rows to {output}")
+
+
+@config_app.command("show")
+@handle_errors
+def config_show(
+    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides."),
+) -> None:
+    """Print the resolved config, every default filled."""
+    from .config import load_config
+
+    sys.stdout.write(load_config(config, list(overrides or [])).to_yaml())

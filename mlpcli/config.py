@@ -1,0 +1,418 @@
+"""The config schema, YAML loading, KEY=VALUE overrides and friendly validation errors.
+
+Every key is declared here with its default; unknown keys are refused with the nearest valid name,
+and every problem in a file is reported at once. Imports nothing heavy so that `mlp config show`
+stays instant.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .registry import (
+    ACTIVATIONS,
+    FILE_SOURCES,
+    INITS,
+    LOSSES,
+    MAXIMISED_METRICS,
+    OPTIMIZERS,
+    SCHEDULES,
+    SOURCES,
+    TASKS,
+    all_metric_names,
+    unknown,
+)
+
+TaskName = Literal["auto", "regression", "binary", "classification", "multilabel"]
+
+
+class Section(BaseModel):
+    # Unknown keys are errors: a typo must never be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    source: str = "moons"
+    "Synthetic set, bundled real set, or a file format (csv, parquet, npz)."
+    path: str | None = None
+    "File sources: the data file; relative paths resolve against the config file's folder."
+    val_path: str | None = None
+    "Optional file holding the validation rows; otherwise val_split of path."
+    test_path: str | None = None
+    "Optional file holding the test rows; otherwise test_split of path."
+    target: str | list[str] | None = None
+    "Target column, or a list of columns for multi-label and multi-output tasks."
+    features: list[str] | None = None
+    "Feature columns; default: every column that is not a target."
+    n_samples: int = Field(1000, gt=0)
+    "Rows drawn from a synthetic source."
+    noise: float = Field(0.1, ge=0)
+    "Noise level of a synthetic source."
+    val_split: float = Field(0.2, ge=0, lt=1)
+    test_split: float = Field(0.2, ge=0, lt=1)
+    standardize: bool = True
+    "Scale numeric features to zero mean and unit variance, fitted on the training split only."
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in SOURCES:
+            raise ValueError(unknown("data source", value, SOURCES))
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        if self.source in FILE_SOURCES and not self.path:
+            raise ValueError(f"data.path: a file is required when data.source is '{self.source}'")
+        if self.source not in FILE_SOURCES:
+            for key in ("path", "val_path", "test_path", "target", "features"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"data.{key}: only file sources ({', '.join(FILE_SOURCES)}) read it; "
+                        f"data.source is '{self.source}'"
+                    )
+        splits = (0 if self.val_path else self.val_split) + (0 if self.test_path else self.test_split)
+        if splits >= 1:
+            raise ValueError("data.val_split + data.test_split must leave rows for training (< 1)")
+        return self
+
+
+def check_activation(spec: Any) -> None:
+    """Raise ValueError unless spec is a name or {name: ..., parameter: value, ...}."""
+    if isinstance(spec, str):
+        if spec not in ACTIVATIONS:
+            raise ValueError(unknown("activation", spec, ACTIVATIONS))
+        return
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(
+            f"expected an activation name or a mapping with a 'name' key, got {spec!r}"
+        )
+    name = spec["name"]
+    if name not in ACTIVATIONS:
+        raise ValueError(unknown("activation", name, ACTIVATIONS))
+    defaults = ACTIVATIONS[name][1]
+    for key, value in spec.items():
+        if key == "name":
+            continue
+        if key not in defaults:
+            accepted = ", ".join(defaults) or "none"
+            raise ValueError(unknown(f"parameter of {name}", key, defaults) if defaults
+                             else f"{name} takes no parameters (got '{key}'); accepted: {accepted}")
+        want = type(defaults[key])
+        ok = isinstance(value, bool) if want is bool else (
+            isinstance(value, (int, float)) and not isinstance(value, bool))
+        if not ok:
+            raise ValueError(f"{name}.{key} must be a {want.__name__}, got {value!r}")
+
+
+class ModelConfig(Section):
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    "One width per hidden layer; [] is a linear model."
+    activation: Any = "relu"
+    "A name, {name: leaky_relu, negative_slope: 0.1}, or a list with one entry per hidden layer."
+    bias: bool = True
+    dropout: float = Field(0.0, ge=0, lt=1)
+    norm: Literal["batch", "layer"] | None = None
+    init: str = "default"
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        bad = [w for w in value if w <= 0]
+        if bad:
+            raise ValueError(f"every width must be a positive integer, got {bad[0]}")
+        return value
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, value: Any) -> Any:
+        for spec in value if isinstance(value, list) else [value]:
+            check_activation(spec)
+        return value
+
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, value: str) -> str:
+        if value not in INITS:
+            raise ValueError(unknown("init", value, INITS))
+        return value
+
+    @model_validator(mode="after")
+    def _one_activation_per_layer(self) -> ModelConfig:
+        if isinstance(self.activation, list) and len(self.activation) != len(self.hidden):
+            raise ValueError(
+                f"model.activation: a list needs one entry per hidden layer "
+                f"({len(self.hidden)} for hidden {self.hidden}), got {len(self.activation)}"
+            )
+        return self
+
+    def activations(self) -> list[dict[str, Any]]:
+        """One {name: ..., params...} mapping per hidden layer."""
+        specs = self.activation if isinstance(self.activation, list) else [self.activation] * len(
+            self.hidden)
+        return [{"name": s} if isinstance(s, str) else dict(s) for s in specs]
+
+
+class OptimConfig(Section):
+    name: str = "adam"
+    lr: float = Field(1.0e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    "sgd and rmsprop only."
+    nesterov: bool = False
+    "sgd only; needs momentum > 0."
+
+    @field_validator("name")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        if value not in OPTIMIZERS:
+            raise ValueError(unknown("optimizer", value, OPTIMIZERS))
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> OptimConfig:
+        takes = OPTIMIZERS[self.name][1]
+        if self.momentum and "momentum" not in takes:
+            raise ValueError(f"optim.momentum: {self.name} takes no momentum (sgd and rmsprop do)")
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("optim.nesterov: needs optim.name sgd and optim.momentum > 0")
+        return self
+
+
+class ScheduleConfig(Section):
+    name: str = "none"
+    step_size: int = Field(30, gt=0)
+    "step: epochs between decays."
+    gamma: float = Field(0.1, gt=0, le=1)
+    "step: factor applied every step_size epochs."
+    min_lr: float = Field(0.0, ge=0)
+    "cosine and plateau: the floor of the learning rate."
+    factor: float = Field(0.1, gt=0, lt=1)
+    "plateau: factor applied when val_loss stops improving."
+    patience: int = Field(10, ge=0)
+    "plateau: epochs without improvement before a decay."
+
+    @field_validator("name")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        if value not in SCHEDULES:
+            raise ValueError(unknown("schedule", value, SCHEDULES))
+        return value
+
+
+class EarlyStoppingConfig(Section):
+    patience: int = Field(10, gt=0)
+    monitor: str = "val_loss"
+    "val_loss, train_loss, or val_<metric> (e.g. val_accuracy); its direction follows the metric."
+    min_delta: float = Field(0.0, ge=0)
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_monitor(cls, value: str) -> str:
+        names = ["train_loss"] + sorted(f"val_{m}" for m in all_metric_names())
+        if value not in names:
+            raise ValueError(unknown("monitor", value, names))
+        return value
+
+    @property
+    def maximise(self) -> bool:
+        return self.monitor.removeprefix("val_") in MAXIMISED_METRICS
+
+
+class TrainConfig(Section):
+    epochs: int = Field(100, gt=0)
+    batch_size: int = Field(64, gt=0)
+    early_stopping: EarlyStoppingConfig | None = None
+    grad_clip: float | None = Field(None, gt=0)
+    "Largest gradient norm; null for none."
+    device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"unknown device '{value}'; accepted: auto, cpu, cuda, cuda:N, mps")
+        return value
+
+
+class Config(Section):
+    name: str | None = None
+    "Run name prefix; default: the config file's stem."
+    seed: int = 0
+    task: TaskName = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: str = "auto"
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        if value != "auto" and value not in LOSSES:
+            raise ValueError(unknown("loss", value, ["auto", *LOSSES]))
+        return value
+
+    @model_validator(mode="after")
+    def _loss_fits_task(self) -> Config:
+        if self.task != "auto" and self.loss != "auto":
+            check_loss_fits(self.loss, self.task)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def check_loss_fits(loss: str, task: str) -> None:
+    if task not in LOSSES[loss][1]:
+        fitting = [name for name, (_, tasks) in LOSSES.items() if task in tasks]
+        raise ValueError(
+            f"loss: '{loss}' does not fit a {task} task; accepted: auto, {', '.join(fitting)}"
+        )
+
+
+def default_loss(task: str) -> str:
+    return TASKS[task][0]
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; a syntax error names the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.__class__.__name__})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of raw with each 'dotted.key=YAML value' applied."""
+    result = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
+            raise ConfigError(
+                f"override '{item}': expected KEY=VALUE with a dotted key, e.g. model.hidden=[128,64]"
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({exc.problem})") from None
+        node = result
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"override '{item}': '{where}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _absolute(path: str | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def build_config(raw: dict[str, Any], base_dir: Path | None = None, source: str = "config") -> Config:
+    """Validate a raw mapping; relative data paths resolve against base_dir (default: cwd)."""
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, source)) from None
+    base = (base_dir or Path.cwd()).resolve()
+    for key in ("path", "val_path", "test_path"):
+        setattr(config.data, key, _absolute(getattr(config.data, key), base))
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a config file; every default filled."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), overrides)
+    raw.setdefault("name", path.stem)
+    return build_config(raw, path.parent, source=str(path))
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the last key of loc, for 'did you mean'."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        inner = [a for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return None
+        model = inner[0]
+    return model
+
+
+def _loc_text(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def format_errors(exc: ValidationError, source: str) -> str:
+    """One line per problem: the dotted key, what is wrong, what would be accepted."""
+    lines = []
+    for err in exc.errors():
+        # Drop pydantic's internal union/function tags from the location.
+        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not re.search(r"[\[\(]", str(p)))
+        key = _loc_text(loc)
+        if err["type"] == "extra_forbidden":
+            section = _section_at(loc)
+            names = list(section.model_fields) if section else []
+            msg = unknown("key", loc[-1], names) if names else "unknown key"
+            lines.append(f"{key}: {msg.replace('unknown key ' + repr(str(loc[-1])), 'unknown key')}")
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        if msg.startswith(f"{key}.") or msg.startswith(f"{key}:") or (
+            not key and re.match(r"^[\w.]+:", msg)
+        ):
+            lines.append(msg)
+            continue
+        if err["type"] not in ("value_error",) and "input" in err and not isinstance(
+            err["input"], dict
+        ):
+            msg += f" (got {err['input']!r})"
+        lines.append(f"{key}: {msg}" if key else msg)
+    count = f"{len(lines)} problems" if len(lines) > 1 else "1 problem"
+    return f"{source}: {count}\n" + "\n".join(f"  {line}" for line in lines)

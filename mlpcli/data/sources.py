@@ -1,0 +1,105 @@
+"""From a config's data section to train / val / test tables, their columns and the task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..config import Config, DataConfig
+from ..errors import ConfigError, DataError
+from ..registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES, resolve
+from .files import read_table
+from .preprocess import check_columns, infer_task
+from .splits import split_frame
+from .synthetic import bundled
+
+# Default target columns of sources that name their own.
+MULTILABEL_TARGETS = ["circle", "wave", "band"]
+
+
+@dataclass
+class Dataset:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    features: list[str]
+    targets: list[str]
+    task: str
+
+    def split(self, name: str) -> pd.DataFrame:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def read_source(data: DataConfig, seed: int) -> pd.DataFrame:
+    """The whole table a source provides (before splitting)."""
+    if data.source in SYNTHETIC_SOURCES:
+        rng = np.random.default_rng(seed)
+        return resolve(SYNTHETIC_SOURCES[data.source])(data.n_samples, data.noise, rng)
+    if data.source in BUNDLED_SOURCES:
+        return bundled(data.source)
+    return read_table(data.path, data.source)
+
+
+def target_columns(data: DataConfig, frame: pd.DataFrame) -> list[str]:
+    if data.target is not None:
+        targets = [data.target] if isinstance(data.target, str) else list(data.target)
+        check_columns(frame, targets, str(data.path), "target")
+        return targets
+    if data.source == "multilabel":
+        return list(MULTILABEL_TARGETS)
+    ys = [c for c in frame.columns if c == "y" or (c[:1] == "y" and c[1:].isdigit())]
+    if ys:
+        return ys
+    if "target" in frame.columns:
+        return ["target"]
+    raise ConfigError(
+        f"data.target: name the target column(s) of {data.path}; "
+        f"columns: {', '.join(map(str, frame.columns))}"
+    )
+
+
+def feature_columns(data: DataConfig, frame: pd.DataFrame, targets: list[str]) -> list[str]:
+    if data.features is None:
+        return [c for c in frame.columns if c not in targets]
+    check_columns(frame, data.features, str(data.path), "feature")
+    overlap = sorted(set(data.features) & set(targets))
+    if overlap:
+        raise ConfigError(f"data.features: '{overlap[0]}' is also a target column")
+    return list(data.features)
+
+
+def load_dataset(config: Config) -> Dataset:
+    """Read the source, choose columns and task, and split (stratified for classes)."""
+    data = config.data
+    frame = read_source(data, config.seed)
+    targets = target_columns(data, frame)
+    features = feature_columns(data, frame, targets)
+    if not features:
+        raise ConfigError(f"data.features: {data.path or data.source} has no feature columns")
+    task = config.task if config.task != "auto" else infer_task(frame, targets)
+
+    extra = {}
+    for key in ("val_path", "test_path"):
+        path = getattr(data, key)
+        if path is not None:
+            part = read_table(path, data.source)
+            check_columns(part, features + targets, path, "feature or target")
+            extra[key] = part
+    classes = task in ("binary", "classification")
+
+    def strata(f: pd.DataFrame) -> pd.Series | None:
+        return f[targets[0]].astype(str) if classes else None
+
+    rest = frame
+    test = extra.get("test_path")
+    if test is None:
+        rest, test = split_frame(rest, data.test_split, config.seed, strata(rest))
+    val = extra.get("val_path")
+    if val is None:
+        fraction = data.val_split / (1 - (0 if "test_path" in extra else data.test_split))
+        rest, val = split_frame(rest, fraction, config.seed + 1, strata(rest))
+    if len(rest) == 0:
+        raise DataError(f"{data.path or data.source}: no rows are left for training")
+    return Dataset(rest, val, test, features, targets, task)

@@ -1,0 +1,23 @@
+"""Train / validation / test splits: seeded fractions, stratified for classes where possible."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def split_frame(
+    frame: pd.DataFrame, fraction: float, seed: int, stratify: pd.Series | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off `fraction` of the rows; returns (rest, part)."""
+    from sklearn.model_selection import train_test_split
+
+    if fraction <= 0:
+        return frame, frame.iloc[:0]
+    try:
+        rest, part = train_test_split(
+            frame, test_size=fraction, random_state=seed, stratify=stratify
+        )
+    except ValueError:
+        # Too few rows of some class to stratify: fall back to a plain shuffle.
+        rest, part = train_test_split(frame, test_size=fraction, random_state=seed)
+    return rest, part

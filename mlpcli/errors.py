@@ -1,0 +1,31 @@
+"""The error hierarchy. Library code raises these; only cli.py turns them into exit codes."""
+
+from __future__ import annotations
+
+
+class MlpError(Exception):
+    """An error the user can fix: printed as one short message, never a traceback."""
+
+    exit_code = 2
+
+
+class ConfigError(MlpError):
+    """A config key, value or override is wrong."""
+
+
+class DataError(MlpError):
+    """A data file, column or value is wrong."""
+
+
+class CheckpointError(MlpError):
+    """A model file or checkpoint is missing, damaged or not one of ours."""
+
+
+class RunError(MlpError):
+    """A run folder cannot be created or used as asked."""
+
+
+class TrainingError(MlpError):
+    """The work itself failed (for example the loss diverged)."""
+
+    exit_code = 1

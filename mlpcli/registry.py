@@ -1,0 +1,97 @@
+"""Every name a config can use, in plain dicts that import nothing heavy.
+
+The schema, the error messages, the model factory and the tests all read these tables, so a new
+activation, loss or optimiser is added in one place. Torch objects are named by dotted path and
+resolved only when a model is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+# name -> (layer class, {parameter: default})
+ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "identity": ("torch.nn.Identity", {}),
+    "sigmoid": ("torch.nn.Sigmoid", {}),
+    "tanh": ("torch.nn.Tanh", {}),
+    "relu": ("torch.nn.ReLU", {}),
+    "leaky_relu": ("torch.nn.LeakyReLU", {"negative_slope": 0.01}),
+    "elu": ("torch.nn.ELU", {"alpha": 1.0}),
+    "gelu": ("torch.nn.GELU", {}),
+    "silu": ("torch.nn.SiLU", {}),
+    "swish": ("mlpcli.model.Swish", {"beta": 1.0, "learnable": False}),
+    "softplus": ("torch.nn.Softplus", {"beta": 1.0}),
+}
+
+# name -> (loss class, tasks it fits)
+LOSSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mse": ("torch.nn.MSELoss", ("regression",)),
+    "mae": ("torch.nn.L1Loss", ("regression",)),
+    "huber": ("torch.nn.HuberLoss", ("regression",)),
+    "bce": ("torch.nn.BCEWithLogitsLoss", ("binary", "multilabel")),
+    "cross_entropy": ("torch.nn.CrossEntropyLoss", ("classification",)),
+}
+
+# task -> (default loss, output transform, metrics; the first metric is the headline one)
+TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "regression": ("mse", "identity", ("r2", "mse", "rmse", "mae")),
+    "binary": ("bce", "sigmoid", ("accuracy", "f1_macro")),
+    "classification": ("cross_entropy", "softmax", ("accuracy", "f1_macro")),
+    "multilabel": ("bce", "sigmoid", ("f1_micro", "subset_accuracy")),
+}
+
+# Metrics where larger is better; every other metric (and every loss) is minimised.
+MAXIMISED_METRICS = frozenset({"accuracy", "f1_macro", "f1_micro", "subset_accuracy", "r2"})
+
+# name -> (optimiser class, config keys it takes besides lr and weight_decay)
+OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sgd": ("torch.optim.SGD", ("momentum", "nesterov")),
+    "adam": ("torch.optim.Adam", ()),
+    "adamw": ("torch.optim.AdamW", ()),
+    "rmsprop": ("torch.optim.RMSprop", ("momentum",)),
+}
+
+SCHEDULES: tuple[str, ...] = ("none", "step", "cosine", "plateau")
+
+INITS: tuple[str, ...] = (
+    "default",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+)
+
+# Data sources. Synthetic: name -> generator(n_samples, noise, rng) returning a DataFrame.
+SYNTHETIC_SOURCES: dict[str, str] = {
+    name: f"mlpcli.data.synthetic.{name}"
+    for name in ("moons", "circles", "xor", "spirals", "blobs", "sine", "multilabel")
+}
+# Real sets bundled with scikit-learn (sklearn.datasets.load_<name>); nothing is downloaded.
+BUNDLED_SOURCES: tuple[str, ...] = ("iris", "wine", "breast_cancer", "digits", "diabetes")
+# The user's own files, by format.
+FILE_SOURCES: tuple[str, ...] = ("csv", "parquet", "npz")
+SOURCES: tuple[str, ...] = (*SYNTHETIC_SOURCES, *BUNDLED_SOURCES, *FILE_SOURCES)
+
+
+def all_metric_names() -> set[str]:
+    return {m for _, _, metrics in TASKS.values() for m in metrics} | {"loss"}
+
+
+def suggest(value: str, choices: object) -> str:
+    """' (did you mean 'x'?)' for the nearest valid name, or ''."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown(what: str, value: object, choices: object) -> str:
+    """A message for a name that is not in a registry: the nearest match and every valid name."""
+    names = ", ".join(str(c) for c in choices)
+    return f"unknown {what} '{value}'{suggest(str(value), choices)}; accepted: {names}"
+
+
+def resolve(dotted: str) -> Any:
+    """Import 'package.module.Name' and return Name."""
+    module, _, attr = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), attr)

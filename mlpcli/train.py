@@ -1,0 +1,259 @@
+"""The training loop: one epoch, evaluation, early stopping, and the callbacks that hang off it.
+
+Data lives on the device as tensors; each epoch draws one permutation on the device and slices
+batches from it, and nothing reads a value back to the host until the epoch ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from .config import Config, OptimConfig, ScheduleConfig
+from .errors import TrainingError
+from .registry import OPTIMIZERS, resolve
+from .tasks import compute_metrics, is_better
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .data import Preprocessor
+
+EVAL_BATCH = 65536
+
+
+@dataclass
+class Split:
+    """One split's inputs and targets, on the training device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @classmethod
+    def from_frame(
+        cls, prep: Preprocessor, frame: pd.DataFrame, device: torch.device, where: str
+    ) -> Split:
+        """Apply the fitted preprocessing and move the result to the device once."""
+        x = torch.from_numpy(prep.transform(frame, where)).to(device)
+        y = torch.from_numpy(prep.encode_targets(frame, where)).to(device)
+        return cls(x, y)
+
+
+class Callback:
+    """Hooks the Trainer calls; logging, checkpoints and diagnostics subclass this."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+def make_optimizer(config: OptimConfig, params: Any) -> torch.optim.Optimizer:
+    path, extra = OPTIMIZERS[config.name]
+    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
+    kwargs.update({key: getattr(config, key) for key in extra})
+    return resolve(path)(params, **kwargs)
+
+
+def make_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
+    sched = torch.optim.lr_scheduler
+    if config.name == "step":
+        return sched.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    if config.name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=config.min_lr)
+    if config.name == "plateau":
+        return sched.ReduceLROnPlateau(
+            optimizer, mode="min", factor=config.factor, patience=config.patience,
+            min_lr=config.min_lr,
+        )
+    return None
+
+
+def train_epoch(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Split,
+    batch_size: int,
+    generator: torch.Generator,
+    grad_clip: float | None,
+) -> torch.Tensor:
+    """One pass over shuffled batches; returns the mean training loss as a device tensor."""
+    model.train()
+    n = len(data)
+    order = torch.randperm(n, device=data.x.device, generator=generator)
+    # A trailing batch of one row breaks batch norm and adds only noise: fold it away.
+    stop = n - 1 if n % batch_size == 1 and n > 1 else n
+    total = torch.zeros((), device=data.x.device)
+    for start in range(0, stop, batch_size):
+        index = order[start : start + batch_size]
+        loss = loss_fn(model(data.x[index]), data.y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        total += loss.detach() * len(index)
+    return total / stop
+
+
+@torch.inference_mode()
+def predict_raw(model: nn.Module, x: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
+    """Raw model outputs for every row, in large batches, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
+    model.train(was_training)
+    return out
+
+
+def evaluate(
+    model: nn.Module, loss_fn: nn.Module, task: str, data: Split,
+    target_scale: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
+    """Loss and the task's metrics on one split, as device tensors."""
+    outputs = predict_raw(model, data.x)
+    with torch.inference_mode():
+        metrics = {"loss": loss_fn(outputs, data.y)}
+        metrics.update(compute_metrics(task, outputs, data.y, target_scale))
+    return metrics
+
+
+def read_floats(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """One host read for a whole dict of 0-d tensors."""
+    if not values:
+        return {}
+    numbers = torch.stack([v.detach().float() for v in values.values()]).cpu().tolist()
+    return dict(zip(values, numbers))
+
+
+class Trainer:
+    """Owns the model, optimiser, schedule, RNG and best-so-far state; fit() runs the epochs."""
+
+    def __init__(
+        self, config: Config, model: nn.Module, loss_fn: nn.Module, task: str,
+        train: Split, val: Split | None, target_scale: torch.Tensor | None,
+        callbacks: list[Callback] = (),  # type: ignore[assignment]
+    ) -> None:
+        self.config, self.model, self.loss_fn, self.task = config, model, loss_fn, task
+        self.train_data, self.val_data, self.target_scale = train, val, target_scale
+        self.callbacks = list(callbacks)
+        self.device = train.x.device
+        self.optimizer = make_optimizer(config.optim, model.parameters())
+        self.scheduler = make_scheduler(config.schedule, self.optimizer, config.train.epochs)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        stop = config.train.early_stopping
+        self.monitor = stop.monitor if stop else ("val_loss" if val is not None else "train_loss")
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.best_epoch = 0
+        self.best_score: float | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_epochs = 0
+        self.stopped_early = False
+        self.train_seconds = 0.0
+
+    # ------------------------------------------------------------ the loop
+
+    def fit(self) -> None:
+        """Train from the current epoch to the last (or an early stop); keeps the best weights."""
+        cfg = self.config.train
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        while self.epoch < cfg.epochs and not self.stopped_early:
+            record = self._run_epoch(self.epoch + 1)
+            self.epoch += 1
+            self.history.append(record)
+            self._track_best(record)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, record)
+        self.restore_best()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+
+    def _run_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.config.train
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss = train_epoch(self.model, self.loss_fn, self.optimizer, self.train_data,
+                           cfg.batch_size, self.generator, cfg.grad_clip)
+        values = {"train_loss": loss}
+        if self.val_data is not None and len(self.val_data):
+            val = evaluate(self.model, self.loss_fn, self.task, self.val_data, self.target_scale)
+            values.update({f"val_{k}": v for k, v in val.items()})
+        record = {"epoch": epoch, **read_floats(values)}
+        seconds = time.perf_counter() - start
+        self.train_seconds += seconds
+        if not math.isfinite(record["train_loss"]):
+            raise TrainingError(
+                f"the training loss became {record['train_loss']} in epoch {epoch} "
+                f"(optim.lr {lr:g}); try a smaller optim.lr, train.grad_clip, or model.norm"
+            )
+        if self.scheduler is not None:
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(record.get("val_loss", record["train_loss"]))
+            else:
+                self.scheduler.step()
+        record.update(lr=lr, seconds=round(seconds, 4))
+        return record
+
+    def _track_best(self, record: dict[str, float]) -> None:
+        stop = self.config.train.early_stopping
+        score = record[self.monitor]
+        if is_better(self.monitor, score, self.best_score, stop.min_delta if stop else 0.0):
+            self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+            self.stopped_early = stop is not None and self.bad_epochs >= stop.patience
+
+    def restore_best(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+    # ------------------------------------------------------------ resume state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bitwise-identically from the end of this epoch."""
+        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "rng": rng,
+            "history": self.history,
+            "best": {"epoch": self.best_epoch, "score": self.best_score, "state": self.best_state},
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "train_seconds": self.train_seconds,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["generator"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.epoch = state["epoch"]
+        self.history = list(state["history"])
+        best = state["best"]
+        self.best_epoch, self.best_score = best["epoch"], best["score"]
+        self.best_state = best["state"]
+        self.bad_epochs = state["bad_epochs"]
+        self.stopped_early = state["stopped_early"]
+        self.train_seconds = state["train_seconds"]
