@@ -28,7 +28,7 @@ from .plots import loss_curve
 from .progress import Progress
 from .runs import MetricsCsv, create_run_dir, read_json, write_json
 from .tasks import check_monitor, main_metric, make_loss
-from .train import Callback, Split, Trainer, evaluate, read_floats
+from .trainer import Callback, Split, Trainer, evaluate, read_floats
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 

@@ -15,7 +15,7 @@ import torch
 
 from .atomic import atomic_write
 from .errors import CheckpointError
-from .train import Callback, Trainer
+from .trainer import Callback, Trainer
 
 MODEL_FORMAT = "mlpcli-model"
 CHECKPOINT_FORMAT = "mlpcli-checkpoint"

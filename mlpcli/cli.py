@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from .console import err, metrics_table, out
 from .errors import MlpError
@@ -53,7 +54,7 @@ def handle_errors(command: F) -> F:
         except MlpError as exc:
             if _debug:
                 err.print_exception()
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")

@@ -67,6 +67,18 @@ class DataConfig(Section):
             raise ValueError(unknown("data source", value, SOURCES))
         return value
 
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_form(cls, value: Any) -> Any:
+        # One message instead of pydantic's one per member of the union.
+        if value is None or isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            return value
+        raise ValueError(
+            f"data.target: expected a column name or a list of column names, got {value!r}"
+        )
+
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
         if self.source in FILE_SOURCES and not self.path:
@@ -316,7 +328,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     result = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", key):
             raise ConfigError(
                 f"override '{item}': expected KEY=VALUE with a dotted key, e.g. model.hidden=[128,64]"
             )
@@ -353,7 +365,13 @@ def build_config(raw: dict[str, Any], base_dir: Path | None = None, source: str 
         raise ConfigError(format_errors(exc, source)) from None
     base = (base_dir or Path.cwd()).resolve()
     for key in ("path", "val_path", "test_path"):
-        setattr(config.data, key, _absolute(getattr(config.data, key), base))
+        try:
+            setattr(config.data, key, _absolute(getattr(config.data, key), base))
+        except (ValueError, RuntimeError, OSError) as exc:
+            # A NUL byte, or '~name' for a user that does not exist.
+            raise ConfigError(
+                f"{source}: data.{key}: {getattr(config.data, key)!r} is not a usable path ({exc})"
+            ) from None
     return config
 
 

@@ -22,7 +22,7 @@ from .data.files import read_table
 from .errors import CheckpointError, DataError
 from .model import build_mlp, resolve_device
 from .tasks import make_loss, transform
-from .train import EVAL_BATCH, Split, evaluate, predict_raw, read_floats
+from .trainer import EVAL_BATCH, Split, evaluate, predict_raw, read_floats
 
 MODEL_FILE = "model.safetensors"
 

@@ -8,7 +8,7 @@ from rich import progress
 from rich.console import Console
 
 from .console import err, format_record
-from .train import Callback, Trainer
+from .trainer import Callback, Trainer
 
 
 class Progress(Callback):

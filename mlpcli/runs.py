@@ -10,7 +10,7 @@ from typing import Any
 
 from .atomic import write_text_atomic
 from .errors import RunError
-from .train import Callback, Trainer
+from .trainer import Callback, Trainer
 
 
 def create_run_dir(out: Path, name: str, explicit: bool) -> Path:

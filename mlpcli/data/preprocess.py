@@ -57,6 +57,14 @@ def _check_text_column(series: pd.Series, where: str) -> None:
         )
 
 
+def check_values(frame: pd.DataFrame, features: list[str], targets: list[str], where: str) -> None:
+    """Check a whole table before it is split, so that counts and row numbers are the file's."""
+    check_missing(frame, features + targets, where)
+    for col in features:
+        if not _is_numeric(frame[col]):
+            _check_text_column(frame[col], where)
+
+
 def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
     """regression, binary, classification or multilabel, from the target values."""
     if len(targets) > 1:

@@ -11,7 +11,7 @@ from ..config import Config, DataConfig
 from ..errors import ConfigError, DataError
 from ..registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES, resolve
 from .files import read_table
-from .preprocess import check_columns, infer_task
+from .preprocess import check_columns, check_values, infer_task
 from .splits import split_frame
 from .synthetic import bundled
 
@@ -78,6 +78,7 @@ def load_dataset(config: Config) -> Dataset:
     features = feature_columns(data, frame, targets)
     if not features:
         raise ConfigError(f"data.features: {data.path or data.source} has no feature columns")
+    check_values(frame, features, targets, str(data.path or data.source))
     task = config.task if config.task != "auto" else infer_task(frame, targets)
 
     extra = {}
@@ -86,6 +87,7 @@ def load_dataset(config: Config) -> Dataset:
         if path is not None:
             part = read_table(path, data.source)
             check_columns(part, features + targets, path, "feature or target")
+            check_values(part, features, targets, path)
             extra[key] = part
     classes = task in ("binary", "classification")
 

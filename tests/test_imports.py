@@ -1,0 +1,44 @@
+"""The CLI stays instant: --help and config show import no torch, pandas or matplotlib."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("torch", "pandas", "matplotlib", "sklearn", "numpy")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_after(code: str) -> set[str]:
+    script = (
+        "import sys\n" + code + "\n"
+        f"print('heavy:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, check=True)
+    last = result.stdout.strip().splitlines()[-1]
+    return set(filter(None, last.removeprefix("heavy:").split(",")))
+
+
+def test_importing_the_cli_and_the_package_imports_nothing_heavy():
+    assert imported_after("import mlpcli, mlpcli.cli") == set()
+
+
+def test_help_and_config_show_import_nothing_heavy():
+    for args in (["--help"], ["config", "show", "configs/moons.yaml"], ["train", "--help"]):
+        code = (
+            "from mlpcli.cli import app\n"
+            f"try:\n    app({args!r}, prog_name='mlp')\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code"
+        )
+        assert imported_after(code) == set(), args
+
+
+def test_the_api_is_reachable_from_the_package():
+    import mlpcli
+
+    assert callable(mlpcli.train) and callable(mlpcli.load)
+    import mlpcli.trainer  # noqa: F401  (a submodule must not shadow the API function)
+
+    assert callable(mlpcli.train)

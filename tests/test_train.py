@@ -1,0 +1,224 @@
+"""End-to-end training through the Python API: scores, run folders, determinism, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import mlpcli
+from mlpcli.checkpoint import load_checkpoint, load_model_file
+from mlpcli.config import build_config
+from mlpcli.errors import TrainingError
+from mlpcli.registry import OPTIMIZERS, SCHEDULES
+from mlpcli.trainer import Callback
+
+
+def make_config(**sections):
+    raw = {
+        "name": "t",
+        "data": {"source": "moons", "n_samples": 600, "noise": 0.1},
+        "model": {"hidden": [16, 16]},
+        "optim": {"lr": 1e-2},
+        "train": {"epochs": 20, "batch_size": 64},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            raw.setdefault(key, {}).update(value)
+        else:
+            raw[key] = value
+    return build_config(raw)
+
+
+def run(tmp_path, quiet=True, **sections):
+    return mlpcli.train(make_config(**sections), out=tmp_path, quiet=quiet)
+
+
+@pytest.mark.parametrize(
+    "sections, metric, threshold",
+    [
+        ({}, "accuracy", 0.95),  # binary
+        ({"data": {"source": "spirals", "n_samples": 900, "noise": 0.1},
+          "model": {"hidden": [64, 64], "activation": "tanh"}, "train": {"epochs": 60}},
+         "accuracy", 0.9),
+        ({"data": {"source": "blobs"}}, "accuracy", 0.9),
+        ({"data": {"source": "multilabel", "n_samples": 1500, "noise": 0.0},
+          "model": {"hidden": [64, 64]}, "train": {"epochs": 40}}, "f1_micro", 0.9),
+        ({"data": {"source": "sine"}, "model": {"hidden": [32], "activation": "tanh"},
+          "train": {"epochs": 100}}, "r2", 0.9),
+        ({"data": {"source": "iris"}, "train": {"epochs": 60, "batch_size": 16}}, "accuracy", 0.85),
+    ],
+    ids=["binary-moons", "multiclass-spirals", "multiclass-blobs", "multilabel", "regression-sine",
+         "iris"],
+)
+def test_each_task_learns(tmp_path, sections, metric, threshold):
+    result = run(tmp_path, **sections)
+    assert result.summary["status"] == "completed"
+    assert result.summary["metrics"]["test"][metric] >= threshold
+
+
+def test_multi_output_regression_from_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(800, 3))
+    y = np.c_[x[:, 0] * x[:, 1] * 50 + 100, np.sin(2 * x[:, 2]) * 0.01]
+    np.savez(tmp_path / "data.npz", X=x, y=y)
+    result = run(tmp_path, data={"source": "npz", "path": str(tmp_path / "data.npz")},
+                 model={"hidden": [64, 64]}, train={"epochs": 80})
+    assert result.summary["task"] == "regression"
+    assert result.summary["metrics"]["test"]["r2"] >= 0.9
+    # Metrics are in the targets' own units, not the standardised ones.
+    assert result.summary["metrics"]["test"]["mae"] < 10
+
+
+def test_linear_model_cannot_learn_xor_but_one_hidden_layer_can(tmp_path):
+    data = {"source": "xor", "n_samples": 1000, "noise": 0.0}
+    linear = run(tmp_path, data=data, model={"hidden": []}, train={"epochs": 30})
+    hidden = run(tmp_path, data=data, model={"hidden": [16]}, train={"epochs": 60})
+    assert linear.summary["params"] == 3
+    assert linear.summary["metrics"]["test"]["accuracy"] < 0.7
+    assert hidden.summary["metrics"]["test"]["accuracy"] > 0.9
+
+
+def test_run_folder_holds_every_promised_file(tmp_path):
+    result = run(tmp_path, train={"epochs": 5})
+    folder = result.run_dir
+    assert folder.parent == tmp_path and folder.name.startswith("t-")
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    assert build_config(saved) == make_config(train={"epochs": 5})
+    with open(folder / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert {"train_loss", "val_loss", "val_accuracy", "val_f1_macro", "lr", "seconds"} <= set(rows[0])
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary == result.summary
+    for key in ("status", "task", "best_epoch", "params", "device", "seconds", "train_seconds",
+                "samples_per_second", "metrics"):
+        assert key in summary
+    assert set(summary["metrics"]) == {"train", "val", "test"}
+    tensors, meta = load_model_file(folder / "model.safetensors")
+    assert meta["task"] == "binary" and meta["preprocessor"]["labels"] == [0, 1]
+    assert set(tensors) == set(load_file(folder / "model.safetensors"))
+    state = load_checkpoint(folder / "checkpoints" / "last.pt")
+    assert state["epoch"] == 5
+    assert (folder / "plots" / "loss.png").stat().st_size > 1000
+
+
+def test_two_runs_in_one_second_get_separate_folders(tmp_path):
+    first = run(tmp_path, train={"epochs": 1})
+    second = run(tmp_path, train={"epochs": 1})
+    assert first.run_dir != second.run_dir
+    assert (first.run_dir / "model.safetensors").exists()
+
+
+def weights(result):
+    return load_file(result.run_dir / "model.safetensors")
+
+
+def test_same_seed_gives_bitwise_identical_weights(tmp_path):
+    sections = {"model": {"dropout": 0.2}, "train": {"epochs": 4}}
+    a, b = weights(run(tmp_path, **sections)), weights(run(tmp_path, **sections))
+    c = weights(run(tmp_path, seed=1, **sections))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+class InterruptAt(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop_at", [1, 3, 6])
+def test_resume_after_interrupt_matches_an_uninterrupted_run(tmp_path, stop_at):
+    # Dropout, a plateau schedule and early stopping all carry state across epochs.
+    sections = {
+        "model": {"dropout": 0.1, "norm": "batch"},
+        "schedule": {"name": "plateau", "patience": 1, "factor": 0.5},
+        "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+        "train": {"epochs": 8, "early_stopping": {"patience": 5}},
+    }
+    config = make_config(**sections)
+    whole = mlpcli.train(config, out=tmp_path / "whole", quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        mlpcli.train(config, out=tmp_path / "cut", name="cut", quiet=True,
+                     callbacks=[InterruptAt(stop_at)])
+    cut = tmp_path / "cut" / "cut"
+    assert json.loads((cut / "summary.json").read_text())["status"] == "stopped"
+    assert load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == stop_at
+    resumed = mlpcli.train(config, resume=cut, quiet=True)
+    assert resumed.run_dir == cut
+    a, b = weights(whole), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.summary["best_epoch"] == whole.summary["best_epoch"]
+    with open(cut / "metrics.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == whole.summary["epochs_run"]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    config = make_config(train={"epochs": 4})
+    with pytest.raises(KeyboardInterrupt):
+        mlpcli.train(config, out=tmp_path, name="r", quiet=True, callbacks=[InterruptAt(2)])
+    with pytest.raises(mlpcli.errors.ConfigError, match="optim.lr"):
+        mlpcli.train(make_config(train={"epochs": 4}, optim={"lr": 0.5}),
+                     resume=tmp_path / "r", quiet=True)
+
+
+def test_early_stopping_restores_the_best_weights(tmp_path):
+    result = run(tmp_path, optim={"lr": 0.05}, model={"hidden": [128, 128]},
+                 data={"n_samples": 200, "noise": 0.4},
+                 train={"epochs": 200, "early_stopping": {"patience": 5, "monitor": "val_loss"}})
+    summary = result.summary
+    assert summary["stopped_early"] and summary["epochs_run"] == summary["best_epoch"] + 5
+    with open(result.run_dir / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    best = min(float(r["val_loss"]) for r in rows)
+    assert summary["metrics"]["val"]["loss"] == pytest.approx(best, rel=1e-5)
+
+
+class Poison(Callback):
+    """Sets every weight to NaN after an epoch, so the next epoch's loss is NaN."""
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] == 3:
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.fill_(float("nan"))
+
+
+def test_a_nan_loss_fails_the_run_and_keeps_the_best_model(tmp_path):
+    config = make_config(train={"epochs": 10})
+    with pytest.raises(TrainingError, match="epoch 4"):
+        mlpcli.train(config, out=tmp_path, name="nan", quiet=True, callbacks=[Poison()])
+    folder = tmp_path / "nan"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "failed" and 1 <= summary["best_epoch"] <= 3
+    tensors, _ = load_model_file(folder / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+    assert summary["metrics"]["test"]["accuracy"] > 0.7
+
+
+@pytest.mark.parametrize("optim", list(OPTIMIZERS))
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_every_optimizer_and_schedule_trains(tmp_path, optim, schedule):
+    momentum = {"momentum": 0.9} if optim in ("sgd", "rmsprop") else {}
+    result = run(tmp_path, optim={"name": optim, "lr": 0.02, "weight_decay": 1e-4, **momentum},
+                 schedule={"name": schedule, "step_size": 2, "gamma": 0.5, "patience": 0},
+                 train={"epochs": 6, "grad_clip": 1.0})
+    with open(result.run_dir / "metrics.csv") as handle:
+        lrs = [float(r["lr"]) for r in csv.DictReader(handle)]
+    assert lrs[0] == pytest.approx(0.02)
+    if schedule == "step":
+        assert lrs == pytest.approx([0.02, 0.02, 0.01, 0.01, 0.005, 0.005])
+    elif schedule == "cosine":
+        assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    elif schedule == "none":
+        assert len(set(lrs)) == 1
+    assert result.summary["metrics"]["test"]["accuracy"] > 0.75
