@@ -116,32 +116,22 @@ def train(
         Progress(metric, quiet=quiet),
         *callbacks,
     ]
-    summary = _summary(session, run_dir, "running")
-    summary["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json(run_dir / "summary.json", summary)
+    summary = read_json(run_dir / "summary.json") if resume is not None else {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json(run_dir / "summary.json", {**summary, **_summary(session, run_dir, "running")})
     try:
         trainer.fit()
     except TrainingError:
-        trainer.restore_best()
         _finish(session, run_dir, "failed", started)
         raise
     except KeyboardInterrupt:
-        _close_progress(trainer)
         _finish(session, run_dir, "stopped", started, final=False)
         raise
     except BaseException:
-        _close_progress(trainer)
-        summary["status"] = "failed"
-        write_json(run_dir / "summary.json", summary)
+        _finish(session, run_dir, "failed", started, final=False)
         raise
     summary = _finish(session, run_dir, "completed", started)
     return TrainResult(run_dir, summary)
-
-
-def _close_progress(trainer: Trainer) -> None:
-    for cb in trainer.callbacks:
-        if isinstance(cb, Progress):
-            cb.close()
 
 
 def _check_resume(run_dir: Path, config: Config) -> Config:
@@ -191,6 +181,7 @@ def _finish(session: Session, run_dir: Path, status: str, started: float,
             final: bool = True) -> dict[str, Any]:
     """Score the best weights on every split, save the model, plot, and write summary.json."""
     trainer = session.trainer
+    trainer.restore_best()
     summary = {**read_json(run_dir / "summary.json"), **_summary(session, run_dir, status)}
     if final and trainer.best_state is not None:
         metrics = {}

@@ -54,7 +54,8 @@ class Callback:
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None: ...
 
-    def on_train_end(self, trainer: Trainer) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Called when fit() returns or raises."""
 
 
 def make_optimizer(config: OptimConfig, params: Any) -> torch.optim.Optimizer:
@@ -169,16 +170,19 @@ class Trainer:
         cfg = self.config.train
         for cb in self.callbacks:
             cb.on_train_start(self)
-        while self.epoch < cfg.epochs and not self.stopped_early:
-            record = self._run_epoch(self.epoch + 1)
-            self.epoch += 1
-            self.history.append(record)
-            self._track_best(record)
+        try:
+            while self.epoch < cfg.epochs and not self.stopped_early:
+                record = self._run_epoch(self.epoch + 1)
+                self.epoch += 1
+                self.history.append(record)
+                self._track_best(record)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, record)
+            self.restore_best()
+        finally:
+            # Also on an interrupt or a failure, so that a progress bar is closed.
             for cb in self.callbacks:
-                cb.on_epoch_end(self, record)
-        self.restore_best()
-        for cb in self.callbacks:
-            cb.on_train_end(self)
+                cb.on_train_end(self)
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config.train
