@@ -193,7 +193,7 @@ def _finish(session: Session, run_dir: Path, status: str, started: float,
         save_model(run_dir / MODEL_FILE, trainer.model, _model_metadata(session))
     if trainer.history:
         loss_curve(trainer.history, run_dir / "plots" / "loss.png",
-                   main_metric(session.dataset.task), run_dir.name)
+                   main_metric(session.dataset.task), run_dir.name, trainer.best_epoch)
     n_train = len(session.splits["train"])
     summary.update(
         seconds=round(time.perf_counter() - started, 3),

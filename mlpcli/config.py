@@ -8,12 +8,21 @@ stays instant.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .registry import (
@@ -107,7 +116,7 @@ def check_activation(spec: Any) -> None:
             f"expected an activation name or a mapping with a 'name' key, got {spec!r}"
         )
     name = spec["name"]
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ValueError(unknown("activation", name, ACTIVATIONS))
     defaults = ACTIVATIONS[name][1]
     for key, value in spec.items():
@@ -119,13 +128,15 @@ def check_activation(spec: Any) -> None:
                              else f"{name} takes no parameters (got '{key}'); accepted: {accepted}")
         want = type(defaults[key])
         ok = isinstance(value, bool) if want is bool else (
-            isinstance(value, (int, float)) and not isinstance(value, bool))
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
         if not ok:
-            raise ValueError(f"{name}.{key} must be a {want.__name__}, got {value!r}")
+            kind = want.__name__ if want is bool else f"finite {want.__name__}"
+            raise ValueError(f"{name}.{key} must be a {kind}, got {value!r}")
 
 
 class ModelConfig(Section):
-    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    hidden: list[StrictInt] = Field(default_factory=lambda: [64, 64])
     "One width per hidden layer; [] is a linear model."
     activation: Any = "relu"
     "A name, {name: leaky_relu, negative_slope: 0.1}, or a list with one entry per hidden layer."

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def loss_curve(history: list[dict[str, float]], path: Path, metric: str, title: str) -> Path:
-    """Train and validation loss per epoch, and the headline validation metric beside them."""
+def loss_curve(
+    history: list[dict[str, float]], path: Path, metric: str, title: str, best_epoch: int = 0
+) -> Path:
+    """Train and validation loss per epoch, and the headline validation metric beside them;
+    a dashed line marks the best epoch (the weights that were kept)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,6 +31,8 @@ def loss_curve(history: list[dict[str, float]], path: Path, metric: str, title: 
         axes[1].set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
     for ax in axes:
         ax.grid(alpha=0.3)
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

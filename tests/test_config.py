@@ -302,7 +302,9 @@ def test_activation_list_needs_one_entry_per_hidden_layer():
         ({"name": "leaky_relu", "negative_slop": 0.2}, "did you mean 'negative_slope'"),
         ({"name": "leaky_relu", "slope": 0.2}, "accepted: negative_slope"),
         ({"name": "relu", "alpha": 1.0}, "relu takes no parameters"),
-        ({"name": "swish", "beta": "big"}, "swish.beta must be a float"),
+        ({"name": "swish", "beta": "big"}, "swish.beta must be a finite float"),
+        ({"name": "leaky_relu", "negative_slope": float("nan")}, "must be a finite float"),
+        ({"name": "elu", "alpha": float("inf")}, "must be a finite float"),
         ({"name": "swish", "learnable": 1}, "swish.learnable must be a bool"),
         ({"negative_slope": 0.2}, "'name' key"),
     ],
@@ -408,17 +410,25 @@ VALUES = st.recursive(
 )
 
 
+ACTIVATION_SPECS = st.fixed_dictionaries(
+    {"name": st.sampled_from(list(ACTIVATIONS)) | st.lists(SCALARS, max_size=2) | VALUES},
+    optional={key: VALUES for key in PARAMS if key != "name"},
+)
+SPECIAL = {"activation": ACTIVATION_SPECS | st.lists(ACTIVATION_SPECS | VALUES, max_size=3)}
+
+
 def shaped(model: type[BaseModel]) -> st.SearchStrategy[dict]:
     """Mappings that use the section's own keys (and some junk), nesting where the schema does."""
     fields = {}
     for name, field in model.model_fields.items():
         sub = _submodel(field.annotation)
-        fields[name] = shaped(sub) | VALUES if sub else VALUES
+        fields[name] = shaped(sub) | VALUES if sub else SPECIAL.get(name, st.nothing()) | VALUES
     junk = st.dictionaries(st.sampled_from(JUNK + PARAMS), VALUES, max_size=1)
     return st.builds(lambda a, b: {**b, **a}, st.fixed_dictionaries({}, optional=fields), junk)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(raw=shaped(Config) | st.dictionaries(st.sampled_from(PARAMS + JUNK), VALUES, max_size=4))
 def test_any_nested_mapping_gives_a_config_or_a_config_error(raw, tmp_path_factory):
     try:

@@ -42,3 +42,9 @@ def test_the_api_is_reachable_from_the_package():
     import mlpcli.trainer  # noqa: F401  (a submodule must not shadow the API function)
 
     assert callable(mlpcli.train)
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "mlpcli", "--help"], capture_output=True,
+                            text=True, cwd=ROOT)
+    assert result.returncode == 0 and "predict" in result.stdout

@@ -60,7 +60,7 @@ def _check_text_column(series: pd.Series, where: str) -> None:
 def check_values(frame: pd.DataFrame, features: list[str], targets: list[str], where: str) -> None:
     """Check a whole table before it is split, so that counts and row numbers are the file's."""
     check_missing(frame, features + targets, where)
-    for col in features:
+    for col in features + targets:
         if not _is_numeric(frame[col]):
             _check_text_column(frame[col], where)
 
