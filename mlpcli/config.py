@@ -11,10 +11,11 @@ import copy
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -42,13 +43,24 @@ from .registry import (
 TaskName = Literal["auto", "regression", "binary", "classification", "multilabel"]
 
 
+def one_of(what: str, choices: Any) -> AfterValidator:
+    """A field check against a registry, naming the nearest valid name and all of them."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(unknown(what, value, choices))
+        return value
+
+    return AfterValidator(check)
+
+
 class Section(BaseModel):
     # Unknown keys are errors: a typo must never be silently ignored.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DataConfig(Section):
-    source: str = "moons"
+    source: Annotated[str, one_of("data source", SOURCES)] = "moons"
     "Synthetic set, bundled real set, or a file format (csv, parquet, npz)."
     path: str | None = None
     "File sources: the data file; relative paths resolve against the config file's folder."
@@ -69,12 +81,6 @@ class DataConfig(Section):
     standardize: bool = True
     "Scale numeric features to zero mean and unit variance, fitted on the training split only."
 
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, value: str) -> str:
-        if value not in SOURCES:
-            raise ValueError(unknown("data source", value, SOURCES))
-        return value
 
     @field_validator("target", mode="before")
     @classmethod
@@ -143,7 +149,7 @@ class ModelConfig(Section):
     bias: bool = True
     dropout: float = Field(0.0, ge=0, lt=1)
     norm: Literal["batch", "layer"] | None = None
-    init: str = "default"
+    init: Annotated[str, one_of("init", INITS)] = "default"
 
     @field_validator("hidden")
     @classmethod
@@ -160,12 +166,6 @@ class ModelConfig(Section):
             check_activation(spec)
         return value
 
-    @field_validator("init")
-    @classmethod
-    def _known_init(cls, value: str) -> str:
-        if value not in INITS:
-            raise ValueError(unknown("init", value, INITS))
-        return value
 
     @model_validator(mode="after")
     def _one_activation_per_layer(self) -> ModelConfig:
@@ -184,7 +184,7 @@ class ModelConfig(Section):
 
 
 class OptimConfig(Section):
-    name: str = "adam"
+    name: Annotated[str, one_of("optimizer", OPTIMIZERS)] = "adam"
     lr: float = Field(1.0e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0, lt=1)
@@ -192,12 +192,6 @@ class OptimConfig(Section):
     nesterov: bool = False
     "sgd only; needs momentum > 0."
 
-    @field_validator("name")
-    @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        if value not in OPTIMIZERS:
-            raise ValueError(unknown("optimizer", value, OPTIMIZERS))
-        return value
 
     @model_validator(mode="after")
     def _options_fit(self) -> OptimConfig:
@@ -210,7 +204,7 @@ class OptimConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: str = "none"
+    name: Annotated[str, one_of("schedule", SCHEDULES)] = "none"
     step_size: int = Field(30, gt=0)
     "step: epochs between decays."
     gamma: float = Field(0.1, gt=0, le=1)
@@ -222,12 +216,6 @@ class ScheduleConfig(Section):
     patience: int = Field(10, ge=0)
     "plateau: epochs without improvement before a decay."
 
-    @field_validator("name")
-    @classmethod
-    def _known_schedule(cls, value: str) -> str:
-        if value not in SCHEDULES:
-            raise ValueError(unknown("schedule", value, SCHEDULES))
-        return value
 
 
 class EarlyStoppingConfig(Section):
@@ -272,17 +260,11 @@ class Config(Section):
     task: TaskName = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    loss: str = "auto"
+    loss: Annotated[str, one_of("loss", ["auto", *LOSSES])] = "auto"
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, value: str) -> str:
-        if value != "auto" and value not in LOSSES:
-            raise ValueError(unknown("loss", value, ["auto", *LOSSES]))
-        return value
 
     @model_validator(mode="after")
     def _loss_fits_task(self) -> Config:
