@@ -38,15 +38,24 @@ What is held equal
 Run
     python benchmarks/compare_sklearn.py                  # 3 seeds, files in a temporary folder
     python benchmarks/compare_sklearn.py --out bench-out --seeds 5
+    python benchmarks/compare_sklearn.py --threads 1       # one CPU thread on both sides
 
-    Prints one table (workload, metric, mlpcli mean, scikit-learn mean, difference) and the wall
-    time of each side, and writes results.json into the output folder.
+    A network this small gains nothing from several threads, and on a busy machine PyTorch's
+    thread pool can make each step many times slower; --threads 1 gives steadier timings.
+
+    Prints one table (workload, metric, mlpcli mean, scikit-learn mean, their difference
+    mlpcli - scikit-learn, and the better side; rmse is the one where lower is better) and the
+    wall time of each side over all seeds: "mlpcli CLI" is the `mlp train` and `mlp eval`
+    processes from start to exit, imports included; "mlpcli loop" is the training loop alone
+    (train_seconds in the run's summary); "sklearn" is preprocessing, fit and predict in this
+    process. Everything, per seed, also goes to results.json in the output folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -67,6 +76,7 @@ from sklearn.metrics import accuracy_score, f1_score, r2_score, root_mean_square
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25
@@ -318,7 +328,7 @@ def summarise(results: list[dict[str, Any]]) -> None:
         }
 
 
-def report(results: list[dict[str, Any]], n_rows: int, seeds: int) -> str:
+def report(results: list[dict[str, Any]], n_rows: int, seeds: int, threads: int | None) -> str:
     lines = [
         f"Palmer penguins, {n_rows} rows without missing values; split "
         f"{1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} (seed {SPLIT_SEED}); means over {seeds} "
@@ -332,7 +342,8 @@ def report(results: list[dict[str, Any]], n_rows: int, seeds: int) -> str:
                      f"{r['rows']['train']} train / {r['rows']['test']} test rows")
     gap = max(r["eval_vs_predict_max_gap"] for r in results)
     lines += ["", table(results), "",
-              f"mlp eval against sklearn.metrics on mlp predict output: largest gap {gap:.1e}"]
+              f"mlp eval against sklearn.metrics on mlp predict output: largest gap {gap:.1e}",
+              f"CPU threads: {threads or 'library defaults'}"]
     return "\n".join(lines)
 
 
@@ -342,18 +353,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for data, configs, runs and results.json "
                         "(default: a new temporary folder, kept)")
     parser.add_argument("--seeds", type=int, default=3, help="model seeds per side (default 3)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for both sides (default: each library's own choice)")
     args = parser.parse_args(argv)
 
     root = (args.out or Path(tempfile.mkdtemp(prefix="mlpcli-vs-sklearn-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
     data = penguins()
     started = time.perf_counter()
-    results = [compare(work, data, root, args.seeds) for work in WORKLOADS]
+    if args.threads is not None:
+        # The mlp subprocesses inherit this; threadpool_limits covers scikit-learn in here.
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    with threadpool_limits(limits=args.threads):
+        results = [compare(work, data, root, args.seeds) for work in WORKLOADS]
     summarise(results)
-    print(report(results, len(data), args.seeds))
+    print(report(results, len(data), args.seeds, args.threads))
     print(f"total {time.perf_counter() - started:.1f} s")
     out = root / "results.json"
-    out.write_text(json.dumps({"seeds": args.seeds, "results": results}, indent=2))
+    out.write_text(json.dumps({"seeds": args.seeds, "threads": args.threads, "results": results},
+                              indent=2))
     print(f"results: {out}")
     return 0
 

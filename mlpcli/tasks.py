@@ -62,13 +62,23 @@ def transform(task: str, outputs: torch.Tensor) -> torch.Tensor:
     return outputs
 
 
+def wide_dtype(device: torch.device) -> torch.dtype:
+    """float64 for metrics, except on MPS, which has none."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def compute_metrics(
     task: str, outputs: torch.Tensor, targets: torch.Tensor, target_scale: torch.Tensor | None
 ) -> dict[str, torch.Tensor]:
     """Metrics as 0-d tensors on the outputs' device (read them once, with .item()).
 
     Regression metrics are in the targets' own units (target_scale holds each [mean, std]).
+    They are computed in float64 where the device has it, so they match scikit-learn's digits.
     """
+    wide = wide_dtype(outputs.device)
+    outputs, targets = outputs.to(wide), targets if targets.dtype == torch.int64 else targets.to(wide)
+    if target_scale is not None:
+        target_scale = target_scale.to(wide)
     if task == "regression":
         pred, true = outputs, targets
         if target_scale is not None:
@@ -86,14 +96,16 @@ def compute_metrics(
         tp = (pred & true).sum()
         wrong = (pred ^ true).sum()
         f1 = 2 * tp / (2 * tp + wrong).clamp_min(1)
-        return {"f1_micro": f1.float(), "subset_accuracy": (pred == true).all(dim=1).float().mean()}
+        return {"f1_micro": f1.to(wide),
+                "subset_accuracy": (pred == true).all(dim=1).to(wide).mean()}
     if task == "binary":
         pred, true = (outputs[:, 0] > 0).long(), targets[:, 0].long()
         n_classes = 2
     else:
         pred, true = outputs.argmax(dim=1), targets
         n_classes = outputs.shape[1]
-    return {"accuracy": (pred == true).float().mean(), "f1_macro": f1_macro(pred, true, n_classes)}
+    return {"accuracy": (pred == true).to(wide).mean(),
+            "f1_macro": f1_macro(pred, true, n_classes).to(wide)}
 
 
 def f1_macro(pred: torch.Tensor, true: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from torch import nn
 from .config import Config, OptimConfig, ScheduleConfig
 from .errors import TrainingError
 from .registry import OPTIMIZERS, resolve
-from .tasks import compute_metrics, is_better
+from .tasks import compute_metrics, is_better, wide_dtype
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,7 +133,8 @@ def read_floats(values: dict[str, torch.Tensor]) -> dict[str, float]:
     """One host read for a whole dict of 0-d tensors."""
     if not values:
         return {}
-    numbers = torch.stack([v.detach().float() for v in values.values()]).cpu().tolist()
+    wide = wide_dtype(next(iter(values.values())).device)
+    numbers = torch.stack([v.detach().to(wide) for v in values.values()]).cpu().tolist()
     return dict(zip(values, numbers))
 
 

@@ -9,10 +9,10 @@ def split_frame(
     frame: pd.DataFrame, fraction: float, seed: int, stratify: pd.Series | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off `fraction` of the rows; returns (rest, part)."""
-    from sklearn.model_selection import train_test_split
-
     if fraction <= 0:
         return frame, frame.iloc[:0]
+    from sklearn.model_selection import train_test_split
+
     try:
         rest, part = train_test_split(
             frame, test_size=fraction, random_state=seed, stratify=stratify
