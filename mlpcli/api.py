@@ -101,13 +101,14 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         config = _check_resume(run_dir, config)
-        state = load_checkpoint(run_dir / CHECKPOINT)
+        # Stopped before the first epoch ended: nothing to load, start the run afresh in place.
+        state = load_checkpoint(run_dir / CHECKPOINT) if (run_dir / CHECKPOINT).exists() else None
     session = prepare(config)
     trainer = session.trainer
     if resume is None:
         run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
         (run_dir / "config.yaml").write_text(config.to_yaml())
-    else:
+    elif state is not None:
         trainer.load_state_dict(state)
     metric = main_metric(session.dataset.task)
     trainer.callbacks = [

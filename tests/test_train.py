@@ -222,3 +222,14 @@ def test_every_optimizer_and_schedule_trains(tmp_path, optim, schedule):
     elif schedule == "none":
         assert len(set(lrs)) == 1
     assert result.summary["metrics"]["test"]["accuracy"] > 0.75
+
+
+def test_resume_of_a_run_stopped_in_its_first_epoch_starts_it_afresh(tmp_path):
+    config = make_config(train={"epochs": 3})
+    with pytest.raises(KeyboardInterrupt):
+        mlpcli.train(config, out=tmp_path, name="early", quiet=True, callbacks=[InterruptAt(1)])
+    (tmp_path / "early" / "checkpoints" / "last.pt").unlink()
+    resumed = mlpcli.train(config, resume=tmp_path / "early", quiet=True)
+    whole = mlpcli.train(config, out=tmp_path, quiet=True)
+    a, b = weights(whole), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
