@@ -56,9 +56,13 @@ def _load(config: Config | str | Path, overrides: list[str] | tuple[str, ...]) -
     return load_config(config, overrides)
 
 
-def prepare(config: Config, callbacks: list[Callback] = ()) -> Session:  # type: ignore[assignment]
-    """Data, preprocessing, model, loss and trainer; every user error surfaces here."""
-    dataset = load_dataset(config)
+def prepare(config: Config, dataset: Dataset | None = None) -> Session:
+    """Data, preprocessing, model, loss and trainer; every user error surfaces here.
+
+    A dataset already loaded for this config's data section and seed may be passed in (a sweep
+    worker reuses one across trials).
+    """
+    dataset = dataset or load_dataset(config)
     where = config.data.path or config.data.source
     prep = Preprocessor.fit(
         dataset.train, dataset.features, dataset.targets, dataset.task, config.data.standardize,
@@ -77,7 +81,7 @@ def prepare(config: Config, callbacks: list[Callback] = ()) -> Session:  # type:
     if dataset.task == "regression":
         scale = torch.tensor(prep.target_scale, device=device)
     trainer = Trainer(config, model, loss_fn, dataset.task, splits["train"], splits.get("val"),
-                      scale, callbacks)
+                      scale)
     return Session(config, dataset, prep, trainer, splits)
 
 
@@ -90,6 +94,7 @@ def train(
     resume: str | Path | None = None,
     quiet: bool = False,
     callbacks: list[Callback] = (),  # type: ignore[assignment]
+    dataset: Dataset | None = None,
 ) -> TrainResult:
     """Train a config (a file path or a Config) and write its run folder.
 
@@ -103,7 +108,7 @@ def train(
         config = _check_resume(run_dir, config)
         # Stopped before the first epoch ended: nothing to load, start the run afresh in place.
         state = load_checkpoint(run_dir / CHECKPOINT) if (run_dir / CHECKPOINT).exists() else None
-    session = prepare(config)
+    session = prepare(config, dataset)
     trainer = session.trainer
     if resume is None:
         run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
@@ -168,6 +173,7 @@ def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
         "main_metric": main_metric(session.dataset.task),
         "monitor": trainer.monitor,
         "best_epoch": trainer.best_epoch,
+        "saved_epoch": trainer.saved_epoch,
         "epochs_run": trainer.epoch,
         "stopped_early": trainer.stopped_early,
         "params": count_parameters(trainer.model),
@@ -182,7 +188,8 @@ def _finish(session: Session, run_dir: Path, status: str, started: float,
             final: bool = True) -> dict[str, Any]:
     """Score the best weights on every split, save the model, plot, and write summary.json."""
     trainer = session.trainer
-    trainer.restore_best()
+    if status != "completed" or session.config.train.restore_best:
+        trainer.restore_best()  # never keep the weights of a failed or half-done epoch
     summary = {**read_json(run_dir / "summary.json"), **_summary(session, run_dir, status)}
     if final and trainer.best_state is not None:
         metrics = {}
@@ -213,6 +220,6 @@ def _model_metadata(session: Session) -> dict[str, Any]:
         "config": session.config.to_dict(),
         "preprocessor": session.prep.to_dict(),
         "task": session.dataset.task,
-        "best_epoch": session.trainer.best_epoch,
+        "epoch": session.trainer.saved_epoch,
         "versions": {"mlpcli": __version__, "torch": torch.__version__},
     }

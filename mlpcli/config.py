@@ -40,6 +40,7 @@ from .registry import (
     unknown,
 )
 
+DOTTED_KEY = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 TaskName = Literal["auto", "regression", "binary", "classification", "multilabel"]
 
 
@@ -243,6 +244,8 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig | None = None
     grad_clip: float | None = Field(None, gt=0)
     "Largest gradient norm; null for none."
+    restore_best: bool = True
+    "Keep the best epoch's weights (by the monitor, else val_loss); false keeps the last epoch's."
     device: str = "auto"
 
     @field_validator("device")
@@ -250,6 +253,25 @@ class TrainConfig(Section):
     def _device_form(cls, value: str) -> str:
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
             raise ValueError(f"unknown device '{value}'; accepted: auto, cpu, cuda, cuda:N, mps")
+        return value
+
+
+class SweepConfig(Section):
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    "Dotted keys and their values; every combination is a trial."
+    zip: dict[str, list[Any]] = Field(default_factory=dict)
+    "Dotted keys whose values vary together: the i-th value of each list makes one point."
+    seeds: int = Field(1, gt=0)
+    "Repeat every point with seeds seed, seed+1, ... to see the spread."
+    workers: int | None = Field(None, gt=0)
+    "Local worker processes; default: one per CPU core."
+
+    @field_validator("grid", "zip")
+    @classmethod
+    def _dotted_keys(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key in value:
+            if not re.fullmatch(DOTTED_KEY, key) or key.startswith("sweep"):
+                raise ValueError(f"'{key}' is not a dotted config key such as model.hidden")
         return value
 
 
@@ -264,6 +286,8 @@ class Config(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    "What `mlp sweep` varies; `mlp train` ignores it."
 
 
     @model_validator(mode="after")
@@ -321,7 +345,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     result = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", key):
+        if not sep or not re.fullmatch(DOTTED_KEY, key):
             raise ConfigError(
                 f"override '{item}': expected KEY=VALUE with a dotted key, e.g. model.hidden=[128,64]"
             )
@@ -329,18 +353,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"override '{item}': the value is not valid YAML ({exc.problem})") from None
-        node = result
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(parts[: i + 1])
-                raise ConfigError(f"override '{item}': '{where}' is a value, not a section")
-            node = child
-        node[parts[-1]] = value
+        set_key(result, key, value, where=f"override '{item}'")
     return result
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set raw['a']['b'] = value for key 'a.b', creating sections on the way."""
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
 
 
 def _absolute(path: str | None, base: Path) -> str | None:

@@ -179,7 +179,8 @@ class Trainer:
                 self._track_best(record)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, record)
-            self.restore_best()
+            if self.config.train.restore_best:
+                self.restore_best()
         finally:
             # Also on an interrupt or a failure, so that a progress bar is closed.
             for cb in self.callbacks:
@@ -220,6 +221,11 @@ class Trainer:
         else:
             self.bad_epochs += 1
             self.stopped_early = stop is not None and self.bad_epochs >= stop.patience
+
+    @property
+    def saved_epoch(self) -> int:
+        """The epoch whose weights the model holds once fit() returns."""
+        return self.best_epoch if self.config.train.restore_best else self.epoch
 
     def restore_best(self) -> None:
         if self.best_state is not None:
