@@ -18,7 +18,7 @@ import torch
 
 from . import __version__
 from .checkpoint import CheckpointSaver, load_checkpoint, save_model
-from .config import Config, apply_overrides, build_config, load_config
+from .config import Config, apply_overrides, build_config, differences, load_config
 from .console import err
 from .data import Dataset, Preprocessor, load_dataset
 from .errors import ConfigError, RunError, TrainingError
@@ -148,20 +148,13 @@ def _check_resume(run_dir: Path, config: Config) -> Config:
     if (run_dir / MODEL_FILE).is_file() and read_json(run_dir / "summary.json").get(
             "status") == "completed":
         raise RunError(f"--resume {run_dir}: this run has already completed")
-    differ = _differences(saved.to_dict(), config.to_dict())
+    differ = differences(saved.to_dict(), config.to_dict())
     if differ:
         raise ConfigError(
             f"--resume {run_dir}: the config differs from the run's config.yaml at "
             f"{', '.join(differ[:5])}; a resumed run keeps its own settings"
         )
     return saved
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = dict.fromkeys([*a, *b])
-        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:

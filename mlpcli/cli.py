@@ -142,6 +142,81 @@ def predict(
     err.print(f"wrote {len(frame)} rows to {output}")
 
 
+@app.command()
+@handle_errors
+def sweep(
+    config: Path = typer.Argument(..., help="The base experiment's YAML file."),
+    overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides of the base config."),
+    hidden: str = typer.Option(None, "--hidden", help="Hidden widths to try, e.g. 8,16,32,64."),
+    depth: str = typer.Option(None, "--depth", help="Numbers of hidden layers, e.g. 1,2,3."),
+    grid: list[str] = typer.Option(None, "--grid", help="KEY=V1,V2,... (repeatable)."),
+    seeds: int = typer.Option(None, "--seeds", min=1, help="Repeat every point with N seeds."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Worker processes (default: cores)."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the sweep folder."),
+    name: str = typer.Option(None, "--name", help="Sweep folder name."),
+    resume: Path = typer.Option(None, "--resume", help="Continue this sweep: finished trials are kept."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Train a grid of variations of a config and compare them in one table and plot."""
+    from .sweep import run_sweep
+    from .sweep.grid import parse_values
+
+    result = run_sweep(
+        config, list(overrides or []),
+        hidden=parse_values(hidden, "--hidden") if hidden else None,
+        depth=parse_values(depth, "--depth") if depth else None,
+        grid=list(grid or []), seeds=seeds, workers=workers, out=out_dir, name=name,
+        resume=resume, quiet=quiet,
+    )
+    summary = result.summary
+    if as_json:
+        _print_json({"sweep_dir": str(result.sweep_dir), **summary})
+    else:
+        out.print(sweep_table(summary))
+        best = summary["best"]
+        if best:
+            metric = summary["main_metric"]
+            out.print(f"best: {_settings_text(best['settings'])}  val {metric} "
+                      f"{best[f'val_{metric}_mean']:.4f}")
+        out.print(f"{summary['completed']} of {summary['trials']} trials completed, "
+                  f"{summary['failed']} failed · {result.sweep_dir}")
+    if summary["failed"]:
+        for trial, reason in summary["failures"].items():
+            err.print(f"[red]{trial} failed:[/] {escape(reason)}", soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    """'hidden=[16] lr=0.01': the last part of each key, unless two keys would read the same."""
+    short = [k.rsplit(".", 1)[-1] for k in settings]
+    names = short if len(set(short)) == len(short) else list(settings)
+    return " ".join(f"{n}={v}" for n, v in zip(names, settings.values())) or "(base)"
+
+
+def sweep_table(summary: dict[str, Any]) -> Any:
+    """One row per grid point: settings, seeds finished, train and val metric (mean ± std)."""
+    from rich.table import Table
+
+    metric = summary["main_metric"]
+    table = Table(title=f"sweep {summary['name']}", show_edge=False, header_style="bold")
+    for column in ("settings", "seeds", "params", f"train {metric}", f"val {metric}", "val loss"):
+        table.add_column(column, justify="left" if column == "settings" else "right",
+                         no_wrap=column != "settings")
+
+    def cell(point: dict[str, Any], key: str) -> str:
+        if f"{key}_mean" not in point:
+            return "-"
+        return f"{point[f'{key}_mean']:.3f} ± {point[f'{key}_std']:.3f}"
+
+    for point in summary["points"]:
+        table.add_row(_settings_text(point["settings"]), f"{point['completed']}/{point['trials']}",
+                      f"{point.get('params', '-'):,}" if "params" in point else "-",
+                      cell(point, f"train_{metric}"), cell(point, f"val_{metric}"),
+                      cell(point, "val_loss"))
+    return table
+
+
 @config_app.command("show")
 @handle_errors
 def config_show(

@@ -81,6 +81,8 @@ class DataConfig(Section):
     test_split: float = Field(0.2, ge=0, lt=1)
     standardize: bool = True
     "Scale numeric features to zero mean and unit variance, fitted on the training split only."
+    seed: int | None = None
+    "Seed of the synthetic rows and the splits; default: the top-level seed."
 
 
     @field_validator("target", mode="before")
@@ -369,6 +371,14 @@ def set_key(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
             raise ConfigError(f"{where}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
         node = child
     node[parts[-1]] = value
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys at which two raw configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = dict.fromkeys([*a, *b])
+        return [d for k in keys for d in differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
 
 
 def _absolute(path: str | None, base: Path) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def loss_curve(
@@ -10,11 +11,7 @@ def loss_curve(
 ) -> Path:
     """Train and validation loss per epoch, and the headline validation metric beside them;
     a dashed line marks the best epoch (the weights that were kept)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     epochs = [r["epoch"] for r in history]
     has_metric = any(f"val_{metric}" in r for r in history)
     fig, axes = plt.subplots(1, 2 if has_metric else 1, figsize=(10 if has_metric else 5.5, 4))
@@ -23,7 +20,8 @@ def loss_curve(
     if any("val_loss" in r for r in history):
         axes[0].plot(epochs, [r.get("val_loss") for r in history], label="validation")
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
-    if all(r["train_loss"] > 0 for r in history):
+    losses = [r["train_loss"] for r in history]
+    if min(losses) > 0 and max(losses) / min(losses) > 20:  # a log scale only where it helps
         axes[0].set_yscale("log")
     axes[0].legend()
     if has_metric:
@@ -34,6 +32,83 @@ def loss_curve(
         if best_epoch:
             ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
     fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _series(points: list[dict[str, Any]], x_key: str) -> dict[str, list[dict[str, Any]]]:
+    """Points grouped into lines: same depth and same other settings, sorted along x."""
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for p in points:
+        others = [f"{k}={v}" for k, v in p["settings"].items() if k != "model.hidden"]
+        label = " ".join(([f"depth {p['depth']}"] if "depth" in p else []) + others)
+        lines.setdefault(label, []).append(p)
+    return {k: sorted(v, key=lambda p: p[x_key]) for k, v in lines.items()}
+
+
+def sweep_curves(points: list[dict[str, Any]], path: Path, metric: str, x_key: str,
+                 title: str) -> Path:
+    """Train (solid) and validation (dashed) loss and metric against width or parameter count,
+    mean over seeds with a band of one standard deviation."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, line) in enumerate(_series(points, x_key).items()):
+        colour = colours[i % len(colours)]
+        xs = [p[x_key] for p in line]
+        for ax, name in zip(axes, ("loss", metric)):
+            for split, style in (("train", "-"), ("val", "--")):
+                mean = [p.get(f"{split}_{name}_mean", float("nan")) for p in line]
+                std = [p.get(f"{split}_{name}_std", 0.0) for p in line]
+                ax.plot(xs, mean, style, marker="o", color=colour,
+                        label=f"{split} {label}".strip())
+                ax.fill_between(xs, [m - s for m, s in zip(mean, std)],
+                                [m + s for m, s in zip(mean, std)], color=colour, alpha=0.15)
+    xlabel = "hidden units per layer" if x_key == "width" else "parameters"
+    widths = sorted({p[x_key] for p in points})
+    for ax, name in zip(axes, ("loss", metric)):
+        ax.set_xscale("log", base=2 if x_key == "width" else 10)
+        if x_key == "width":
+            ax.set_xticks(widths, [str(w) for w in widths])
+            ax.minorticks_off()
+        ax.set(xlabel=xlabel, ylabel=name, title=f"{name}: train (solid) and validation (dashed)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: str) -> Path:
+    """Train and validation metric per grid point, mean over seeds with one-std error bars."""
+    plt = _pyplot()
+    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in p["settings"].items()) or "base"
+              for p in points]
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.6 * len(points) + 2), 4.5))
+    xs = range(len(points))
+    for split, marker in (("train", "o"), ("val", "s")):
+        ax.errorbar(xs, [p.get(f"{split}_{metric}_mean", float("nan")) for p in points],
+                    yerr=[p.get(f"{split}_{metric}_std", 0.0) for p in points],
+                    fmt=marker, capsize=3, label=split)
+    ax.set_xticks(list(xs), labels, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel=metric, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

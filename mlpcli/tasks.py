@@ -105,14 +105,15 @@ def compute_metrics(
         pred, true = outputs.argmax(dim=1), targets
         n_classes = outputs.shape[1]
     return {"accuracy": (pred == true).to(wide).mean(),
-            "f1_macro": f1_macro(pred, true, n_classes).to(wide)}
+            "f1_macro": f1_macro(pred, true, n_classes)}
 
 
 def f1_macro(pred: torch.Tensor, true: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Mean F1 over the classes present in either predictions or targets (as scikit-learn)."""
-    tp = torch.bincount(true[pred == true], minlength=n_classes).float()
-    predicted = torch.bincount(pred, minlength=n_classes).float()
-    actual = torch.bincount(true, minlength=n_classes).float()
+    wide = wide_dtype(pred.device)
+    tp = torch.bincount(true[pred == true], minlength=n_classes).to(wide)
+    predicted = torch.bincount(pred, minlength=n_classes).to(wide)
+    actual = torch.bincount(true, minlength=n_classes).to(wide)
     present = (predicted + actual) > 0
     f1 = 2 * tp / (predicted + actual).clamp_min(1)
     return f1[present].mean()

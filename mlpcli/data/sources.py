@@ -70,10 +70,15 @@ def feature_columns(data: DataConfig, frame: pd.DataFrame, targets: list[str]) -
     return list(data.features)
 
 
+def data_seed(config: Config) -> int:
+    return config.data.seed if config.data.seed is not None else config.seed
+
+
 def load_dataset(config: Config) -> Dataset:
     """Read the source, choose columns and task, and split (stratified for classes)."""
     data = config.data
-    frame = read_source(data, config.seed)
+    seed = data_seed(config)
+    frame = read_source(data, seed)
     targets = target_columns(data, frame)
     features = feature_columns(data, frame, targets)
     if not features:
@@ -97,11 +102,11 @@ def load_dataset(config: Config) -> Dataset:
     rest = frame
     test = extra.get("test_path")
     if test is None:
-        rest, test = split_frame(rest, data.test_split, config.seed, strata(rest))
+        rest, test = split_frame(rest, data.test_split, seed, strata(rest))
     val = extra.get("val_path")
     if val is None:
         fraction = data.val_split / (1 - (0 if "test_path" in extra else data.test_split))
-        rest, val = split_frame(rest, fraction, config.seed + 1, strata(rest))
+        rest, val = split_frame(rest, fraction, seed + 1, strata(rest))
     if len(rest) == 0:
         raise DataError(f"{data.path or data.source}: no rows are left for training")
     return Dataset(rest, val, test, features, targets, task)
