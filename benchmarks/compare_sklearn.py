@@ -102,12 +102,30 @@ class Workload:
 SETTINGS = {"hidden": [16], "lr": 1e-3, "batch_size": 32, "epochs": 100}
 
 WORKLOADS = [
-    Workload("penguins-species", ["species"], "classification", "csv",
-             metrics=["accuracy", "f1_macro"], **SETTINGS),
-    Workload("penguins-species", ["species"], "classification", "parquet",
-             metrics=["accuracy", "f1_macro"], **SETTINGS),
-    Workload("penguins-size", ["body_mass_g", "flipper_length_mm"], "regression", "csv",
-             metrics=["r2", "rmse"], **SETTINGS),
+    Workload(
+        "penguins-species",
+        ["species"],
+        "classification",
+        "csv",
+        metrics=["accuracy", "f1_macro"],
+        **SETTINGS,
+    ),
+    Workload(
+        "penguins-species",
+        ["species"],
+        "classification",
+        "parquet",
+        metrics=["accuracy", "f1_macro"],
+        **SETTINGS,
+    ),
+    Workload(
+        "penguins-size",
+        ["body_mass_g", "flipper_length_mm"],
+        "regression",
+        "csv",
+        metrics=["r2", "rmse"],
+        **SETTINGS,
+    ),
 ]
 
 # ---------------------------------------------------------------- data and configs
@@ -121,8 +139,9 @@ def penguins() -> pd.DataFrame:
 
 def write_split(frame: pd.DataFrame, folder: Path, fmt: str) -> tuple[Path, Path]:
     """One fixed, stratified train/test split, written in the workload's file format."""
-    train, test = train_test_split(frame, test_size=TEST_FRACTION, random_state=SPLIT_SEED,
-                                   stratify=frame["species"])
+    train, test = train_test_split(
+        frame, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=frame["species"]
+    )
     folder.mkdir(parents=True, exist_ok=True)
     paths = folder / f"train.{fmt}", folder / f"test.{fmt}"
     for part, path in zip((train, test), paths):
@@ -155,8 +174,12 @@ def write_config(work: Workload, folder: Path, train_file: Path) -> Path:
         "model": {"hidden": work.hidden, "activation": "relu"},
         "optim": {"name": "adam", "lr": work.lr, "weight_decay": 0.0},
         "schedule": {"name": "none"},
-        "train": {"epochs": work.epochs, "batch_size": work.batch_size,
-                  "early_stopping": None, "device": "cpu"},
+        "train": {
+            "epochs": work.epochs,
+            "batch_size": work.batch_size,
+            "early_stopping": None,
+            "device": "cpu",
+        },
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -176,8 +199,20 @@ def mlp(*args: str) -> str:
 
 def run_mlpcli(config: Path, test_file: Path, seed: int, runs: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    summary = json.loads(mlp("train", str(config), "--seed", str(seed), "--out", str(runs),
-                             "--name", f"seed{seed}", "--json", "-q"))
+    summary = json.loads(
+        mlp(
+            "train",
+            str(config),
+            "--seed",
+            str(seed),
+            "--out",
+            str(runs),
+            "--name",
+            f"seed{seed}",
+            "--json",
+            "-q",
+        )
+    )
     metrics = json.loads(mlp("eval", summary["run_dir"], "--data", str(test_file), "--json"))
     return {
         "metrics": metrics,
@@ -194,13 +229,16 @@ def score(work: Workload, truth: pd.DataFrame, predicted: np.ndarray) -> dict[st
     y = truth[work.targets].to_numpy()
     if work.task == "classification":
         y = y[:, 0]
-        return {"accuracy": accuracy_score(y, predicted),
-                "f1_macro": f1_score(y, predicted, average="macro")}
+        return {
+            "accuracy": accuracy_score(y, predicted),
+            "f1_macro": f1_score(y, predicted, average="macro"),
+        }
     return {"r2": r2_score(y, predicted), "rmse": root_mean_squared_error(y, predicted)}
 
 
-def check_predict(work: Workload, run_dir: str, test_file: Path, reported: dict[str, float],
-                  folder: Path) -> dict[str, float]:
+def check_predict(
+    work: Workload, run_dir: str, test_file: Path, reported: dict[str, float], folder: Path
+) -> dict[str, float]:
     """Score `mlp predict` output with sklearn.metrics; the gap to `mlp eval`, per metric."""
     out = folder / f"predictions.{work.fmt}"
     out.unlink(missing_ok=True)
@@ -220,19 +258,29 @@ def features_transformer(frame: pd.DataFrame, targets: list[str]) -> ColumnTrans
     features = [c for c in frame.columns if c not in targets]
     categorical = [c for c in features if c in CATEGORICAL]
     numeric = [c for c in features if c not in CATEGORICAL]
-    return ColumnTransformer([
-        ("categorical", OneHotEncoder(sparse_output=False), categorical),
-        ("numeric", StandardScaler(), numeric),
-    ])
+    return ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(sparse_output=False), categorical),
+            ("numeric", StandardScaler(), numeric),
+        ]
+    )
 
 
 def sklearn_model(work: Workload, seed: int) -> MLPClassifier | MLPRegressor:
     cls = MLPClassifier if work.task == "classification" else MLPRegressor
     return cls(
-        hidden_layer_sizes=tuple(work.hidden), activation="relu", solver="adam",
-        learning_rate_init=work.lr, batch_size=work.batch_size, max_iter=work.epochs,
-        alpha=0.0, early_stopping=False, tol=0.0, n_iter_no_change=work.epochs + 1,
-        shuffle=True, random_state=seed,
+        hidden_layer_sizes=tuple(work.hidden),
+        activation="relu",
+        solver="adam",
+        learning_rate_init=work.lr,
+        batch_size=work.batch_size,
+        max_iter=work.epochs,
+        alpha=0.0,
+        early_stopping=False,
+        tol=0.0,
+        n_iter_no_change=work.epochs + 1,
+        shuffle=True,
+        random_state=seed,
     )
 
 
@@ -251,8 +299,11 @@ def run_sklearn(work: Workload, train_file: Path, test_file: Path, seed: int) ->
             y_scaler = StandardScaler().fit(train[work.targets].to_numpy())
             model.fit(x_train, y_scaler.transform(train[work.targets].to_numpy()))
             predicted = y_scaler.inverse_transform(model.predict(x_test))
-    return {"metrics": score(work, test, predicted), "seconds": time.perf_counter() - started,
-            "epochs_run": model.n_iter_}
+    return {
+        "metrics": score(work, test, predicted),
+        "seconds": time.perf_counter() - started,
+        "epochs_run": model.n_iter_,
+    }
 
 
 # ---------------------------------------------------------------- the comparison
@@ -274,9 +325,15 @@ def compare(work: Workload, data: pd.DataFrame, root: Path, seeds: int) -> dict[
         "workload": label,
         "folder": str(folder),
         "rows": {"train": len(read(train_file)), "test": len(read(test_file))},
-        "settings": {"hidden": work.hidden, "activation": "relu", "optimizer": "adam",
-                     "lr": work.lr, "batch_size": work.batch_size, "epochs": work.epochs,
-                     "l2": 0.0},
+        "settings": {
+            "hidden": work.hidden,
+            "activation": "relu",
+            "optimizer": "adam",
+            "lr": work.lr,
+            "batch_size": work.batch_size,
+            "epochs": work.epochs,
+            "l2": 0.0,
+        },
         "metrics": work.metrics,
         "mlpcli": ours,
         "sklearn": theirs,
@@ -306,10 +363,14 @@ def table(results: list[dict[str, Any]]) -> str:
     for result in results:
         for metric in result["metrics"]:
             ours, theirs = mean(result["mlpcli"], metric), mean(result["sklearn"], metric)
-            lines.append(f"{result['workload']:<30} {metric:<9} {ours:>10.4f} {theirs:>10.4f} "
-                         f"{difference(ours, theirs):>+9.4f}  {better(metric, ours, theirs)}")
-    lines += ["", f"{'wall time, all seeds (s)':<30} {'mlpcli CLI':>11} {'mlpcli loop':>12} "
-                  f"{'sklearn':>9}"]
+            lines.append(
+                f"{result['workload']:<30} {metric:<9} {ours:>10.4f} {theirs:>10.4f} "
+                f"{difference(ours, theirs):>+9.4f}  {better(metric, ours, theirs)}"
+            )
+    lines += [
+        "",
+        f"{'wall time, all seeds (s)':<30} {'mlpcli CLI':>11} {'mlpcli loop':>12} {'sklearn':>9}",
+    ]
     for result in results:
         cli = sum(r["seconds"] for r in result["mlpcli"])
         loop = sum(r["train_seconds"] for r in result["mlpcli"])
@@ -322,8 +383,11 @@ def summarise(results: list[dict[str, Any]]) -> None:
     """Add per-metric means and differences to each result, for results.json."""
     for result in results:
         result["mean"] = {
-            m: {"mlpcli": mean(result["mlpcli"], m), "sklearn": mean(result["sklearn"], m),
-                "diff": mean(result["mlpcli"], m) - mean(result["sklearn"], m)}
+            m: {
+                "mlpcli": mean(result["mlpcli"], m),
+                "sklearn": mean(result["sklearn"], m),
+                "diff": mean(result["mlpcli"], m) - mean(result["sklearn"], m),
+            }
             for m in result["metrics"]
         }
 
@@ -337,24 +401,38 @@ def report(results: list[dict[str, Any]], n_rows: int, seeds: int, threads: int 
     ]
     for r in results:
         s = r["settings"]
-        lines.append(f"  {r['workload']}: hidden {s['hidden']} relu, adam lr {s['lr']:g}, "
-                     f"batch {s['batch_size']}, {s['epochs']} epochs, no L2; "
-                     f"{r['rows']['train']} train / {r['rows']['test']} test rows")
+        lines.append(
+            f"  {r['workload']}: hidden {s['hidden']} relu, adam lr {s['lr']:g}, "
+            f"batch {s['batch_size']}, {s['epochs']} epochs, no L2; "
+            f"{r['rows']['train']} train / {r['rows']['test']} test rows"
+        )
     gap = max(r["eval_vs_predict_max_gap"] for r in results)
-    lines += ["", table(results), "",
-              f"mlp eval against sklearn.metrics on mlp predict output: largest gap {gap:.1e}",
-              f"CPU threads: {threads or 'library defaults'}"]
+    lines += [
+        "",
+        table(results),
+        "",
+        f"mlp eval against sklearn.metrics on mlp predict output: largest gap {gap:.1e}",
+        f"CPU threads: {threads or 'library defaults'}",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for data, configs, runs and results.json "
-                        "(default: a new temporary folder, kept)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for data, configs, runs and results.json "
+        "(default: a new temporary folder, kept)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="model seeds per side (default 3)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for both sides (default: each library's own choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for both sides (default: each library's own choice)",
+    )
     args = parser.parse_args(argv)
 
     root = (args.out or Path(tempfile.mkdtemp(prefix="mlpcli-vs-sklearn-"))).resolve()
@@ -370,8 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report(results, len(data), args.seeds, args.threads))
     print(f"total {time.perf_counter() - started:.1f} s")
     out = root / "results.json"
-    out.write_text(json.dumps({"seeds": args.seeds, "threads": args.threads, "results": results},
-                              indent=2))
+    out.write_text(
+        json.dumps({"seeds": args.seeds, "threads": args.threads, "results": results}, indent=2)
+    )
     print(f"results: {out}")
     return 0
 

@@ -1,8 +1,8 @@
 """The typed Python API the CLI calls: train a config into a run folder.
 
-    result = mlpcli.train("configs/moons.yaml", ["model.hidden=[32]"])
-    model = mlpcli.load(result.run_dir)
-    model.predict(frame)
+result = mlpcli.train("configs/moons.yaml", ["model.hidden=[32]"])
+model = mlpcli.load(result.run_dir)
+model.predict(frame)
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from typing import Any
 import torch
 
 from . import __version__
+from .atomic import write_text_atomic
 from .checkpoint import CheckpointSaver, load_checkpoint, save_model
 from .config import Config, apply_overrides, build_config, differences, load_config
-from .console import err
 from .data import Dataset, Preprocessor, load_dataset
 from .errors import ConfigError, RunError, TrainingError
 from .evaluate import MODEL_FILE
 from .model import build_mlp, count_parameters, resolve_device
 from .plots import loss_curve
 from .progress import Progress
-from .runs import MetricsCsv, create_run_dir, read_json, write_json
+from .runs import MetricsCsv, check_name_free, create_run_dir, read_json, run_lock, write_json
 from .tasks import check_monitor, main_metric, make_loss
-from .trainer import Callback, Split, Trainer, evaluate, read_floats
+from .trainer import Callback, Split, Trainer, evaluate, read_floats, target_scale
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -65,7 +65,11 @@ def prepare(config: Config, dataset: Dataset | None = None) -> Session:
     dataset = dataset or load_dataset(config)
     where = config.data.path or config.data.source
     prep = Preprocessor.fit(
-        dataset.train, dataset.features, dataset.targets, dataset.task, config.data.standardize,
+        dataset.train,
+        dataset.features,
+        dataset.targets,
+        dataset.task,
+        config.data.standardize,
         where=f"{where} (train split)",
     )
     loss_fn = make_loss(config, dataset.task)
@@ -73,15 +77,20 @@ def prepare(config: Config, dataset: Dataset | None = None) -> Session:
     device = resolve_device(config.train.device)
     splits = {
         name: Split.from_frame(prep, dataset.split(name), device, f"{where} ({name} split)")
-        for name in ("train", "val", "test") if len(dataset.split(name))
+        for name in ("train", "val", "test")
+        if len(dataset.split(name))
     }
     torch.manual_seed(config.seed)
     model = build_mlp(config.model, prep.in_dim, prep.out_dim).to(device)
-    scale = None
-    if dataset.task == "regression":
-        scale = torch.tensor(prep.target_scale, device=device)
-    trainer = Trainer(config, model, loss_fn, dataset.task, splits["train"], splits.get("val"),
-                      scale)
+    trainer = Trainer(
+        config,
+        model,
+        loss_fn,
+        dataset.task,
+        splits["train"],
+        splits.get("val"),
+        target_scale(prep, device),
+    )
     return Session(config, dataset, prep, trainer, splits)
 
 
@@ -103,41 +112,60 @@ def train(
     """
     started = time.perf_counter()
     config = _load(config, overrides)
-    if resume is not None:
-        run_dir = Path(resume)
+    if resume is None:
+        if name is not None:
+            check_name_free(Path(out), name)
+        session = prepare(config, dataset)
+        run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
+        write_text_atomic(run_dir / "config.yaml", config.to_yaml())
+        summary = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        with run_lock(run_dir):
+            return _run(session, run_dir, summary, started, quiet, callbacks)
+    run_dir = Path(resume)
+    if not run_dir.is_dir():
+        raise RunError(f"--resume {run_dir}: no such run folder")
+    with run_lock(run_dir):
         config = _check_resume(run_dir, config)
         # Stopped before the first epoch ended: nothing to load, start the run afresh in place.
-        state = load_checkpoint(run_dir / CHECKPOINT) if (run_dir / CHECKPOINT).exists() else None
-    session = prepare(config, dataset)
+        checkpoint = run_dir / CHECKPOINT
+        state = load_checkpoint(checkpoint) if checkpoint.exists() else None
+        session = prepare(config, dataset)
+        if state is not None:
+            session.trainer.load_state_dict(state)
+        summary = read_json(run_dir / "summary.json")
+        return _run(session, run_dir, summary, started, quiet, callbacks)
+
+
+def _run(
+    session: Session,
+    run_dir: Path,
+    summary: dict[str, Any],
+    started: float,
+    quiet: bool,
+    callbacks: list[Callback],
+) -> TrainResult:
+    """Fit with the run folder's callbacks and finish the folder however fitting ends."""
     trainer = session.trainer
-    if resume is None:
-        run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
-        (run_dir / "config.yaml").write_text(config.to_yaml())
-    elif state is not None:
-        trainer.load_state_dict(state)
-    metric = main_metric(session.dataset.task)
     trainer.callbacks = [
         MetricsCsv(run_dir / "metrics.csv"),
         CheckpointSaver(run_dir / CHECKPOINT),
-        Progress(metric, quiet=quiet),
+        Progress(main_metric(session.dataset.task), quiet=quiet),
         *callbacks,
     ]
-    summary = read_json(run_dir / "summary.json") if resume is not None else {
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json(run_dir / "summary.json", {**summary, **_summary(session, run_dir, "running")})
     try:
         trainer.fit()
-    except TrainingError:
+    except TrainingError as exc:
         _finish(session, run_dir, "failed", started)
-        raise
-    except KeyboardInterrupt:
+        raise TrainingError(f"{exc} (run folder: {run_dir})") from None
+    except KeyboardInterrupt as exc:
         _finish(session, run_dir, "stopped", started, final=False)
+        exc.resume_hint = f"mlp train {run_dir / 'config.yaml'} --resume {run_dir}"  # type: ignore[attr-defined]
         raise
     except BaseException:
         _finish(session, run_dir, "failed", started, final=False)
         raise
-    summary = _finish(session, run_dir, "completed", started)
-    return TrainResult(run_dir, summary)
+    return TrainResult(run_dir, _finish(session, run_dir, "completed", started))
 
 
 def _check_resume(run_dir: Path, config: Config) -> Config:
@@ -146,7 +174,8 @@ def _check_resume(run_dir: Path, config: Config) -> Config:
         raise RunError(f"--resume {run_dir}: not a run folder (no config.yaml)")
     saved = load_config(run_dir / "config.yaml")
     if (run_dir / MODEL_FILE).is_file() and read_json(run_dir / "summary.json").get(
-            "status") == "completed":
+        "status"
+    ) == "completed":
         raise RunError(f"--resume {run_dir}: this run has already completed")
     differ = differences(saved.to_dict(), config.to_dict())
     if differ:
@@ -172,13 +201,17 @@ def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
         "params": count_parameters(trainer.model),
         "device": str(trainer.device),
         "rows": {name: len(split) for name, split in session.splits.items()},
-        "versions": {"mlpcli": __version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "mlpcli": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
     }
 
 
-def _finish(session: Session, run_dir: Path, status: str, started: float,
-            final: bool = True) -> dict[str, Any]:
+def _finish(
+    session: Session, run_dir: Path, status: str, started: float, final: bool = True
+) -> dict[str, Any]:
     """Score the best weights on every split, save the model, plot, and write summary.json."""
     trainer = session.trainer
     if status != "completed" or session.config.train.restore_best:
@@ -187,24 +220,28 @@ def _finish(session: Session, run_dir: Path, status: str, started: float,
     if final and trainer.best_state is not None:
         metrics = {}
         for name, split in session.splits.items():
-            values = evaluate(trainer.model, trainer.loss_fn, trainer.task, split,
-                              trainer.target_scale)
+            values = evaluate(
+                trainer.model, trainer.loss_fn, trainer.task, split, trainer.target_scale
+            )
             metrics[name] = read_floats(values)
         summary["metrics"] = metrics
         save_model(run_dir / MODEL_FILE, trainer.model, _model_metadata(session))
     if trainer.history:
-        loss_curve(trainer.history, run_dir / "plots" / "loss.png",
-                   main_metric(session.dataset.task), run_dir.name, trainer.best_epoch)
+        loss_curve(
+            trainer.history,
+            run_dir / "plots" / "loss.png",
+            main_metric(session.dataset.task),
+            run_dir.name,
+            trainer.best_epoch,
+        )
     n_train = len(session.splits["train"])
     summary.update(
-        seconds=round(time.perf_counter() - started, 3),
+        # A resumed run adds this process's time to the earlier ones'.
+        seconds=round(summary.get("seconds", 0.0) + time.perf_counter() - started, 3),
         train_seconds=round(trainer.train_seconds, 3),
         samples_per_second=round(trainer.epoch * n_train / max(trainer.train_seconds, 1e-9), 1),
     )
     write_json(run_dir / "summary.json", summary)
-    if status == "stopped":
-        err.print(f"[yellow]interrupted[/] after epoch {trainer.epoch}; continue with: "
-                  f"mlp train {run_dir / 'config.yaml'} --resume {run_dir}")
     return summary
 
 

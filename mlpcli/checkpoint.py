@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
+from .callbacks import Callback
 from .errors import CheckpointError
-from .trainer import Callback, Trainer
+from .trainer import Trainer
 
 MODEL_FORMAT = "mlpcli-model"
 CHECKPOINT_FORMAT = "mlpcli-checkpoint"
@@ -101,7 +102,11 @@ class CheckpointSaver(Callback):
         self.last_write = time.monotonic()
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
-        self.snapshot = copy.deepcopy(trainer.state_dict())
+        state = trainer.state_dict()
+        # History only grows and the best weights are replaced, never changed in place, so
+        # only the live weights, optimiser, schedule and RNG states need copying.
+        history, best = state.pop("history"), state.pop("best")
+        self.snapshot = {**copy.deepcopy(state), "history": list(history), "best": best}
         if time.monotonic() - self.last_write >= self.every:
             self.flush()
 

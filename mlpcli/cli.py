@@ -56,8 +56,12 @@ def handle_errors(command: F) -> F:
                 err.print_exception()
             err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
+        except KeyboardInterrupt as exc:
+            hint = getattr(exc, "resume_hint", None)
+            err.print(
+                "[yellow]interrupted[/]" + (f"; continue with: {escape(hint)}" if hint else ""),
+                soft_wrap=True,
+            )
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
@@ -118,8 +122,10 @@ def eval_(
     if as_json:
         _print_json(metrics)
         return
-    label = str(data) if data is not None else split
-    out.print(metrics_table({"test": metrics}, title=f"{run} on {label}"))
+    label = str(data) if data is not None else f"its {split} split"
+    out.print(
+        metrics_table({"data" if data is not None else split: metrics}, title=f"{run} on {label}")
+    )
 
 
 @app.command()
@@ -131,9 +137,11 @@ def predict(
     proba: bool = typer.Option(False, "--proba", help="Add class probability columns."),
 ) -> None:
     """Predict the target for every row of a file; prints CSV unless -o is given."""
-    from .data.files import write_table
+    from .data.files import check_output, write_table
     from .evaluate import predict_file
 
+    if output is not None:
+        check_output(output)  # before the work, not after it
     frame = predict_file(run, input_path, proba=proba)
     if output is None:
         frame.to_csv(sys.stdout, index=False)
@@ -151,10 +159,14 @@ def sweep(
     depth: str = typer.Option(None, "--depth", help="Numbers of hidden layers, e.g. 1,2,3."),
     grid: list[str] = typer.Option(None, "--grid", help="KEY=V1,V2,... (repeatable)."),
     seeds: int = typer.Option(None, "--seeds", min=1, help="Repeat every point with N seeds."),
-    workers: int = typer.Option(None, "--workers", min=1, help="Worker processes (default: cores)."),
+    workers: int = typer.Option(
+        None, "--workers", min=1, help="Worker processes (default: cores)."
+    ),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for the sweep folder."),
     name: str = typer.Option(None, "--name", help="Sweep folder name."),
-    resume: Path = typer.Option(None, "--resume", help="Continue this sweep: finished trials are kept."),
+    resume: Path = typer.Option(
+        None, "--resume", help="Continue this sweep: finished trials are kept."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
@@ -163,11 +175,17 @@ def sweep(
     from .sweep.grid import parse_values
 
     result = run_sweep(
-        config, list(overrides or []),
+        config,
+        list(overrides or []),
         hidden=parse_values(hidden, "--hidden") if hidden else None,
         depth=parse_values(depth, "--depth") if depth else None,
-        grid=list(grid or []), seeds=seeds, workers=workers, out=out_dir, name=name,
-        resume=resume, quiet=quiet,
+        grid=list(grid or []),
+        seeds=seeds,
+        workers=workers,
+        out=out_dir,
+        name=name,
+        resume=resume,
+        quiet=quiet,
     )
     summary = result.summary
     if as_json:
@@ -177,10 +195,14 @@ def sweep(
         best = summary["best"]
         if best:
             metric = summary["main_metric"]
-            out.print(f"best: {_settings_text(best['settings'])}  val {metric} "
-                      f"{best[f'val_{metric}_mean']:.4f}")
-        out.print(f"{summary['completed']} of {summary['trials']} trials completed, "
-                  f"{summary['failed']} failed · {result.sweep_dir}")
+            out.print(
+                f"best: {_settings_text(best['settings'])}  val {metric} "
+                f"{best[f'val_{metric}_mean']:.4f}"
+            )
+        out.print(
+            f"{summary['completed']} of {summary['trials']} trials completed, "
+            f"{summary['failed']} failed · {result.sweep_dir}"
+        )
     if summary["failed"]:
         for trial, reason in summary["failures"].items():
             err.print(f"[red]{trial} failed:[/] {escape(reason)}", soft_wrap=True)
@@ -201,8 +223,11 @@ def sweep_table(summary: dict[str, Any]) -> Any:
     metric = summary["main_metric"]
     table = Table(title=f"sweep {summary['name']}", show_edge=False, header_style="bold")
     for column in ("settings", "seeds", "params", f"train {metric}", f"val {metric}", "val loss"):
-        table.add_column(column, justify="left" if column == "settings" else "right",
-                         no_wrap=column != "settings")
+        table.add_column(
+            column,
+            justify="left" if column == "settings" else "right",
+            no_wrap=column != "settings",
+        )
 
     def cell(point: dict[str, Any], key: str) -> str:
         if f"{key}_mean" not in point:
@@ -210,10 +235,14 @@ def sweep_table(summary: dict[str, Any]) -> Any:
         return f"{point[f'{key}_mean']:.3f} ± {point[f'{key}_std']:.3f}"
 
     for point in summary["points"]:
-        table.add_row(_settings_text(point["settings"]), f"{point['completed']}/{point['trials']}",
-                      f"{point.get('params', '-'):,}" if "params" in point else "-",
-                      cell(point, f"train_{metric}"), cell(point, f"val_{metric}"),
-                      cell(point, "val_loss"))
+        table.add_row(
+            _settings_text(point["settings"]),
+            f"{point['completed']}/{point['trials']}",
+            f"{point.get('params', '-'):,}" if "params" in point else "-",
+            cell(point, f"train_{metric}"),
+            cell(point, f"val_{metric}"),
+            cell(point, "val_loss"),
+        )
     return table
 
 

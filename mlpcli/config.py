@@ -57,7 +57,8 @@ def one_of(what: str, choices: Any) -> AfterValidator:
 
 class Section(BaseModel):
     # Unknown keys are errors: a typo must never be silently ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Booleans are not numbers here, and inf / nan are no setting's value.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -73,7 +74,7 @@ class DataConfig(Section):
     "Target column, or a list of columns for multi-label and multi-output tasks."
     features: list[str] | None = None
     "Feature columns; default: every column that is not a target."
-    n_samples: int = Field(1000, gt=0)
+    n_samples: StrictInt = Field(1000, gt=0)
     "Rows drawn from a synthetic source."
     noise: float = Field(0.1, ge=0)
     "Noise level of a synthetic source."
@@ -81,20 +82,21 @@ class DataConfig(Section):
     test_split: float = Field(0.2, ge=0, lt=1)
     standardize: bool = True
     "Scale numeric features to zero mean and unit variance, fitted on the training split only."
-    seed: int | None = None
+    seed: StrictInt | None = None
     "Seed of the synthetic rows and the splits; default: the top-level seed."
-
 
     @field_validator("target", mode="before")
     @classmethod
     def _target_form(cls, value: Any) -> Any:
         # One message instead of pydantic's one per member of the union.
-        if value is None or isinstance(value, str) or (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if (
+            value is None
+            or (isinstance(value, str) and value)
+            or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))
         ):
             return value
         raise ValueError(
-            f"data.target: expected a column name or a list of column names, got {value!r}"
+            f"data.target: expected a column name or a non-empty list of names, got {value!r}"
         )
 
     @model_validator(mode="after")
@@ -108,7 +110,9 @@ class DataConfig(Section):
                         f"data.{key}: only file sources ({', '.join(FILE_SOURCES)}) read it; "
                         f"data.source is '{self.source}'"
                     )
-        splits = (0 if self.val_path else self.val_split) + (0 if self.test_path else self.test_split)
+        splits = (0 if self.val_path else self.val_split) + (
+            0 if self.test_path else self.test_split
+        )
         if splits >= 1:
             raise ValueError("data.val_split + data.test_split must leave rows for training (< 1)")
         return self
@@ -133,12 +137,21 @@ def check_activation(spec: Any) -> None:
             continue
         if key not in defaults:
             accepted = ", ".join(defaults) or "none"
-            raise ValueError(unknown(f"parameter of {name}", key, defaults) if defaults
-                             else f"{name} takes no parameters (got '{key}'); accepted: {accepted}")
+            raise ValueError(
+                unknown(f"parameter of {name}", key, defaults)
+                if defaults
+                else f"{name} takes no parameters (got '{key}'); accepted: {accepted}"
+            )
         want = type(defaults[key])
-        ok = isinstance(value, bool) if want is bool else (
-            isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+        ok = (
+            isinstance(value, bool)
+            if want is bool
+            else (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+        )
         if not ok:
             kind = want.__name__ if want is bool else f"finite {want.__name__}"
             raise ValueError(f"{name}.{key} must be a {kind}, got {value!r}")
@@ -169,7 +182,6 @@ class ModelConfig(Section):
             check_activation(spec)
         return value
 
-
     @model_validator(mode="after")
     def _one_activation_per_layer(self) -> ModelConfig:
         if isinstance(self.activation, list) and len(self.activation) != len(self.hidden):
@@ -181,8 +193,11 @@ class ModelConfig(Section):
 
     def activations(self) -> list[dict[str, Any]]:
         """One {name: ..., params...} mapping per hidden layer."""
-        specs = self.activation if isinstance(self.activation, list) else [self.activation] * len(
-            self.hidden)
+        specs = (
+            self.activation
+            if isinstance(self.activation, list)
+            else [self.activation] * len(self.hidden)
+        )
         return [{"name": s} if isinstance(s, str) else dict(s) for s in specs]
 
 
@@ -194,7 +209,6 @@ class OptimConfig(Section):
     "sgd and rmsprop only."
     nesterov: bool = False
     "sgd only; needs momentum > 0."
-
 
     @model_validator(mode="after")
     def _options_fit(self) -> OptimConfig:
@@ -208,7 +222,7 @@ class OptimConfig(Section):
 
 class ScheduleConfig(Section):
     name: Annotated[str, one_of("schedule", SCHEDULES)] = "none"
-    step_size: int = Field(30, gt=0)
+    step_size: StrictInt = Field(30, gt=0)
     "step: epochs between decays."
     gamma: float = Field(0.1, gt=0, le=1)
     "step: factor applied every step_size epochs."
@@ -216,13 +230,12 @@ class ScheduleConfig(Section):
     "cosine and plateau: the floor of the learning rate."
     factor: float = Field(0.1, gt=0, lt=1)
     "plateau: factor applied when val_loss stops improving."
-    patience: int = Field(10, ge=0)
+    patience: StrictInt = Field(10, ge=0)
     "plateau: epochs without improvement before a decay."
 
 
-
 class EarlyStoppingConfig(Section):
-    patience: int = Field(10, gt=0)
+    patience: StrictInt = Field(10, gt=0)
     monitor: str = "val_loss"
     "val_loss, train_loss, or val_<metric> (e.g. val_accuracy); its direction follows the metric."
     min_delta: float = Field(0.0, ge=0)
@@ -241,8 +254,8 @@ class EarlyStoppingConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(100, gt=0)
-    batch_size: int = Field(64, gt=0)
+    epochs: StrictInt = Field(100, gt=0)
+    batch_size: StrictInt = Field(64, gt=0)
     early_stopping: EarlyStoppingConfig | None = None
     grad_clip: float | None = Field(None, gt=0)
     "Largest gradient norm; null for none."
@@ -263,9 +276,9 @@ class SweepConfig(Section):
     "Dotted keys and their values; every combination is a trial."
     zip: dict[str, list[Any]] = Field(default_factory=dict)
     "Dotted keys whose values vary together: the i-th value of each list makes one point."
-    seeds: int = Field(1, gt=0)
+    seeds: StrictInt = Field(1, gt=0)
     "Repeat every point with seeds seed, seed+1, ... to see the spread."
-    workers: int | None = Field(None, gt=0)
+    workers: StrictInt | None = Field(None, gt=0)
     "Local worker processes; default: one per CPU core."
 
     @field_validator("grid", "zip")
@@ -280,7 +293,7 @@ class SweepConfig(Section):
 class Config(Section):
     name: str | None = None
     "Run name prefix; default: the config file's stem."
-    seed: int = 0
+    seed: StrictInt = 0
     task: TaskName = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -290,7 +303,6 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     "What `mlp sweep` varies; `mlp train` ignores it."
-
 
     @model_validator(mode="after")
     def _loss_fits_task(self) -> Config:
@@ -327,7 +339,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.__class__.__name__})") from None
+        raise ConfigError(
+            f"{path}: cannot read the config file ({exc.__class__.__name__})"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -354,7 +368,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{item}': the value is not valid YAML ({exc.problem})") from None
+            raise ConfigError(
+                f"override '{item}': the value is not valid YAML ({exc.problem})"
+            ) from None
         set_key(result, key, value, where=f"override '{item}'")
     return result
 
@@ -388,7 +404,9 @@ def _absolute(path: str | None, base: Path) -> str | None:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def build_config(raw: dict[str, Any], base_dir: Path | None = None, source: str = "config") -> Config:
+def build_config(
+    raw: dict[str, Any], base_dir: Path | None = None, source: str = "config"
+) -> Config:
     """Validate a raw mapping; relative data paths resolve against base_dir (default: cwd)."""
     try:
         config = Config.model_validate(raw)
@@ -424,8 +442,11 @@ def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         field = model.model_fields.get(str(part))
         if field is None:
             return None
-        inner = [a for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
-                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        inner = [
+            a
+            for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if not inner:
             return None
         model = inner[0]
@@ -450,16 +471,22 @@ def format_errors(exc: ValidationError, source: str) -> str:
             section = _section_at(loc)
             names = list(section.model_fields) if section else []
             msg = unknown("key", loc[-1], names) if names else "unknown key"
-            lines.append(f"{key}: {msg.replace('unknown key ' + repr(str(loc[-1])), 'unknown key')}")
+            lines.append(
+                f"{key}: {msg.replace('unknown key ' + repr(str(loc[-1])), 'unknown key')}"
+            )
             continue
         msg = err["msg"].removeprefix("Value error, ")
-        if msg.startswith(f"{key}.") or msg.startswith(f"{key}:") or (
-            not key and re.match(r"^[\w.]+:", msg)
+        if (
+            msg.startswith(f"{key}.")
+            or msg.startswith(f"{key}:")
+            or (not key and re.match(r"^[\w.]+:", msg))
         ):
             lines.append(msg)
             continue
-        if err["type"] not in ("value_error",) and "input" in err and not isinstance(
-            err["input"], dict
+        if (
+            err["type"] not in ("value_error",)
+            and "input" in err
+            and not isinstance(err["input"], dict)
         ):
             msg += f" (got {err['input']!r})"
         lines.append(f"{key}: {msg}" if key else msg)

@@ -17,12 +17,14 @@ def format_record(record: dict[str, float], metric: str) -> str:
 
 def metrics_table(metrics: dict[str, dict[str, float]], title: str | None = None) -> Table:
     """Metric rows, one column per split."""
-    splits = [s for s in ("train", "val", "test") if metrics.get(s)]
+    splits = [s for s in metrics if metrics[s]]
     table = Table(title=title, show_edge=False, header_style="bold")
     table.add_column("metric")
     for split in splits:
         table.add_column(split, justify="right")
     names = list(dict.fromkeys(k for s in splits for k in metrics[s]))
     for name in names:
-        table.add_row(name, *(f"{metrics[s][name]:.4f}" if name in metrics[s] else "" for s in splits))
+        table.add_row(
+            name, *(f"{metrics[s][name]:.4f}" if name in metrics[s] else "" for s in splits)
+        )
     return table

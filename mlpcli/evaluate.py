@@ -19,10 +19,10 @@ from .checkpoint import load_model_file
 from .config import Config, build_config
 from .data import Preprocessor, load_dataset
 from .data.files import read_table
-from .errors import CheckpointError, DataError
+from .errors import CheckpointError, DataError, MlpError
 from .model import build_mlp, resolve_device
 from .tasks import make_loss, transform
-from .trainer import EVAL_BATCH, Split, evaluate, predict_raw, read_floats
+from .trainer import Split, evaluate, predict_raw, read_floats, target_scale
 
 MODEL_FILE = "model.safetensors"
 
@@ -62,10 +62,12 @@ class Predictor:
 
     def outputs(self, frame: pd.DataFrame, where: str = "input") -> np.ndarray:
         """Probabilities (classification tasks) or values in scaled units (regression)."""
-        raw = predict_raw(self.model, self._inputs(frame, where), EVAL_BATCH)
+        raw = predict_raw(self.model, self._inputs(frame, where))
         return transform(self.task, raw).float().cpu().numpy()
 
-    def predict(self, frame: pd.DataFrame, proba: bool = False, where: str = "input") -> pd.DataFrame:
+    def predict(
+        self, frame: pd.DataFrame, proba: bool = False, where: str = "input"
+    ) -> pd.DataFrame:
         """The input rows with the predicted target column(s) in their original label values.
 
         A target column already in the input is kept, and the prediction is named predicted_<name>.
@@ -85,9 +87,7 @@ class Predictor:
     def evaluate(self, frame: pd.DataFrame, where: str = "data") -> dict[str, float]:
         """Loss and metrics on a labelled table (regression metrics in the targets' units)."""
         data = Split.from_frame(self.preprocessor, frame, self.device, where)
-        scale = None
-        if self.task == "regression":
-            scale = torch.tensor(self.preprocessor.target_scale, device=self.device)
+        scale = target_scale(self.preprocessor, self.device)
         loss_fn = make_loss(self.config, self.task)
         return read_floats(evaluate(self.model, loss_fn, self.task, data, scale))
 
@@ -115,9 +115,7 @@ def load(path: str | Path, device: str = "cpu") -> Predictor:
         raise CheckpointError(
             f"{file}: the model's metadata does not match its weights ({exc.__class__.__name__})"
         ) from None
-    except Exception as exc:
-        if isinstance(exc, CheckpointError):
-            raise
+    except MlpError as exc:  # e.g. a config that no longer validates
         raise CheckpointError(f"{file}: the model's metadata is not usable ({exc})") from None
     target = resolve_device(device)
     model.to(target).eval()

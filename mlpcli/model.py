@@ -45,8 +45,9 @@ def _init_linear(layer: nn.Linear, init: str, activation: dict[str, Any] | None)
     else:
         slope = activation.get("negative_slope", 0.01) if activation else 0.0
         name = activation["name"] if activation else "linear"
-        nonlinearity = "leaky_relu" if name == "leaky_relu" else ("relu" if name == "relu" else
-                                                                  "linear")
+        nonlinearity = (
+            "leaky_relu" if name == "leaky_relu" else ("relu" if name == "relu" else "linear")
+        )
         getattr(nn.init, f"{init}_")(layer.weight, a=slope, nonlinearity=nonlinearity)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
@@ -58,7 +59,9 @@ def build_mlp(config: ModelConfig, in_dim: int, out_dim: int) -> nn.Sequential:
     The network returns raw scores (logits); the task's output transform is applied at prediction.
     """
     if in_dim <= 0 or out_dim <= 0:
-        raise ConfigError(f"model: needs at least one input and one output (got {in_dim}, {out_dim})")
+        raise ConfigError(
+            f"model: needs at least one input and one output (got {in_dim}, {out_dim})"
+        )
     layers: list[nn.Module] = []
     sizes = [in_dim, *config.hidden]
     for width_in, width_out, act in zip(sizes, sizes[1:], config.activations()):

@@ -33,10 +33,7 @@ def loss_curve(
             ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _pyplot():
@@ -46,6 +43,18 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Write the figure as a PNG under its final name only once it is complete."""
+    from .atomic import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        _pyplot().close(fig)
+    return path
 
 
 def _series(points: list[dict[str, Any]], x_key: str) -> dict[str, list[dict[str, Any]]]:
@@ -58,8 +67,9 @@ def _series(points: list[dict[str, Any]], x_key: str) -> dict[str, list[dict[str
     return {k: sorted(v, key=lambda p: p[x_key]) for k, v in lines.items()}
 
 
-def sweep_curves(points: list[dict[str, Any]], path: Path, metric: str, x_key: str,
-                 title: str) -> Path:
+def sweep_curves(
+    points: list[dict[str, Any]], path: Path, metric: str, x_key: str, title: str
+) -> Path:
     """Train (solid) and validation (dashed) loss and metric against width or parameter count,
     mean over seeds with a band of one standard deviation."""
     plt = _pyplot()
@@ -72,10 +82,14 @@ def sweep_curves(points: list[dict[str, Any]], path: Path, metric: str, x_key: s
             for split, style in (("train", "-"), ("val", "--")):
                 mean = [p.get(f"{split}_{name}_mean", float("nan")) for p in line]
                 std = [p.get(f"{split}_{name}_std", 0.0) for p in line]
-                ax.plot(xs, mean, style, marker="o", color=colour,
-                        label=f"{split} {label}".strip())
-                ax.fill_between(xs, [m - s for m, s in zip(mean, std)],
-                                [m + s for m, s in zip(mean, std)], color=colour, alpha=0.15)
+                ax.plot(xs, mean, style, marker="o", color=colour, label=f"{split} {label}".strip())
+                ax.fill_between(
+                    xs,
+                    [m - s for m, s in zip(mean, std)],
+                    [m + s for m, s in zip(mean, std)],
+                    color=colour,
+                    alpha=0.15,
+                )
     xlabel = "hidden units per layer" if x_key == "width" else "parameters"
     widths = sorted({p[x_key] for p in points})
     for ax, name in zip(axes, ("loss", metric)):
@@ -88,29 +102,30 @@ def sweep_curves(points: list[dict[str, Any]], path: Path, metric: str, x_key: s
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: str) -> Path:
     """Train and validation metric per grid point, mean over seeds with one-std error bars."""
     plt = _pyplot()
-    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in p["settings"].items()) or "base"
-              for p in points]
+    labels = [
+        " ".join(f"{k.split('.')[-1]}={v}" for k, v in p["settings"].items()) or "base"
+        for p in points
+    ]
     fig, ax = plt.subplots(figsize=(max(5.5, 0.6 * len(points) + 2), 4.5))
     xs = range(len(points))
     for split, marker in (("train", "o"), ("val", "s")):
-        ax.errorbar(xs, [p.get(f"{split}_{metric}_mean", float("nan")) for p in points],
-                    yerr=[p.get(f"{split}_{metric}_std", 0.0) for p in points],
-                    fmt=marker, capsize=3, label=split)
+        ax.errorbar(
+            xs,
+            [p.get(f"{split}_{metric}_mean", float("nan")) for p in points],
+            yerr=[p.get(f"{split}_{metric}_std", 0.0) for p in points],
+            fmt=marker,
+            capsize=3,
+            label=split,
+        )
     ax.set_xticks(list(xs), labels, rotation=30, ha="right", fontsize=8)
     ax.set(ylabel=metric, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

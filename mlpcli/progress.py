@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich import progress
 from rich.console import Console
 
+from .callbacks import Callback
 from .console import err, format_record
-from .trainer import Callback, Trainer
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
 class Progress(Callback):

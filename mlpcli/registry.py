@@ -63,13 +63,24 @@ INITS: tuple[str, ...] = (
     "kaiming_normal",
 )
 
-# Data sources. Synthetic: name -> generator(n_samples, noise, rng) returning a DataFrame.
+# Data sources and their tasks. Synthetic: mlpcli.data.synthetic.<name>(n_samples, noise, rng).
 SYNTHETIC_SOURCES: dict[str, str] = {
-    name: f"mlpcli.data.synthetic.{name}"
-    for name in ("moons", "circles", "xor", "spirals", "blobs", "sine", "multilabel")
+    "moons": "binary",
+    "circles": "binary",
+    "xor": "binary",
+    "spirals": "classification",
+    "blobs": "classification",
+    "sine": "regression",
+    "multilabel": "multilabel",
 }
 # Real sets bundled with scikit-learn (sklearn.datasets.load_<name>); nothing is downloaded.
-BUNDLED_SOURCES: tuple[str, ...] = ("iris", "wine", "breast_cancer", "digits", "diabetes")
+BUNDLED_SOURCES: dict[str, str] = {
+    "iris": "classification",
+    "wine": "classification",
+    "breast_cancer": "binary",
+    "digits": "classification",
+    "diabetes": "regression",
+}
 # The user's own files, by format.
 FILE_SOURCES: tuple[str, ...] = ("csv", "parquet", "npz")
 SOURCES: tuple[str, ...] = (*SYNTHETIC_SOURCES, *BUNDLED_SOURCES, *FILE_SOURCES)

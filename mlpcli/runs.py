@@ -4,13 +4,74 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .atomic import write_text_atomic
+from .callbacks import Callback
 from .errors import RunError
-from .trainer import Callback, Trainer
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+def _taken(path: Path) -> RunError:
+    return RunError(
+        f"--name {path.name}: {path} already exists; choose another name, or continue it with "
+        f"--resume {path}"
+    )
+
+
+def check_name_free(out: Path, name: str) -> None:
+    """Refuse an explicit name early, before any data is loaded (create_run_dir checks again)."""
+    if (Path(out) / name).exists():
+        raise _taken(Path(out) / name)
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold run_dir/.lock for as long as this process works in the folder.
+
+    A second process (say, a second --resume of the same run) is refused while the first one
+    lives; a lock left by a process that died is taken over.
+    """
+    path = Path(run_dir) / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            owner = _lock_owner(path)
+            if owner is not None:
+                raise RunError(
+                    f"{run_dir}: in use by process {owner}; wait for it to finish or stop it"
+                ) from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+    else:
+        raise RunError(f"{run_dir}: cannot take the folder's lock ({path})")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _lock_owner(path: Path) -> int | None:
+    """The live process that holds a lock file, or None when it is gone."""
+    try:
+        pid = int(path.read_text() or "0")
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, FileNotFoundError):
+        return None
+    except PermissionError:
+        return pid  # alive, but another user's
+    return pid if pid != os.getpid() else None
 
 
 def create_run_dir(out: Path, name: str, explicit: bool) -> Path:
@@ -28,10 +89,7 @@ def create_run_dir(out: Path, name: str, explicit: bool) -> Path:
         try:
             path.mkdir()
         except FileExistsError:
-            raise RunError(
-                f"--name {name}: {path} already exists; choose another name, or continue it "
-                f"with --resume {path}"
-            ) from None
+            raise _taken(path) from None
         except OSError as exc:
             raise RunError(f"{path}: cannot create the run folder ({exc.strerror})") from None
         return path
@@ -68,9 +126,13 @@ class MetricsCsv(Callback):
         self.path = Path(path)
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.path.write_text("")
-        for record in trainer.history:
-            self._append(record)
+        # Rows after the checkpoint's epoch (written before an interrupt) are dropped.
+        buffer = io.StringIO()
+        if trainer.history:
+            writer = csv.DictWriter(buffer, fieldnames=list(trainer.history[0]))
+            writer.writeheader()
+            writer.writerows(trainer.history)
+        write_text_atomic(self.path, buffer.getvalue())
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
         self._append(record)

@@ -76,7 +76,10 @@ def compute_metrics(
     They are computed in float64 where the device has it, so they match scikit-learn's digits.
     """
     wide = wide_dtype(outputs.device)
-    outputs, targets = outputs.to(wide), targets if targets.dtype == torch.int64 else targets.to(wide)
+    outputs, targets = (
+        outputs.to(wide),
+        targets if targets.dtype == torch.int64 else targets.to(wide),
+    )
     if target_scale is not None:
         target_scale = target_scale.to(wide)
     if task == "regression":
@@ -88,24 +91,29 @@ def compute_metrics(
         mse = (err**2).mean(dim=0)
         var = ((true - true.mean(dim=0)) ** 2).mean(dim=0)
         r2 = torch.where(var > 0, 1 - mse / var.clamp_min(1e-30), torch.zeros_like(var))
-        return {"r2": r2.mean(), "mse": mse.mean(), "rmse": mse.sqrt().mean(),
-                "mae": err.abs().mean()}
+        return {
+            "r2": r2.mean(),
+            "mse": mse.mean(),
+            "rmse": mse.sqrt().mean(),
+            "mae": err.abs().mean(),
+        }
     if task == "multilabel":
         pred = outputs > 0
         true = targets > 0.5
         tp = (pred & true).sum()
         wrong = (pred ^ true).sum()
         f1 = 2 * tp / (2 * tp + wrong).clamp_min(1)
-        return {"f1_micro": f1.to(wide),
-                "subset_accuracy": (pred == true).all(dim=1).to(wide).mean()}
+        return {
+            "f1_micro": f1.to(wide),
+            "subset_accuracy": (pred == true).all(dim=1).to(wide).mean(),
+        }
     if task == "binary":
         pred, true = (outputs[:, 0] > 0).long(), targets[:, 0].long()
         n_classes = 2
     else:
         pred, true = outputs.argmax(dim=1), targets
         n_classes = outputs.shape[1]
-    return {"accuracy": (pred == true).to(wide).mean(),
-            "f1_macro": f1_macro(pred, true, n_classes)}
+    return {"accuracy": (pred == true).to(wide).mean(), "f1_macro": f1_macro(pred, true, n_classes)}
 
 
 def f1_macro(pred: torch.Tensor, true: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .callbacks import Callback
 from .config import Config, OptimConfig, ScheduleConfig
 from .errors import TrainingError
 from .registry import OPTIMIZERS, resolve
@@ -47,15 +48,9 @@ class Split:
         return cls(x, y)
 
 
-class Callback:
-    """Hooks the Trainer calls; logging, checkpoints and diagnostics subclass this."""
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-
-    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None: ...
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        """Called when fit() returns or raises."""
+def target_scale(prep: Preprocessor, device: torch.device) -> torch.Tensor | None:
+    """Regression targets' [mean, std] per output, for metrics in the targets' own units."""
+    return torch.tensor(prep.target_scale, device=device) if prep.task == "regression" else None
 
 
 def make_optimizer(config: OptimConfig, params: Any) -> torch.optim.Optimizer:
@@ -73,7 +68,10 @@ def make_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, epo
         return sched.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=config.min_lr)
     if config.name == "plateau":
         return sched.ReduceLROnPlateau(
-            optimizer, mode="min", factor=config.factor, patience=config.patience,
+            optimizer,
+            mode="min",
+            factor=config.factor,
+            patience=config.patience,
             min_lr=config.min_lr,
         )
     return None
@@ -118,7 +116,10 @@ def predict_raw(model: nn.Module, x: torch.Tensor, batch: int = EVAL_BATCH) -> t
 
 
 def evaluate(
-    model: nn.Module, loss_fn: nn.Module, task: str, data: Split,
+    model: nn.Module,
+    loss_fn: nn.Module,
+    task: str,
+    data: Split,
     target_scale: torch.Tensor | None,
 ) -> dict[str, torch.Tensor]:
     """Loss and the task's metrics on one split, as device tensors."""
@@ -142,8 +143,14 @@ class Trainer:
     """Owns the model, optimiser, schedule, RNG and best-so-far state; fit() runs the epochs."""
 
     def __init__(
-        self, config: Config, model: nn.Module, loss_fn: nn.Module, task: str,
-        train: Split, val: Split | None, target_scale: torch.Tensor | None,
+        self,
+        config: Config,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        task: str,
+        train: Split,
+        val: Split | None,
+        target_scale: torch.Tensor | None,
         callbacks: list[Callback] = (),  # type: ignore[assignment]
     ) -> None:
         self.config, self.model, self.loss_fn, self.task = config, model, loss_fn, task
@@ -190,8 +197,15 @@ class Trainer:
         cfg = self.config.train
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        loss = train_epoch(self.model, self.loss_fn, self.optimizer, self.train_data,
-                           cfg.batch_size, self.generator, cfg.grad_clip)
+        loss = train_epoch(
+            self.model,
+            self.loss_fn,
+            self.optimizer,
+            self.train_data,
+            cfg.batch_size,
+            self.generator,
+            cfg.grad_clip,
+        )
         values = {"train_loss": loss}
         if self.val_data is not None and len(self.val_data):
             val = evaluate(self.model, self.loss_fn, self.task, self.val_data, self.target_scale)

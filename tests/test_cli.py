@@ -85,7 +85,9 @@ def test_eval_json_is_a_flat_metrics_object(trained):
 
 
 def test_eval_on_a_labelled_file(trained, tmp_path):
-    rows = pd.DataFrame({"x1": [-1.0, 0.0, 1.0, 2.0], "x2": [0.0, 1.0, 0.0, 0.5], "y": [0, 0, 0, 1]})
+    rows = pd.DataFrame(
+        {"x1": [-1.0, 0.0, 1.0, 2.0], "x2": [0.0, 1.0, 0.0, 0.5], "y": [0, 0, 0, 1]}
+    )
     rows.to_parquet(tmp_path / "rows.parquet")
     result = mlp("eval", trained, "--data", tmp_path / "rows.parquet", "--json")
     assert result.exit_code == 0, result.output

@@ -43,8 +43,13 @@ def test_empty_config_fills_the_documented_defaults():
     assert d["model"]["hidden"] == [64, 64]
     assert d["model"]["activation"] == "relu"
     assert d["model"]["norm"] is None and d["model"]["init"] == "default"
-    assert d["optim"] == {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0,
-                          "nesterov": False}
+    assert d["optim"] == {
+        "name": "adam",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "nesterov": False,
+    }
     assert d["schedule"]["name"] == "none"
     assert d["train"]["epochs"] == 100 and d["train"]["batch_size"] == 64
     assert d["train"]["early_stopping"] is None and d["train"]["device"] == "auto"
@@ -58,8 +63,7 @@ def test_resolved_config_lists_every_declared_key():
     assert set(d) == keys(Config)
     for section in ("data", "model", "optim", "schedule", "train"):
         assert set(d[section]) == keys(type(getattr(Config(), section))), section
-    assert d["train"]["early_stopping"] == {"patience": 10, "monitor": "val_loss",
-                                            "min_delta": 0.0}
+    assert d["train"]["early_stopping"] == {"patience": 10, "monitor": "val_loss", "min_delta": 0.0}
 
 
 def test_resolved_config_round_trips_through_yaml():
@@ -81,8 +85,11 @@ def test_name_defaults_to_the_file_stem(tmp_path):
     [
         ({"modle": {}}, "modle", "model"),
         ({"model": {"hiden": [8]}}, "model.hiden", "hidden"),
-        ({"train": {"early_stopping": {"patiense": 3}}}, "train.early_stopping.patiense",
-         "patience"),
+        (
+            {"train": {"early_stopping": {"patiense": 3}}},
+            "train.early_stopping.patiense",
+            "patience",
+        ),
         ({"optim": {"momentun": 0.9}}, "optim.momentun", "momentum"),
     ],
 )
@@ -321,9 +328,13 @@ def test_every_activation_parameter_in_the_registry_is_accepted():
 
 
 @pytest.mark.parametrize(
-    "task, loss", [(t, loss) for loss, (_, tasks) in LOSSES.items()
-                   for t in ("regression", "binary", "classification", "multilabel")
-                   if t not in tasks],
+    "task, loss",
+    [
+        (t, loss)
+        for loss, (_, tasks) in LOSSES.items()
+        for t in ("regression", "binary", "classification", "multilabel")
+        if t not in tasks
+    ],
 )
 def test_loss_that_does_not_fit_an_explicit_task_is_refused(task, loss):
     message = config_error({"task": task, "loss": loss})
@@ -355,8 +366,15 @@ def test_splits_must_leave_rows_for_training(val, test):
 
 
 def test_split_fraction_is_ignored_when_its_file_is_given():
-    raw = {"data": {"source": "csv", "path": "a.csv", "test_path": "t.csv",
-                    "val_split": 0.5, "test_split": 0.5}}
+    raw = {
+        "data": {
+            "source": "csv",
+            "path": "a.csv",
+            "test_path": "t.csv",
+            "val_split": 0.5,
+            "test_split": 0.5,
+        }
+    }
     assert build_config(raw).data.val_split == 0.5
 
 
@@ -404,8 +422,10 @@ SCALARS = (
 )
 VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(PARAMS + JUNK), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(PARAMS + JUNK), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -427,8 +447,9 @@ def shaped(model: type[BaseModel]) -> st.SearchStrategy[dict]:
     return st.builds(lambda a, b: {**b, **a}, st.fixed_dictionaries({}, optional=fields), junk)
 
 
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(raw=shaped(Config) | st.dictionaries(st.sampled_from(PARAMS + JUNK), VALUES, max_size=4))
 def test_any_nested_mapping_gives_a_config_or_a_config_error(raw, tmp_path_factory):
     try:

@@ -41,12 +41,14 @@ def dataset(tmp_path: Path, **data) -> Dataset:
 
 def table(n: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "a": rng.normal(3.0, 2.0, n),
-        "b": rng.integers(0, 10, n),
-        "colour": rng.choice(["red", "green", "blue"], n),
-        "label": rng.choice(["cat", "dog"], n),
-    })
+    return pd.DataFrame(
+        {
+            "a": rng.normal(3.0, 2.0, n),
+            "b": rng.integers(0, 10, n),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "label": rng.choice(["cat", "dog"], n),
+        }
+    )
 
 
 def assert_split_ok(ds, total: int) -> None:
@@ -98,10 +100,12 @@ def test_same_seed_same_rows_other_seed_other_rows(name):
 
 
 def test_synthetic_noise_and_size_are_used():
-    quiet = read_source(build_config({"data": {"source": "sine", "n_samples": 50,
-                                               "noise": 0.0}}).data, 0)
-    noisy = read_source(build_config({"data": {"source": "sine", "n_samples": 50,
-                                               "noise": 0.5}}).data, 0)
+    quiet = read_source(
+        build_config({"data": {"source": "sine", "n_samples": 50, "noise": 0.0}}).data, 0
+    )
+    noisy = read_source(
+        build_config({"data": {"source": "sine", "n_samples": 50, "noise": 0.5}}).data, 0
+    )
     assert len(quiet) == 50
     np.testing.assert_allclose(quiet["y"], np.sin(2 * np.pi * quiet["x1"]), atol=1e-12)
     assert np.abs(noisy["y"] - np.sin(2 * np.pi * noisy["x1"])).max() > 0.1
@@ -120,8 +124,9 @@ def test_stratified_split_keeps_class_proportions(tmp_path):
     frame = pd.DataFrame({"x": np.arange(120.0), "y": ["a"] * 90 + ["b"] * 30})
     frame.to_csv(tmp_path / "d.csv", index=False)
     for seed in range(4):
-        ds = load_dataset(build_config({"seed": seed, "data": {"source": "csv", "path": "d.csv"}},
-                                       tmp_path))
+        ds = load_dataset(
+            build_config({"seed": seed, "data": {"source": "csv", "path": "d.csv"}}, tmp_path)
+        )
         counts = [(s["y"] == "b").sum() for s in (ds.train, ds.val, ds.test)]
         assert counts == [18, 6, 6], (seed, counts)
 
@@ -215,8 +220,14 @@ def test_explicit_val_and_test_files_are_used_whole(tmp_path):
     table(40, seed=0).to_csv(tmp_path / "train.csv", index=False)
     table(7, seed=1).to_csv(tmp_path / "val.csv", index=False)
     table(9, seed=2).to_csv(tmp_path / "test.csv", index=False)
-    ds = dataset(tmp_path, source="csv", path="train.csv", val_path="val.csv",
-                 test_path="test.csv", target="label")
+    ds = dataset(
+        tmp_path,
+        source="csv",
+        path="train.csv",
+        val_path="val.csv",
+        test_path="test.csv",
+        target="label",
+    )
     assert (len(ds.train), len(ds.val), len(ds.test)) == (40, 7, 9)
     pd.testing.assert_frame_equal(ds.val, pd.read_csv(tmp_path / "val.csv"))
     pd.testing.assert_frame_equal(ds.test, pd.read_csv(tmp_path / "test.csv"))
@@ -225,8 +236,14 @@ def test_explicit_val_and_test_files_are_used_whole(tmp_path):
 def test_explicit_test_file_leaves_val_split_of_the_main_file(tmp_path):
     table(50).to_parquet(tmp_path / "train.parquet")
     table(9, seed=2).to_parquet(tmp_path / "test.parquet")
-    ds = dataset(tmp_path, source="parquet", path="train.parquet", test_path="test.parquet",
-                 target="label", val_split=0.2)
+    ds = dataset(
+        tmp_path,
+        source="parquet",
+        path="train.parquet",
+        test_path="test.parquet",
+        target="label",
+        val_split=0.2,
+    )
     assert (len(ds.train), len(ds.val), len(ds.test)) == (40, 10, 9)
 
 
@@ -324,8 +341,12 @@ def test_stray_text_in_a_numeric_column_names_column_and_file_row(tmp_path, seed
     frame.loc[5, "a"] = "oops"
     frame.to_csv(tmp_path / "d.csv", index=False)
     with pytest.raises(DataError) as info:
-        load_dataset(build_config({"seed": seed, "data": {"source": "csv", "path": "d.csv",
-                                                          "target": "label"}}, tmp_path))
+        load_dataset(
+            build_config(
+                {"seed": seed, "data": {"source": "csv", "path": "d.csv", "target": "label"}},
+                tmp_path,
+            )
+        )
     message = str(info.value)
     assert "column 'a'" in message and "row 6" in message and "'oops'" in message
 
@@ -424,8 +445,9 @@ def test_binary_needs_two_classes():
 
 def test_regression_targets_are_scaled_and_unscaled_per_output():
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x": rng.normal(size=50), "y1": rng.normal(100, 10, 50),
-                          "y2": rng.normal(-3, 0.1, 50)})
+    frame = pd.DataFrame(
+        {"x": rng.normal(size=50), "y1": rng.normal(100, 10, 50), "y2": rng.normal(-3, 0.1, 50)}
+    )
     prep = Preprocessor.fit(frame, ["x"], ["y1", "y2"], "regression")
     assert prep.out_dim == 2
     encoded = prep.encode_targets(frame)

@@ -17,8 +17,15 @@ from mlpcli.evaluate import evaluate_run, predict_file
 @pytest.fixture(scope="module")
 def iris_run(tmp_path_factory):
     """A classifier with string labels ('setosa', ...) trained on the bundled iris set."""
-    config = build_config({"name": "iris", "data": {"source": "iris"}, "model": {"hidden": [16]},
-                           "optim": {"lr": 0.02}, "train": {"epochs": 60, "batch_size": 16}})
+    config = build_config(
+        {
+            "name": "iris",
+            "data": {"source": "iris"},
+            "model": {"hidden": [16]},
+            "optim": {"lr": 0.02},
+            "train": {"epochs": 60, "batch_size": 16},
+        }
+    )
     return mlpcli.train(config, out=tmp_path_factory.mktemp("runs"), quiet=True)
 
 
@@ -31,11 +38,14 @@ def tabular_run(tmp_path_factory):
     colour = rng.choice(["red", "green", "blue"], size=n)
     size = rng.uniform(0, 10, size=n)
     offset = pd.Series(colour).map({"red": 0.0, "green": 50.0, "blue": 100.0}).to_numpy()
-    frame = pd.DataFrame({
-        "colour": colour, "size": size,
-        "price": 1000 + 20 * size + offset + rng.normal(0, 1, n),
-        "weight": 3 * size + rng.normal(0, 0.1, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "colour": colour,
+            "size": size,
+            "price": 1000 + 20 * size + offset + rng.normal(0, 1, n),
+            "weight": 3 * size + rng.normal(0, 0.1, n),
+        }
+    )
     frame.iloc[:450].to_csv(folder / "train.csv", index=False)
     frame.iloc[450:].to_csv(folder / "test.csv", index=False)
     config = folder / "prices.yaml"
@@ -71,8 +81,10 @@ def test_predict_restores_string_labels_and_matches_columns_by_name(iris_run, tm
     assert (out["y"].to_numpy() == test["y"].to_numpy()).mean() >= 0.85
     probs = out[["proba_setosa", "proba_versicolor", "proba_virginica"]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
-    assert (probs.argmax(axis=1) == pd.Series(out["y"]).map(
-        {"setosa": 0, "versicolor": 1, "virginica": 2}).to_numpy()).all()
+    assert (
+        probs.argmax(axis=1)
+        == pd.Series(out["y"]).map({"setosa": 0, "versicolor": 1, "virginica": 2}).to_numpy()
+    ).all()
 
 
 def test_predict_keeps_a_target_column_that_is_already_there(iris_run):

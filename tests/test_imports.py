@@ -15,8 +15,9 @@ def imported_after(code: str) -> set[str]:
         "import sys\n" + code + "\n"
         f"print('heavy:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            cwd=ROOT, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     last = result.stdout.strip().splitlines()[-1]
     return set(filter(None, last.removeprefix("heavy:").split(",")))
 
@@ -45,6 +46,7 @@ def test_the_api_is_reachable_from_the_package():
 
 
 def test_python_dash_m_runs_the_cli():
-    result = subprocess.run([sys.executable, "-m", "mlpcli", "--help"], capture_output=True,
-                            text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlpcli", "--help"], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0 and "predict" in result.stdout

@@ -90,8 +90,9 @@ def test_swish_with_beta_one_is_silu():
 
 def test_learnable_swish_beta_is_a_parameter_that_gets_a_gradient():
     torch.manual_seed(0)
-    config = ModelConfig(hidden=[8, 8], activation={"name": "swish", "beta": 1.5,
-                                                    "learnable": True})
+    config = ModelConfig(
+        hidden=[8, 8], activation={"name": "swish", "beta": 1.5, "learnable": True}
+    )
     model = build_mlp(config, 3, 1)
     betas = [m.beta for m in model if isinstance(m, Swish)]
     assert len(betas) == 2 and all(isinstance(b, nn.Parameter) for b in betas)
@@ -142,8 +143,11 @@ def test_norm_and_dropout_sit_between_linear_and_the_next_linear(norm, norm_clas
     block = [nn.Linear, norm_class, nn.Tanh, nn.Dropout]
     assert layers(model) == block * 2 + [nn.Linear]
     assert model[3].p == 0.25
-    assert [m.normalized_shape[0] if norm == "layer" else m.num_features
-            for m in model if isinstance(m, norm_class)] == [8, 4]
+    assert [
+        m.normalized_shape[0] if norm == "layer" else m.num_features
+        for m in model
+        if isinstance(m, norm_class)
+    ] == [8, 4]
     model.train()
     assert model(torch.randn(10, 3)).shape == (10, 2)
 
@@ -173,8 +177,9 @@ def test_model_needs_inputs_and_outputs():
 @pytest.mark.parametrize("init", INITS)
 def test_every_init_builds_and_runs(init):
     torch.manual_seed(0)
-    model = build_mlp(ModelConfig(hidden=[16, 16], init=init,
-                                  activation=["relu", "leaky_relu"]), 4, 2)
+    model = build_mlp(
+        ModelConfig(hidden=[16, 16], init=init, activation=["relu", "leaky_relu"]), 4, 2
+    )
     assert torch.isfinite(model(torch.randn(8, 4))).all()
     biases = [m.bias for m in model if isinstance(m, nn.Linear)]
     if init == "default":
@@ -250,8 +255,9 @@ def test_model_trains_a_step_on_cuda():
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_device(f"cuda:{torch.cuda.device_count()}")
     torch.manual_seed(0)
-    config = ModelConfig(hidden=[32, 32], activation={"name": "swish", "learnable": True},
-                         norm="batch", dropout=0.1)
+    config = ModelConfig(
+        hidden=[32, 32], activation={"name": "swish", "learnable": True}, norm="batch", dropout=0.1
+    )
     model = build_mlp(config, 4, 3).to(device)
     x = torch.randn(64, 4, device=device)
     y = torch.randint(0, 3, (64,), device=device)

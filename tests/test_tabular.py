@@ -44,8 +44,9 @@ def mlp(*args):
 def penguins():
     """The complete rows (year dropped), split 75/25 stratified by species."""
     frame = palmerpenguins.load_penguins().dropna().drop(columns=["year"])
-    train, test = train_test_split(frame.reset_index(drop=True), test_size=0.25, random_state=0,
-                                   stratify=frame["species"])
+    train, test = train_test_split(
+        frame.reset_index(drop=True), test_size=0.25, random_state=0, stratify=frame["species"]
+    )
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -54,8 +55,13 @@ def write_config(folder, train_file, target, epochs):
     config = {
         "name": "penguins",
         "seed": SEED,
-        "data": {"source": "csv", "path": train_file, "target": target,
-                 "val_split": 0, "test_split": 0},
+        "data": {
+            "source": "csv",
+            "path": train_file,
+            "target": target,
+            "val_split": 0,
+            "test_split": 0,
+        },
         "model": {"hidden": HIDDEN, "activation": "relu"},
         "optim": {"name": "adam", "lr": LR, "weight_decay": 0},
         "train": {"epochs": epochs, "batch_size": BATCH, "device": "cpu"},
@@ -68,13 +74,28 @@ def write_config(folder, train_file, target, epochs):
 def sklearn_fit(model_cls, train, test, targets, epochs):
     """scikit-learn's MLP on the same preprocessing; predictions in the targets' own units."""
     features = [c for c in train.columns if c not in targets]
-    prep = ColumnTransformer([
-        ("categorical", OneHotEncoder(sparse_output=False), [c for c in features if c in CATEGORICAL]),
-        ("numeric", StandardScaler(), [c for c in features if c not in CATEGORICAL]),
-    ])
-    model = model_cls(hidden_layer_sizes=tuple(HIDDEN), activation="relu", solver="adam",
-                      learning_rate_init=LR, batch_size=BATCH, max_iter=epochs, alpha=0.0,
-                      tol=0.0, n_iter_no_change=epochs + 1, random_state=SEED)
+    prep = ColumnTransformer(
+        [
+            (
+                "categorical",
+                OneHotEncoder(sparse_output=False),
+                [c for c in features if c in CATEGORICAL],
+            ),
+            ("numeric", StandardScaler(), [c for c in features if c not in CATEGORICAL]),
+        ]
+    )
+    model = model_cls(
+        hidden_layer_sizes=tuple(HIDDEN),
+        activation="relu",
+        solver="adam",
+        learning_rate_init=LR,
+        batch_size=BATCH,
+        max_iter=epochs,
+        alpha=0.0,
+        tol=0.0,
+        n_iter_no_change=epochs + 1,
+        random_state=SEED,
+    )
     x_train, x_test = prep.fit_transform(train), prep.transform(test)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -91,15 +112,17 @@ def test_species_from_csv_scored_on_parquet_matches_sklearn(tmp_path, penguins):
     test.to_parquet(tmp_path / "test.parquet", index=False)
     config = write_config(tmp_path, "train.csv", "species", epochs=50)
 
-    summary = json.loads(mlp("train", config, "--out", tmp_path / "runs", "--name", "species",
-                             "--json", "-q").stdout)
+    summary = json.loads(
+        mlp("train", config, "--out", tmp_path / "runs", "--name", "species", "--json", "-q").stdout
+    )
     assert summary["task"] == "classification"
     assert summary["rows"] == {"train": len(train)}
     run = summary["run_dir"]
     metrics = json.loads(mlp("eval", run, "--data", tmp_path / "test.parquet", "--json").stdout)
 
-    reference = accuracy_score(test["species"],
-                               sklearn_fit(MLPClassifier, train, test, ["species"], epochs=50))
+    reference = accuracy_score(
+        test["species"], sklearn_fit(MLPClassifier, train, test, ["species"], epochs=50)
+    )
     assert metrics["accuracy"] >= 0.95
     assert metrics["accuracy"] >= reference - 0.02
 
@@ -109,7 +132,8 @@ def test_species_from_csv_scored_on_parquet_matches_sklearn(tmp_path, penguins):
     assert set(predicted["predicted_species"]) <= SPECIES
     assert predicted["species"].tolist() == test["species"].tolist()  # the input rows, in order
     assert accuracy_score(test["species"], predicted["predicted_species"]) == pytest.approx(
-        metrics["accuracy"])
+        metrics["accuracy"]
+    )
 
 
 def test_body_mass_and_flipper_length_together_match_sklearn(tmp_path, penguins):
@@ -119,8 +143,9 @@ def test_body_mass_and_flipper_length_together_match_sklearn(tmp_path, penguins)
     test.drop(columns=SIZE_TARGETS).to_csv(tmp_path / "unlabelled.csv", index=False)
     config = write_config(tmp_path, "train.csv", SIZE_TARGETS, epochs=60)
 
-    summary = json.loads(mlp("train", config, "--out", tmp_path / "runs", "--name", "size",
-                             "--json", "-q").stdout)
+    summary = json.loads(
+        mlp("train", config, "--out", tmp_path / "runs", "--name", "size", "--json", "-q").stdout
+    )
     assert summary["task"] == "regression"
     run = summary["run_dir"]
     metrics = json.loads(mlp("eval", run, "--data", tmp_path / "test.csv", "--json").stdout)
@@ -136,4 +161,5 @@ def test_body_mass_and_flipper_length_together_match_sklearn(tmp_path, penguins)
     assert 150 < predicted[:, 1].min() and predicted[:, 1].max() < 250
     assert r2_score(truth, predicted) == pytest.approx(metrics["r2"], abs=1e-4)
     assert np.sqrt(((predicted - truth) ** 2).mean(axis=0)).mean() == pytest.approx(
-        metrics["rmse"], rel=1e-4)
+        metrics["rmse"], rel=1e-4
+    )

@@ -104,8 +104,8 @@ def test_multilabel_with_nothing_predicted_or_true_is_zero_not_nan():
 def test_regression_metrics_match_sklearn_in_target_units(scaled):
     gen = torch.Generator().manual_seed(0)
     true = torch.randn(100, 3, generator=gen, dtype=torch.float64) * torch.tensor(
-        [1.0, 50.0, 0.01], dtype=torch.float64) + torch.tensor([0.0, 200.0, -1.0],
-                                                             dtype=torch.float64)
+        [1.0, 50.0, 0.01], dtype=torch.float64
+    ) + torch.tensor([0.0, 200.0, -1.0], dtype=torch.float64)
     pred = true + torch.randn(100, 3, generator=gen, dtype=torch.float64) * true.std(0) * 0.5
     scale = None
     outputs, targets = pred, true
@@ -134,8 +134,7 @@ def test_regression_metrics_of_a_single_output():
 
 def test_metrics_stay_on_the_outputs_device_and_dtype():
     got = compute_metrics("classification", torch.randn(10, 3), torch.randint(0, 3, (10,)), None)
-    assert all(v.device == torch.device("cpu") and v.dtype.is_floating_point
-               for v in got.values())
+    assert all(v.device == torch.device("cpu") and v.dtype.is_floating_point for v in got.values())
 
 
 # ---------------------------------------------------------------- losses

@@ -43,18 +43,44 @@ def run(tmp_path, quiet=True, **sections):
     "sections, metric, threshold",
     [
         ({}, "accuracy", 0.95),  # binary
-        ({"data": {"source": "spirals", "n_samples": 900, "noise": 0.1},
-          "model": {"hidden": [64, 64], "activation": "tanh"}, "train": {"epochs": 60}},
-         "accuracy", 0.9),
+        (
+            {
+                "data": {"source": "spirals", "n_samples": 900, "noise": 0.1},
+                "model": {"hidden": [64, 64], "activation": "tanh"},
+                "train": {"epochs": 60},
+            },
+            "accuracy",
+            0.9,
+        ),
         ({"data": {"source": "blobs"}}, "accuracy", 0.9),
-        ({"data": {"source": "multilabel", "n_samples": 1500, "noise": 0.0},
-          "model": {"hidden": [64, 64]}, "train": {"epochs": 40}}, "f1_micro", 0.9),
-        ({"data": {"source": "sine"}, "model": {"hidden": [32], "activation": "tanh"},
-          "train": {"epochs": 100}}, "r2", 0.9),
+        (
+            {
+                "data": {"source": "multilabel", "n_samples": 1500, "noise": 0.0},
+                "model": {"hidden": [64, 64]},
+                "train": {"epochs": 40},
+            },
+            "f1_micro",
+            0.9,
+        ),
+        (
+            {
+                "data": {"source": "sine"},
+                "model": {"hidden": [32], "activation": "tanh"},
+                "train": {"epochs": 100},
+            },
+            "r2",
+            0.9,
+        ),
         ({"data": {"source": "iris"}, "train": {"epochs": 60, "batch_size": 16}}, "accuracy", 0.85),
     ],
-    ids=["binary-moons", "multiclass-spirals", "multiclass-blobs", "multilabel", "regression-sine",
-         "iris"],
+    ids=[
+        "binary-moons",
+        "multiclass-spirals",
+        "multiclass-blobs",
+        "multilabel",
+        "regression-sine",
+        "iris",
+    ],
 )
 def test_each_task_learns(tmp_path, sections, metric, threshold):
     result = run(tmp_path, **sections)
@@ -67,8 +93,12 @@ def test_multi_output_regression_from_npz(tmp_path):
     x = rng.uniform(-1, 1, size=(800, 3))
     y = np.c_[x[:, 0] * x[:, 1] * 50 + 100, np.sin(2 * x[:, 2]) * 0.01]
     np.savez(tmp_path / "data.npz", X=x, y=y)
-    result = run(tmp_path, data={"source": "npz", "path": str(tmp_path / "data.npz")},
-                 model={"hidden": [64, 64]}, train={"epochs": 80})
+    result = run(
+        tmp_path,
+        data={"source": "npz", "path": str(tmp_path / "data.npz")},
+        model={"hidden": [64, 64]},
+        train={"epochs": 80},
+    )
     assert result.summary["task"] == "regression"
     assert result.summary["metrics"]["test"]["r2"] >= 0.9
     # Metrics are in the targets' own units, not the standardised ones.
@@ -93,11 +123,22 @@ def test_run_folder_holds_every_promised_file(tmp_path):
     with open(folder / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
-    assert {"train_loss", "val_loss", "val_accuracy", "val_f1_macro", "lr", "seconds"} <= set(rows[0])
+    assert {"train_loss", "val_loss", "val_accuracy", "val_f1_macro", "lr", "seconds"} <= set(
+        rows[0]
+    )
     summary = json.loads((folder / "summary.json").read_text())
     assert summary == result.summary
-    for key in ("status", "task", "best_epoch", "params", "device", "seconds", "train_seconds",
-                "samples_per_second", "metrics"):
+    for key in (
+        "status",
+        "task",
+        "best_epoch",
+        "params",
+        "device",
+        "seconds",
+        "train_seconds",
+        "samples_per_second",
+        "metrics",
+    ):
         assert key in summary
     assert set(summary["metrics"]) == {"train", "val", "test"}
     tensors, meta = load_model_file(folder / "model.safetensors")
@@ -148,8 +189,9 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tmp_path, stop_at):
     config = make_config(**sections)
     whole = mlpcli.train(config, out=tmp_path / "whole", quiet=True)
     with pytest.raises(KeyboardInterrupt):
-        mlpcli.train(config, out=tmp_path / "cut", name="cut", quiet=True,
-                     callbacks=[InterruptAt(stop_at)])
+        mlpcli.train(
+            config, out=tmp_path / "cut", name="cut", quiet=True, callbacks=[InterruptAt(stop_at)]
+        )
     cut = tmp_path / "cut" / "cut"
     assert json.loads((cut / "summary.json").read_text())["status"] == "stopped"
     assert load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == stop_at
@@ -167,14 +209,19 @@ def test_resume_refuses_a_different_config(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         mlpcli.train(config, out=tmp_path, name="r", quiet=True, callbacks=[InterruptAt(2)])
     with pytest.raises(mlpcli.errors.ConfigError, match="optim.lr"):
-        mlpcli.train(make_config(train={"epochs": 4}, optim={"lr": 0.5}),
-                     resume=tmp_path / "r", quiet=True)
+        mlpcli.train(
+            make_config(train={"epochs": 4}, optim={"lr": 0.5}), resume=tmp_path / "r", quiet=True
+        )
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path):
-    result = run(tmp_path, optim={"lr": 0.05}, model={"hidden": [128, 128]},
-                 data={"n_samples": 200, "noise": 0.4},
-                 train={"epochs": 200, "early_stopping": {"patience": 5, "monitor": "val_loss"}})
+    result = run(
+        tmp_path,
+        optim={"lr": 0.05},
+        model={"hidden": [128, 128]},
+        data={"n_samples": 200, "noise": 0.4},
+        train={"epochs": 200, "early_stopping": {"patience": 5, "monitor": "val_loss"}},
+    )
     summary = result.summary
     assert summary["stopped_early"] and summary["epochs_run"] == summary["best_epoch"] + 5
     with open(result.run_dir / "metrics.csv") as handle:
@@ -209,9 +256,12 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_best_model(tmp_path):
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_optimizer_and_schedule_trains(tmp_path, optim, schedule):
     momentum = {"momentum": 0.9} if optim in ("sgd", "rmsprop") else {}
-    result = run(tmp_path, optim={"name": optim, "lr": 0.02, "weight_decay": 1e-4, **momentum},
-                 schedule={"name": schedule, "step_size": 2, "gamma": 0.5, "patience": 0},
-                 train={"epochs": 6, "grad_clip": 1.0})
+    result = run(
+        tmp_path,
+        optim={"name": optim, "lr": 0.02, "weight_decay": 1e-4, **momentum},
+        schedule={"name": schedule, "step_size": 2, "gamma": 0.5, "patience": 0},
+        train={"epochs": 6, "grad_clip": 1.0},
+    )
     with open(result.run_dir / "metrics.csv") as handle:
         lrs = [float(r["lr"]) for r in csv.DictReader(handle)]
     assert lrs[0] == pytest.approx(0.02)

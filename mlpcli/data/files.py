@@ -28,6 +28,8 @@ def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     """Read a CSV, Parquet or NPZ file into a DataFrame with string column names."""
     path = Path(path)
     fmt = fmt or format_of(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a data file")
     if not path.is_file():
         raise DataError(f"{path}: no such data file")
     try:
@@ -44,7 +46,9 @@ def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({str(exc).strip()})") from None
     except Exception as exc:  # pyarrow and numpy raise many kinds for a damaged file
-        raise DataError(f"{path}: not a readable {fmt} file ({exc.__class__.__name__}: {exc})") from None
+        raise DataError(
+            f"{path}: not a readable {fmt} file ({exc.__class__.__name__}: {exc})"
+        ) from None
     if frame.empty:
         raise DataError(f"{path}: the file holds no rows")
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -80,15 +84,27 @@ def _read_npz(path: Path) -> pd.DataFrame:
     return frame
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write CSV or Parquet by suffix, refusing to replace an existing file."""
+def check_output(path: str | Path) -> str:
+    """The format to write a new table in; refuses an existing file or a missing folder."""
     path = Path(path)
     fmt = format_of(path)
     if fmt == "npz":
         raise DataError(f"{path}: predictions are written as .csv or .parquet")
     if path.exists():
         raise DataError(f"{path}: already exists; choose another output file")
-    if fmt == "csv":
-        atomic_write(path, lambda f: frame.to_csv(f, index=False))
-    else:
-        atomic_write(path, lambda f: frame.to_parquet(f, index=False))
+    if not path.parent.is_dir():
+        raise DataError(f"{path}: the folder {path.parent} does not exist")
+    return fmt
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write CSV or Parquet by suffix, refusing to replace an existing file."""
+    path = Path(path)
+    fmt = check_output(path)
+    try:
+        if fmt == "csv":
+            atomic_write(path, lambda f: frame.to_csv(f, index=False))
+        else:
+            atomic_write(path, lambda f: frame.to_parquet(f, index=False))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror})") from None

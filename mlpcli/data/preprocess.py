@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import DataError
 
 MAX_CATEGORIES = 200
-MAX_CLASSES = 50
+MAX_AUTO_CLASSES = 20
 
 
 def check_missing(frame: pd.DataFrame, columns: list[str], where: str) -> None:
@@ -68,6 +68,12 @@ def check_values(frame: pd.DataFrame, features: list[str], targets: list[str], w
 def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
     """regression, binary, classification or multilabel, from the target values."""
     if len(targets) > 1:
+        text = [t for t in targets if not _is_numeric(frame[t])]
+        if text:
+            raise DataError(
+                f"data.target: '{text[0]}' holds text; several targets must all be numbers "
+                f"(multi-output regression) or all 0/1 (multilabel); for classes use one target"
+            )
         binary = all(set(pd.unique(frame[t].dropna())) <= {0, 1} for t in targets)
         return "multilabel" if binary else "regression"
     y = frame[targets[0]].dropna()
@@ -77,7 +83,8 @@ def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
     values = y.to_numpy()
     integral = np.all(np.mod(values, 1) == 0)
     n = len(np.unique(values))
-    if integral and n <= min(MAX_CLASSES, max(2, len(values) // 5)):
+    # Few distinct whole numbers are classes; set task: classification for more than that.
+    if integral and n <= min(MAX_AUTO_CLASSES, max(2, len(values) // 5)):
         return "binary" if n == 2 else "classification"
     return "regression"
 

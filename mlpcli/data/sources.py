@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..config import Config, DataConfig
 from ..errors import ConfigError, DataError
-from ..registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES, resolve
+from ..registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, resolve
 from .files import read_table
 from .preprocess import check_columns, check_values, infer_task
 from .splits import split_frame
@@ -36,7 +36,7 @@ def read_source(data: DataConfig, seed: int) -> pd.DataFrame:
     """The whole table a source provides (before splitting)."""
     if data.source in SYNTHETIC_SOURCES:
         rng = np.random.default_rng(seed)
-        return resolve(SYNTHETIC_SOURCES[data.source])(data.n_samples, data.noise, rng)
+        return resolve(f"mlpcli.data.synthetic.{data.source}")(data.n_samples, data.noise, rng)
     if data.source in BUNDLED_SOURCES:
         return bundled(data.source)
     return read_table(data.path, data.source)
@@ -49,14 +49,16 @@ def target_columns(data: DataConfig, frame: pd.DataFrame) -> list[str]:
         return targets
     if data.source == "multilabel":
         return list(MULTILABEL_TARGETS)
-    ys = [c for c in frame.columns if c == "y" or (c[:1] == "y" and c[1:].isdigit())]
-    if ys:
-        return ys
-    if "target" in frame.columns:
-        return ["target"]
+    if data.source == "npz":  # the reader names them y, or y1..yK
+        return [c for c in frame.columns if c[:1] == "y"]
+    if data.source not in FILE_SOURCES:
+        return ["y"]
+    guesses = [c for c in ("y", "target") if c in frame.columns]
+    if len(guesses) == 1:
+        return guesses
     raise ConfigError(
-        f"data.target: name the target column(s) of {data.path}; "
-        f"columns: {', '.join(map(str, frame.columns))}"
+        f"data.target: name the target column(s) of {data.path} (only a lone column named y or "
+        f"target is taken without it); columns: {', '.join(map(str, frame.columns))}"
     )
 
 
@@ -84,7 +86,15 @@ def load_dataset(config: Config) -> Dataset:
     if not features:
         raise ConfigError(f"data.features: {data.path or data.source} has no feature columns")
     check_values(frame, features, targets, str(data.path or data.source))
-    task = config.task if config.task != "auto" else infer_task(frame, targets)
+    task = config.task
+    if task == "auto":
+        known = {**SYNTHETIC_SOURCES, **BUNDLED_SOURCES}
+        task = known[data.source] if data.source in known else infer_task(frame, targets)
+    if task in ("binary", "classification") and len(targets) != 1:
+        raise ConfigError(
+            f"task: {task} takes one target column, got {len(targets)} ({', '.join(targets)}); "
+            f"several 0/1 columns are a multilabel task"
+        )
 
     extra = {}
     for key in ("val_path", "test_path"):

@@ -49,7 +49,8 @@ def spirals(n: int, noise: float, rng: np.random.Generator, arms: int = 3) -> pd
     for arm, idx in enumerate(per_arm):
         r = np.linspace(0.05, 1.0, len(idx))
         theta = np.linspace(arm * 4.0, (arm + 1) * 4.0, len(idx)) + noise * rng.standard_normal(
-            len(idx))
+            len(idx)
+        )
         xs.append(np.c_[r * np.sin(theta), r * np.cos(theta)])
         ys.append(np.full(len(idx), arm))
     x, y = np.concatenate(xs), np.concatenate(ys)
@@ -75,13 +76,11 @@ def multilabel(n: int, noise: float, rng: np.random.Generator) -> pd.DataFrame:
     """Points in the plane with three overlapping yes/no labels, each a nonlinear region."""
     x = rng.uniform(-1.5, 1.5, size=(n, 2))
     labels = np.c_[
-        (x ** 2).sum(axis=1) < 1.0,  # inside the unit circle
+        (x**2).sum(axis=1) < 1.0,  # inside the unit circle
         x[:, 1] > 0.5 * np.sin(np.pi * x[:, 0]),  # above a wave
         np.abs(x[:, 0] - x[:, 1]) < 0.6,  # on a diagonal band
     ].astype(int)
     return _frame(x + noise * rng.standard_normal(x.shape), labels, ["circle", "wave", "band"])
-
-
 
 
 def bundled(name: str) -> pd.DataFrame:

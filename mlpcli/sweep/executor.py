@@ -61,8 +61,14 @@ def run_trial(task: TrialTask) -> TrialResult:
         if key not in _datasets:
             _datasets[key] = load_dataset(config)
         resume = task.run_dir if (task.run_dir / "config.yaml").exists() else None
-        trained = train(config, out=task.run_dir.parent, name=task.run_dir.name, resume=resume,
-                        quiet=True, dataset=_datasets[key])
+        trained = train(
+            config,
+            out=task.run_dir.parent,
+            name=task.run_dir.name,
+            resume=resume,
+            quiet=True,
+            dataset=_datasets[key],
+        )
         result.status, result.summary = "completed", trained.summary
     except KeyboardInterrupt:
         result.status, result.error = "stopped", "interrupted"
@@ -105,8 +111,9 @@ class LocalExecutor:
 
         # spawn, not fork: a forked copy of a process holding thread pools can deadlock.
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_limit_threads,
-                                   initargs=(self.threads,))
+        pool = ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_limit_threads, initargs=(self.threads,)
+        )
         futures: dict[Future[TrialResult], TrialTask] = {}
         try:
             futures = {pool.submit(run_trial, task): task for task in tasks}
@@ -124,8 +131,12 @@ def _result_of(future: Future[TrialResult], task: TrialTask) -> TrialResult:
     try:
         return future.result()
     except Exception as exc:
-        return TrialResult(task.trial, "failed", task.run_dir,
-                           error=f"the worker process failed ({exc.__class__.__name__}: {exc})")
+        return TrialResult(
+            task.trial,
+            "failed",
+            task.run_dir,
+            error=f"the worker process failed ({exc.__class__.__name__}: {exc})",
+        )
 
 
 def make_executor(workers: int) -> Executor:

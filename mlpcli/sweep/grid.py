@@ -44,15 +44,18 @@ def parse_values(text: str, where: str) -> list[Any]:
     try:
         values = yaml.safe_load(f"[{text}]")
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: '{text}' is not a comma-separated list of YAML values "
-                          f"({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(
+            f"{where}: '{text}' is not a comma-separated list of YAML values "
+            f"({getattr(exc, 'problem', exc)})"
+        ) from None
     if not values:
         raise ConfigError(f"{where}: give at least one value")
     return values
 
 
-def hidden_axis(widths: list[int] | None, depths: list[int] | None,
-                base: list[int]) -> list[list[int]]:
+def hidden_axis(
+    widths: list[int] | None, depths: list[int] | None, base: list[int]
+) -> list[list[int]]:
     """--hidden K with --depth D means D layers of width K; either alone keeps the base's other."""
     base_depth = len(base) or 1
     base_width = base[0] if base else 64
@@ -63,8 +66,9 @@ def hidden_axis(widths: list[int] | None, depths: list[int] | None,
     return [[w] * d for d in (depths or [base_depth]) for w in (widths or [base_width])]
 
 
-def expand(grid: dict[str, list[Any]], zipped: dict[str, list[Any]], seeds: int,
-           base_seed: int) -> list[Trial]:
+def expand(
+    grid: dict[str, list[Any]], zipped: dict[str, list[Any]], seeds: int, base_seed: int
+) -> list[Trial]:
     """Every combination of grid values, times the zipped rows, times the seeds."""
     lengths = {len(v) for v in zipped.values()}
     if len(lengths) > 1:

@@ -25,9 +25,15 @@ def trial_row(result: TrialResult) -> dict[str, Any]:
     hidden = result.trial.settings.get("model.hidden")
     if isinstance(hidden, list):
         row["width"], row["depth"] = (max(hidden) if hidden else 0), len(hidden)
-    row.update(seed=result.trial.seed, status=result.status, error=result.error or "",
-               params=summary.get("params"), best_epoch=summary.get("best_epoch"),
-               seconds=round(result.seconds, 3), train_seconds=summary.get("train_seconds"))
+    row.update(
+        seed=result.trial.seed,
+        status=result.status,
+        error=result.error or "",
+        params=summary.get("params"),
+        best_epoch=summary.get("best_epoch"),
+        seconds=round(result.seconds, 3),
+        train_seconds=summary.get("train_seconds"),
+    )
     metrics = summary.get("metrics", {}) if result.status == "completed" else {}
     for split in SPLITS:
         for name, value in metrics.get(split, {}).items():
@@ -58,9 +64,12 @@ def point_stats(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, A
     stats = []
     for point, members in sorted(points.items()):
         done = [r for r in members if r["status"] == "completed"]
-        entry: dict[str, Any] = {"point": point,
-                                 "settings": {k: members[0][k] for k in keys if k in members[0]},
-                                 "trials": len(members), "completed": len(done)}
+        entry: dict[str, Any] = {
+            "point": point,
+            "settings": {k: members[0][k] for k in keys if k in members[0]},
+            "trials": len(members),
+            "completed": len(done),
+        }
         for extra in ("width", "depth", "params"):
             value = next((r[extra] for r in members if r.get(extra) is not None), None)
             if value is not None:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, build_config, differences, load_config, set_key
-from ..console import err
 from ..errors import ConfigError, MlpError, RunError
 from ..runs import create_run_dir, read_json, write_json
 from .executor import Executor, TrialResult, TrialTask, make_executor
@@ -31,8 +30,13 @@ class SweepResult:
         return self.summary["failed"]
 
 
-def with_plan(config: Config, hidden: list[int] | None = None, depth: list[int] | None = None,
-              grid: list[str] = (), seeds: int | None = None) -> Config:  # type: ignore[assignment]
+def with_plan(
+    config: Config,
+    hidden: list[int] | None = None,
+    depth: list[int] | None = None,
+    grid: list[str] = (),
+    seeds: int | None = None,
+) -> Config:  # type: ignore[assignment]
     """The config with command-line sweep options merged into its sweep section."""
     sweep = config.sweep.model_copy(deep=True)
     for item in grid:
@@ -97,8 +101,9 @@ def run_sweep(
         sweep_dir = Path(resume)
         _check_resume(sweep_dir, config)
     else:
-        sweep_dir = create_run_dir(Path(out), name or f"{config.name or 'sweep'}-sweep",
-                                   explicit=name is not None)
+        sweep_dir = create_run_dir(
+            Path(out), name or f"{config.name or 'sweep'}-sweep", explicit=name is not None
+        )
         (sweep_dir / PLAN_FILE).write_text(config.to_yaml())
     workers = workers or config.sweep.workers or os.cpu_count() or 1
     executor = executor or make_executor(min(workers, len(trials)))
@@ -123,16 +128,22 @@ def run_sweep(
                 metric = view.metric = result.summary["main_metric"]
             view.update(result)
             write_results_csv(sweep_dir / "results.csv", [trial_row(r) for r in results.values()])
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "stopped"
+        exc.resume_hint = f"mlp sweep {sweep_dir / PLAN_FILE} --resume {sweep_dir}"  # type: ignore[attr-defined]
         raise
     finally:
         view.stop()
-        summary = _write_summary(sweep_dir, config, trials, results, metric or "loss", status,
-                                 time.perf_counter() - started, workers)
-        if status == "stopped":
-            err.print(f"[yellow]interrupted[/]: {summary['completed']} of {len(trials)} trials "
-                      f"done; continue with: mlp sweep {sweep_dir / PLAN_FILE} --resume {sweep_dir}")
+        summary = _write_summary(
+            sweep_dir,
+            config,
+            trials,
+            results,
+            metric or "loss",
+            status,
+            time.perf_counter() - started,
+            workers,
+        )
     return SweepResult(sweep_dir, summary)
 
 
@@ -167,9 +178,16 @@ def _main_metric(results: list[TrialResult]) -> str | None:
     return next((r.summary["main_metric"] for r in results if r.status == "completed"), None)
 
 
-def _write_summary(sweep_dir: Path, config: Config, trials: list[Trial],
-                   results: dict[int, TrialResult], metric: str, status: str, seconds: float,
-                   workers: int) -> dict[str, Any]:
+def _write_summary(
+    sweep_dir: Path,
+    config: Config,
+    trials: list[Trial],
+    results: dict[int, TrialResult],
+    metric: str,
+    status: str,
+    seconds: float,
+    workers: int,
+) -> dict[str, Any]:
     rows = [trial_row(r) for r in results.values()]
     if rows:
         write_results_csv(sweep_dir / "results.csv", rows)

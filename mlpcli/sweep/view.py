@@ -18,13 +18,19 @@ MAX_ROWS = 30  # a long sweep shows its most recent trials
 class SweepView:
     """Rich Live view on a terminal; one plain line per finished trial otherwise."""
 
-    def __init__(self, trials: list[Trial], metric: str, quiet: bool = False,
-                 console: Console = err) -> None:
+    def __init__(
+        self, trials: list[Trial], metric: str, quiet: bool = False, console: Console = err
+    ) -> None:
         self.trials, self.metric, self.quiet, self.console = trials, metric, quiet, console
         self.results: dict[int, TrialResult] = {}
         self.live: Live | None = None
-        self.progress = Progress(TextColumn("trials"), MofNCompleteColumn(), BarColumn(),
-                                 TimeElapsedColumn(), console=console)
+        self.progress = Progress(
+            TextColumn("trials"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
         self.task = self.progress.add_task("sweep", total=len(trials))
 
     def start(self, finished: list[TrialResult] = ()) -> None:  # type: ignore[assignment]
@@ -46,7 +52,8 @@ class SweepView:
                 f"{trial.name} [{len(self.results)}/{len(self.trials)}] {trial.label()} "
                 f"seed={trial.seed}: {result.status}  {self._score(result)}  "
                 f"{result.seconds:.1f}s" + (f"  {result.error}" if result.error else ""),
-                markup=False, soft_wrap=True,
+                markup=False,
+                soft_wrap=True,
             )
 
     def stop(self) -> None:
@@ -66,7 +73,12 @@ class SweepView:
         shown = sorted(self.results.values(), key=lambda r: r.trial.index)[-MAX_ROWS:]
         for result in shown:
             style = STATUS_STYLE.get(result.status, "")
-            table.add_row(result.trial.name, result.trial.label(), str(result.trial.seed),
-                          f"[{style}]{result.status}[/]", self._score(result).split(" ")[-1],
-                          f"{result.seconds:.1f}s")
+            table.add_row(
+                result.trial.name,
+                result.trial.label(),
+                str(result.trial.seed),
+                f"[{style}]{result.status}[/]",
+                self._score(result).split(" ")[-1],
+                f"{result.seconds:.1f}s",
+            )
         return Group(table, self.progress)

@@ -1,0 +1,17 @@
+"""The hooks the training loop calls; logging, checkpoints and diagnostics subclass Callback."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+class Callback:
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Called when fit() returns or raises."""
