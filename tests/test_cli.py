@@ -189,3 +189,60 @@ def test_interrupt_exits_130_and_resume_finishes_the_run(config, tmp_path, monke
     summary = json.loads(resumed.stdout)
     assert summary["status"] == "completed" and summary["epochs_run"] == 15
     assert_clean_error(mlp("train", config, "--resume", run), "already completed")
+
+
+def test_a_table_without_a_named_target_is_refused(tmp_path):
+    pd.DataFrame(
+        {
+            "x1": [0, 1, 2, 3],
+            "y1": [1, 2, 3, 4],
+            "y2": [2, 3, 4, 5],
+            "target": ["a", "b", "a", "b"],
+            "y": [0, 1, 0, 1],
+        }
+    ).to_csv(tmp_path / "boxes.csv", index=False)
+    path = tmp_path / "boxes.yaml"
+    path.write_text("data: {source: csv, path: boxes.csv}\n")
+    assert_clean_error(mlp("train", path, "--out", tmp_path / "runs"), "data.target", "columns")
+
+
+def test_several_text_targets_and_classes_with_several_targets_are_refused(tmp_path):
+    pd.DataFrame({"x": range(20), "p": ["a", "b"] * 10, "q": ["c", "d"] * 10}).to_csv(
+        tmp_path / "t.csv", index=False
+    )
+    path = tmp_path / "t.yaml"
+    path.write_text("data: {source: csv, path: t.csv, target: [p, q]}\n")
+    assert_clean_error(mlp("train", path, "--out", tmp_path / "runs"), "'p' holds text")
+    explicit = mlp("train", path, "task=classification", "--out", tmp_path / "runs")
+    assert_clean_error(explicit, "task: classification takes one target")
+
+
+def test_predict_checks_its_output_before_working(trained, tmp_path):
+    pd.DataFrame({"x1": [0.0], "x2": [1.0]}).to_csv(tmp_path / "new.csv", index=False)
+    missing = mlp("predict", trained, tmp_path / "new.csv", "-o", tmp_path / "no" / "out.csv")
+    assert_clean_error(missing, "does not exist")
+    assert_clean_error(
+        mlp("predict", trained, tmp_path / "new.csv", "-o", tmp_path / "o.txt"),
+        "unknown file type",
+        ".csv",
+    )
+
+
+def test_eval_names_the_split_it_scored(trained):
+    result = mlp("eval", trained, "--split", "val")
+    assert result.exit_code == 0 and "r on its val split" in result.stdout
+    header = result.stdout.splitlines()[1]
+    assert "val" in header and "test" not in header
+
+
+def test_a_run_in_use_cannot_be_resumed_twice(config, trained):
+    import os
+
+    from mlpcli.runs import run_lock
+
+    (trained / ".lock").write_text(str(os.getppid()))  # a live process holds the run
+    assert_clean_error(mlp("train", config, "--resume", trained), "in use by process")
+    (trained / ".lock").write_text("999999999")  # its process is gone: the lock is taken over
+    with run_lock(trained):
+        assert (trained / ".lock").read_text() == str(os.getpid())
+    assert not (trained / ".lock").exists()
