@@ -124,7 +124,9 @@ def eval_(
         return
     label = str(data) if data is not None else f"its {split} split"
     out.print(
-        metrics_table({"data" if data is not None else split: metrics}, title=f"{run.name} on {label}")
+        metrics_table(
+            {"data" if data is not None else split: metrics}, title=f"{run.name} on {label}"
+        )
     )
 
 

@@ -60,9 +60,10 @@ def _save(fig: Any, path: Path) -> Path:
 def _series(points: list[dict[str, Any]], x_key: str) -> dict[str, list[dict[str, Any]]]:
     """Points grouped into lines: same depth and same other settings, sorted along x."""
     lines: dict[str, list[dict[str, Any]]] = {}
+    several_depths = len({p.get("depth") for p in points}) > 1
     for p in points:
         others = [f"{k}={v}" for k, v in p["settings"].items() if k != "model.hidden"]
-        label = " ".join(([f"depth {p['depth']}"] if "depth" in p else []) + others)
+        label = " ".join(([f"depth {p['depth']}"] if several_depths else []) + others)
         lines.setdefault(label, []).append(p)
     return {k: sorted(v, key=lambda p: p[x_key]) for k, v in lines.items()}
 
@@ -79,10 +80,10 @@ def sweep_curves(
         colour = colours[i % len(colours)]
         xs = [p[x_key] for p in line]
         for ax, name in zip(axes, ("loss", metric)):
-            for split, style in (("train", "-"), ("val", "--")):
+            for split, style, word in (("train", "-", "train"), ("val", "--", "validation")):
                 mean = [p.get(f"{split}_{name}_mean", float("nan")) for p in line]
                 std = [p.get(f"{split}_{name}_std", 0.0) for p in line]
-                ax.plot(xs, mean, style, marker="o", color=colour, label=f"{split} {label}".strip())
+                ax.plot(xs, mean, style, marker="o", color=colour, label=f"{word} {label}".strip())
                 ax.fill_between(
                     xs,
                     [m - s for m, s in zip(mean, std)],
