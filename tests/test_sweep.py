@@ -163,8 +163,7 @@ class StopAfter(InlineExecutor):
         self.n = n
 
     def run(self, tasks):
-        for i, result in enumerate(super().run(tasks[: self.n])):
-            yield result
+        yield from super().run(tasks[: self.n])
         raise KeyboardInterrupt
 
 
