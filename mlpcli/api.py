@@ -19,7 +19,7 @@ import torch
 from . import __version__
 from .atomic import write_text_atomic
 from .checkpoint import CheckpointSaver, load_checkpoint, save_model
-from .config import Config, apply_overrides, build_config, differences, load_config
+from .config import Config, as_config, differences, load_config
 from .data import Dataset, Preprocessor, load_dataset
 from .errors import ConfigError, RunError, TrainingError
 from .evaluate import MODEL_FILE
@@ -48,12 +48,6 @@ class Session:
     prep: Preprocessor
     trainer: Trainer
     splits: dict[str, Split]
-
-
-def _load(config: Config | str | Path, overrides: list[str] | tuple[str, ...]) -> Config:
-    if isinstance(config, Config):
-        return build_config(apply_overrides(config.to_dict(), overrides)) if overrides else config
-    return load_config(config, overrides)
 
 
 def prepare(config: Config, dataset: Dataset | None = None) -> Session:
@@ -111,7 +105,7 @@ def train(
     run's own config.yaml.
     """
     started = time.perf_counter()
-    config = _load(config, overrides)
+    config = as_config(config, overrides)
     if resume is None:
         if name is not None:
             check_name_free(Path(out), name)

@@ -424,6 +424,13 @@ def build_config(
     return config
 
 
+def as_config(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A Config from a Config or a config file, with KEY=VALUE overrides applied."""
+    if isinstance(config, Config):
+        return build_config(apply_overrides(config.to_dict(), overrides)) if overrides else config
+    return load_config(config, overrides)
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read, override and validate a config file; every default filled."""
     path = Path(path)

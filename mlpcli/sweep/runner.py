@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, build_config, differences, load_config, set_key
+from ..config import Config, as_config, build_config, differences, load_config, set_key
 from ..errors import ConfigError, MlpError, RunError
 from ..runs import create_run_dir, read_json, write_json
 from .executor import Executor, TrialResult, TrialTask, make_executor
@@ -93,9 +93,7 @@ def run_sweep(
 ) -> SweepResult:
     """Run every trial of a sweep into one sweep folder and write its results and plots."""
     started = time.perf_counter()
-    if not isinstance(config, Config):
-        config = load_config(config, overrides)
-    config = with_plan(config, hidden, depth, grid, seeds)
+    config = with_plan(as_config(config, overrides), hidden, depth, grid, seeds)
     trials, configs = plan_trials(config)
     if resume is not None:
         sweep_dir = Path(resume)
