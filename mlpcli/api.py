@@ -208,7 +208,7 @@ def _finish(
 ) -> dict[str, Any]:
     """Score the best weights on every split, save the model, plot, and write summary.json."""
     trainer = session.trainer
-    if status != "completed" or session.config.train.restore_best:
+    if status != "completed":
         trainer.restore_best()  # never keep the weights of a failed or half-done epoch
     summary = {**read_json(run_dir / "summary.json"), **_summary(session, run_dir, status)}
     if final and trainer.best_state is not None:
@@ -226,7 +226,7 @@ def _finish(
             run_dir / "plots" / "loss.png",
             main_metric(session.dataset.task),
             run_dir.name,
-            trainer.best_epoch,
+            trainer.saved_epoch,
         )
     n_train = len(session.splits["train"])
     summary.update(

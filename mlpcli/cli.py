@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import typer
 from rich.markup import escape
 
-from .console import err, metrics_table, out
+from .console import err, metrics_table, out, settings_text, sweep_table
 from .errors import MlpError
 
 app = typer.Typer(
@@ -198,7 +198,7 @@ def sweep(
         if best:
             metric = summary["main_metric"]
             out.print(
-                f"best: {_settings_text(best['settings'])}  val {metric} "
+                f"best: {settings_text(best['settings'])}  val {metric} "
                 f"{best[f'val_{metric}_mean']:.4f}"
             )
         out.print(
@@ -209,43 +209,6 @@ def sweep(
         for trial, reason in summary["failures"].items():
             err.print(f"[red]{trial} failed:[/] {escape(reason)}", soft_wrap=True)
         raise typer.Exit(EXIT_FAILED)
-
-
-def _settings_text(settings: dict[str, Any]) -> str:
-    """'hidden=[16] lr=0.01': the last part of each key, unless two keys would read the same."""
-    short = [k.rsplit(".", 1)[-1] for k in settings]
-    names = short if len(set(short)) == len(short) else list(settings)
-    return " ".join(f"{n}={v}" for n, v in zip(names, settings.values())) or "(base)"
-
-
-def sweep_table(summary: dict[str, Any]) -> Any:
-    """One row per grid point: settings, seeds finished, train and val metric (mean ± std)."""
-    from rich.table import Table
-
-    metric = summary["main_metric"]
-    table = Table(title=f"sweep {summary['name']}", show_edge=False, header_style="bold")
-    for column in ("settings", "seeds", "params", f"train {metric}", f"val {metric}", "val loss"):
-        table.add_column(
-            column,
-            justify="left" if column == "settings" else "right",
-            no_wrap=column != "settings",
-        )
-
-    def cell(point: dict[str, Any], key: str) -> str:
-        if f"{key}_mean" not in point:
-            return "-"
-        return f"{point[f'{key}_mean']:.3f} ± {point[f'{key}_std']:.3f}"
-
-    for point in summary["points"]:
-        table.add_row(
-            _settings_text(point["settings"]),
-            f"{point['completed']}/{point['trials']}",
-            f"{point.get('params', '-'):,}" if "params" in point else "-",
-            cell(point, f"train_{metric}"),
-            cell(point, f"val_{metric}"),
-            cell(point, "val_loss"),
-        )
-    return table
 
 
 @config_app.command("show")

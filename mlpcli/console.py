@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
@@ -26,5 +28,40 @@ def metrics_table(metrics: dict[str, dict[str, float]], title: str | None = None
     for name in names:
         table.add_row(
             name, *(f"{metrics[s][name]:.4f}" if name in metrics[s] else "" for s in splits)
+        )
+    return table
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    """'hidden=[16] lr=0.01': the last part of each key, unless two keys would read the same."""
+    short = [k.rsplit(".", 1)[-1] for k in settings]
+    names = short if len(set(short)) == len(short) else list(settings)
+    return " ".join(f"{n}={v}" for n, v in zip(names, settings.values())) or "(base)"
+
+
+def sweep_table(summary: dict[str, Any]) -> Table:
+    """One row per grid point: settings, seeds finished, train and val metric (mean ± std)."""
+    metric = summary["main_metric"]
+    table = Table(title=f"sweep {summary['name']}", show_edge=False, header_style="bold")
+    for column in ("settings", "seeds", "params", f"train {metric}", f"val {metric}", "val loss"):
+        table.add_column(
+            column,
+            justify="left" if column == "settings" else "right",
+            no_wrap=column != "settings",
+        )
+
+    def cell(point: dict[str, Any], key: str) -> str:
+        if f"{key}_mean" not in point:
+            return "-"
+        return f"{point[f'{key}_mean']:.3f} ± {point[f'{key}_std']:.3f}"
+
+    for point in summary["points"]:
+        table.add_row(
+            settings_text(point["settings"]),
+            f"{point['completed']}/{point['trials']}",
+            f"{point.get('params', '-'):,}" if "params" in point else "-",
+            cell(point, f"train_{metric}"),
+            cell(point, f"val_{metric}"),
+            cell(point, "val_loss"),
         )
     return table

@@ -72,6 +72,8 @@ class Predictor:
 
         A target column already in the input is kept, and the prediction is named predicted_<name>.
         """
+        if proba and self.task == "regression":
+            raise DataError("--proba: a regression model predicts values, not probabilities")
         out = self.outputs(frame, where)
         predicted = self.preprocessor.decode(out)
         predicted.columns = [
@@ -79,8 +81,6 @@ class Predictor:
         ]
         parts = [frame.reset_index(drop=True), predicted]
         if proba:
-            if self.task == "regression":
-                raise DataError("--proba: a regression model predicts values, not probabilities")
             parts.append(self.preprocessor.probabilities(out))
         return pd.concat(parts, axis=1)
 

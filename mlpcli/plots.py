@@ -7,10 +7,10 @@ from typing import Any
 
 
 def loss_curve(
-    history: list[dict[str, float]], path: Path, metric: str, title: str, best_epoch: int = 0
+    history: list[dict[str, float]], path: Path, metric: str, title: str, kept_epoch: int = 0
 ) -> Path:
     """Train and validation loss per epoch, and the headline validation metric beside them;
-    a dashed line marks the best epoch (the weights that were kept)."""
+    a dashed line marks the epoch whose weights were kept."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
     has_metric = any(f"val_{metric}" in r for r in history)
@@ -29,8 +29,8 @@ def loss_curve(
         axes[1].set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
     for ax in axes:
         ax.grid(alpha=0.3)
-        if best_epoch:
-            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
+        if kept_epoch:
+            ax.axvline(kept_epoch, color="grey", linestyle="--", linewidth=1)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

@@ -151,11 +151,10 @@ class Trainer:
         train: Split,
         val: Split | None,
         target_scale: torch.Tensor | None,
-        callbacks: list[Callback] = (),  # type: ignore[assignment]
     ) -> None:
         self.config, self.model, self.loss_fn, self.task = config, model, loss_fn, task
         self.train_data, self.val_data, self.target_scale = train, val, target_scale
-        self.callbacks = list(callbacks)
+        self.callbacks: list[Callback] = []  # set by the caller: logging, checkpoints, ...
         self.device = train.x.device
         self.optimizer = make_optimizer(config.optim, model.parameters())
         self.scheduler = make_scheduler(config.schedule, self.optimizer, config.train.epochs)
@@ -207,7 +206,7 @@ class Trainer:
             cfg.grad_clip,
         )
         values = {"train_loss": loss}
-        if self.val_data is not None and len(self.val_data):
+        if self.val_data is not None:
             val = evaluate(self.model, self.loss_fn, self.task, self.val_data, self.target_scale)
             values.update({f"val_{k}": v for k, v in val.items()})
         record = {"epoch": epoch, **read_floats(values)}

@@ -236,15 +236,18 @@ class Preprocessor:
         return values.astype(np.float32)
 
     def decode(self, outputs: np.ndarray) -> pd.DataFrame:
-        """Transformed model outputs (probabilities or scaled values) -> target columns."""
+        """Transformed model outputs (probabilities or scaled values) -> target columns.
+
+        A probability of exactly 0.5 is the negative class, as in the metrics (logit > 0).
+        """
         if self.task == "classification":
             labels = np.asarray(self.labels, dtype=object)[outputs.argmax(axis=1)]
             return pd.DataFrame({self.targets[0]: labels})
         if self.task == "binary":
-            labels = np.asarray(self.labels, dtype=object)[(outputs[:, 0] >= 0.5).astype(int)]
+            labels = np.asarray(self.labels, dtype=object)[(outputs[:, 0] > 0.5).astype(int)]
             return pd.DataFrame({self.targets[0]: labels})
         if self.task == "multilabel":
-            return pd.DataFrame((outputs >= 0.5).astype(int), columns=self.targets)
+            return pd.DataFrame((outputs > 0.5).astype(int), columns=self.targets)
         return pd.DataFrame(self.unscale(outputs), columns=self.targets)
 
     def unscale(self, values: np.ndarray) -> np.ndarray:

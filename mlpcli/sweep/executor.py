@@ -42,7 +42,9 @@ class Executor(Protocol):
 
 
 # Datasets already loaded in this process, by data section and seed (sweep points share them).
+# Bounded, so that a grid over data settings does not hold every variant in memory.
 _datasets: dict[str, Any] = {}
+MAX_CACHED_DATASETS = 4
 
 
 def run_trial(task: TrialTask) -> TrialResult:
@@ -59,6 +61,8 @@ def run_trial(task: TrialTask) -> TrialResult:
         config = build_config(task.config)
         key = json.dumps([config.data.model_dump(mode="json"), data_seed(config), config.task])
         if key not in _datasets:
+            if len(_datasets) >= MAX_CACHED_DATASETS:
+                _datasets.pop(next(iter(_datasets)))
             _datasets[key] = load_dataset(config)
         resume = task.run_dir if (task.run_dir / "config.yaml").exists() else None
         trained = train(
@@ -86,6 +90,7 @@ class InlineExecutor:
     """Trials one after another in this process (one worker; also what tests use)."""
 
     def run(self, tasks: list[TrialTask]) -> Iterator[TrialResult]:
+        _datasets.clear()  # files may have changed since an earlier sweep in this process
         for task in tasks:
             yield run_trial(task)
 
