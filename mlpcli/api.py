@@ -7,6 +7,7 @@ model.predict(frame)
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from dataclasses import dataclass
@@ -17,11 +18,11 @@ from typing import Any
 import torch
 
 from . import __version__
-from .atomic import write_text_atomic
+from .atomic import sweep_temporaries, write_text_atomic
 from .checkpoint import CheckpointSaver, load_checkpoint, save_model
 from .config import Config, as_config, differences, load_config
 from .data import Dataset, Preprocessor, load_dataset
-from .errors import ConfigError, RunError, TrainingError
+from .errors import ConfigError, MlpError, RunError, TrainingError, WriteError
 from .evaluate import MODEL_FILE
 from .model import build_mlp, count_parameters, resolve_device
 from .plots import loss_curve
@@ -112,9 +113,8 @@ def train(
         session = prepare(config, dataset)
         run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
         write_text_atomic(run_dir / "config.yaml", config.to_yaml())
-        summary = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with run_lock(run_dir):
-            return _run(session, run_dir, summary, started, quiet, callbacks)
+            return _run(session, run_dir, _started(), started, quiet, callbacks)
     run_dir = Path(resume)
     if not run_dir.is_dir():
         raise RunError(f"--resume {run_dir}: no such run folder")
@@ -126,8 +126,15 @@ def train(
         session = prepare(config, dataset)
         if state is not None:
             session.trainer.load_state_dict(state)
-        summary = read_json(run_dir / "summary.json")
+        # A kill -9 leaves temporary files (never a final name) and may come before summary.json.
+        sweep_temporaries(run_dir)
+        summary_path = run_dir / "summary.json"
+        summary = read_json(summary_path) if summary_path.exists() else _started()
         return _run(session, run_dir, summary, started, quiet, callbacks)
+
+
+def _started() -> dict[str, Any]:
+    return {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def _run(
@@ -142,20 +149,29 @@ def _run(
     trainer = session.trainer
     trainer.callbacks = [
         MetricsCsv(run_dir / "metrics.csv"),
-        CheckpointSaver(run_dir / CHECKPOINT),
+        CheckpointSaver(run_dir / CHECKPOINT, every=session.config.train.checkpoint_seconds),
         Progress(main_metric(session.dataset.task), quiet=quiet),
         *callbacks,
     ]
+    resume_hint = f"mlp train {run_dir / 'config.yaml'} --resume {run_dir}"
     write_json(run_dir / "summary.json", {**summary, **_summary(session, run_dir, "running")})
     try:
         trainer.fit()
     except TrainingError as exc:
         _finish(session, run_dir, "failed", started)
-        raise TrainingError(f"{exc} (run folder: {run_dir})") from None
+        where = f"run folder: {run_dir}"
+        if trainer.best_state is not None:
+            where = f"the model from epoch {trainer.best_epoch} is kept; {where}"
+        raise TrainingError(f"{exc} ({where})") from None
     except KeyboardInterrupt as exc:
         _finish(session, run_dir, "stopped", started, final=False)
-        exc.resume_hint = f"mlp train {run_dir / 'config.yaml'} --resume {run_dir}"  # type: ignore[attr-defined]
+        exc.resume_hint = resume_hint  # type: ignore[attr-defined]
         raise
+    except WriteError as exc:
+        # The disk is full or read-only: recording the failure would likely fail the same way.
+        with contextlib.suppress(MlpError):
+            _finish(session, run_dir, "failed", started, final=False)
+        raise WriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
     except BaseException:
         _finish(session, run_dir, "failed", started, final=False)
         raise

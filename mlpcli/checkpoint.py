@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write
+from .atomic import atomic_write, make_folder
 from .callbacks import Callback
 from .errors import CheckpointError
 from .trainer import Trainer
@@ -96,7 +96,7 @@ class CheckpointSaver(Callback):
     in-memory copy costs a fraction of one; a kill -9 loses at most `every` seconds of work.
     """
 
-    def __init__(self, path: Path, every: float = 10.0) -> None:
+    def __init__(self, path: Path, every: float) -> None:
         self.path, self.every = Path(path), every
         self.snapshot: dict[str, Any] | None = None
         self.last_write = time.monotonic()
@@ -116,6 +116,6 @@ class CheckpointSaver(Callback):
     def flush(self) -> None:
         if self.snapshot is None:
             return
-        self.path.parent.mkdir(exist_ok=True)
+        make_folder(self.path.parent)
         save_checkpoint(self.path, self.snapshot)
         self.snapshot, self.last_write = None, time.monotonic()

@@ -6,10 +6,13 @@ command imports the library it calls. Only this module turns errors into exit co
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,7 +53,8 @@ def handle_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with _sigterm_as_interrupt():
+                return command(*args, **kwargs)
         except MlpError as exc:
             if _debug:
                 err.print_exception()
@@ -58,13 +62,34 @@ def handle_errors(command: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             hint = getattr(exc, "resume_hint", None)
+            how = f" by {exc.args[0]}" if exc.args else ""
             err.print(
-                "[yellow]interrupted[/]" + (f"; continue with: {escape(hint)}" if hint else ""),
+                f"[yellow]interrupted{how}[/]"
+                + (f"; continue with: {escape(hint)}" if hint else ""),
                 soft_wrap=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (`kill`, a job scheduler's stop) like Ctrl-C: a run saves its checkpoint,
+    says how to resume, and exits 130.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_json(data: Any) -> None:

@@ -262,6 +262,8 @@ class TrainConfig(Section):
     restore_best: bool = True
     "Keep the best epoch's weights (by the monitor, else val_loss); false keeps the last epoch's."
     device: str = "auto"
+    checkpoint_seconds: float = Field(10.0, ge=0)
+    "Write the resume checkpoint at most this often (and whenever training stops); 0: every epoch."
 
     @field_validator("device")
     @classmethod

@@ -25,6 +25,15 @@ class RunError(MlpError):
     """A run folder cannot be created or used as asked."""
 
 
+class WriteError(MlpError):
+    """A file could not be written: the disk is full, the folder is read-only, ...
+
+    The work failed rather than the request (exit 1); what was on disk before is left intact.
+    """
+
+    exit_code = 1
+
+
 class TrainingError(MlpError):
     """The work itself failed (for example the loss diverged)."""
 

@@ -47,10 +47,10 @@ def _pyplot():
 
 def _save(fig: Any, path: Path) -> Path:
     """Write the figure as a PNG under its final name only once it is complete."""
-    from .atomic import atomic_write
+    from .atomic import atomic_write, make_folder
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        make_folder(path.parent)
         atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     finally:
         _pyplot().close(fig)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .atomic import write_text_atomic
+from .atomic import append_line, write_text_atomic
 from .callbacks import Callback
 from .errors import RunError
 
@@ -135,12 +135,9 @@ class MetricsCsv(Callback):
         write_text_atomic(self.path, buffer.getvalue())
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
-        self._append(record)
-
-    def _append(self, record: dict[str, float]) -> None:
-        new = self.path.stat().st_size == 0
-        with open(self.path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(record))
-            if new:
-                writer.writeheader()
-            writer.writerow(record)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(record))
+        if self.path.stat().st_size == 0:
+            writer.writeheader()
+        writer.writerow(record)
+        append_line(self.path, buffer.getvalue())

@@ -77,6 +77,21 @@ def make_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, epo
     return None
 
 
+class NonFiniteLoss(Exception):
+    """A training step's loss was NaN or infinite; raised before that step changes the weights."""
+
+    def __init__(self, step: int, steps: int, value: float) -> None:
+        super().__init__(f"loss {value} at step {step} of {steps}")
+        self.step, self.steps, self.value = step, steps, value
+
+
+def reads_each_step(device: torch.device) -> bool:
+    """Whether a step's loss is read as soon as it is computed: free on the CPU, a stall of the
+    queue on an accelerator.
+    """
+    return device.type == "cpu"
+
+
 def train_epoch(
     model: nn.Module,
     loss_fn: nn.Module,
@@ -85,23 +100,47 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     grad_clip: float | None,
-) -> torch.Tensor:
-    """One pass over shuffled batches; returns the mean training loss as a device tensor."""
+) -> float:
+    """One pass over shuffled batches; returns the mean training loss.
+
+    A non-finite loss raises NonFiniteLoss naming its step. On the CPU every step's loss is read
+    as it comes (a read there costs no device sync), so training stops at that step. On an
+    accelerator a per-step read would stall the queue, so the losses stay on the device and are
+    read once at the end of the epoch; the first bad step is still the one named.
+    """
     model.train()
     n = len(data)
-    order = torch.randperm(n, device=data.x.device, generator=generator)
+    device = data.x.device
+    order = torch.randperm(n, device=device, generator=generator)
     # A trailing batch of one row breaks batch norm and adds only noise: fold it away.
     stop = n - 1 if n % batch_size == 1 and n > 1 else n
-    total = torch.zeros((), device=data.x.device)
-    for start in range(0, stop, batch_size):
+    starts = range(0, stop, batch_size)
+    on_host = reads_each_step(device)
+    losses = None if on_host else torch.empty(len(starts), device=device)
+    total = 0.0
+    for step, start in enumerate(starts):
         index = order[start : start + batch_size]
         loss = loss_fn(model(data.x[index]), data.y[index])
+        if on_host:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFiniteLoss(step + 1, len(starts), value)
+            total += value * len(index)
+        else:
+            losses[step] = loss.detach()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        total += loss.detach() * len(index)
+    if losses is not None:
+        sizes = torch.full_like(losses, batch_size)
+        sizes[-1] = stop - starts[-1]
+        finite = torch.isfinite(losses)
+        total, bad = torch.stack([(losses * sizes).sum(), (~finite).sum()]).tolist()
+        if bad:
+            first = int((~finite).nonzero()[0])
+            raise NonFiniteLoss(first + 1, len(starts), float(losses[first]))
     return total / stop
 
 
@@ -188,35 +227,50 @@ class Trainer:
             if self.config.train.restore_best:
                 self.restore_best()
         finally:
-            # Also on an interrupt or a failure, so that a progress bar is closed.
-            for cb in self.callbacks:
+            self._end_callbacks()
+
+    def _end_callbacks(self) -> None:
+        """Every callback's on_train_end runs, also on an interrupt or a failure, and also when
+        one of them fails (a full disk must not leave the progress bar open); the first error
+        raised here wins unless fit() is already raising one.
+        """
+        failure: BaseException | None = None
+        for cb in self.callbacks:
+            try:
                 cb.on_train_end(self)
+            except BaseException as exc:  # re-raised below
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config.train
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        loss = train_epoch(
-            self.model,
-            self.loss_fn,
-            self.optimizer,
-            self.train_data,
-            cfg.batch_size,
-            self.generator,
-            cfg.grad_clip,
-        )
-        values = {"train_loss": loss}
+        try:
+            loss = train_epoch(
+                self.model,
+                self.loss_fn,
+                self.optimizer,
+                self.train_data,
+                cfg.batch_size,
+                self.generator,
+                cfg.grad_clip,
+            )
+        except NonFiniteLoss as bad:
+            self.train_seconds += time.perf_counter() - start
+            raise TrainingError(
+                f"the training loss became {bad.value} at epoch {epoch}, step {bad.step} of "
+                f"{bad.steps} (optim.lr {lr:g}); try a smaller optim.lr, train.grad_clip, or "
+                f"model.norm"
+            ) from None
+        values: dict[str, torch.Tensor] = {}
         if self.val_data is not None:
             val = evaluate(self.model, self.loss_fn, self.task, self.val_data, self.target_scale)
             values.update({f"val_{k}": v for k, v in val.items()})
-        record = {"epoch": epoch, **read_floats(values)}
+        record = {"epoch": epoch, "train_loss": loss, **read_floats(values)}
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
-        if not math.isfinite(record["train_loss"]):
-            raise TrainingError(
-                f"the training loss became {record['train_loss']} in epoch {epoch} "
-                f"(optim.lr {lr:g}); try a smaller optim.lr, train.grad_clip, or model.norm"
-            )
         if self.scheduler is not None:
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step(record.get("val_loss", record["train_loss"]))

@@ -12,6 +12,7 @@ import yaml
 from safetensors.torch import load_file
 
 import mlpcli
+from mlpcli import trainer
 from mlpcli.checkpoint import load_checkpoint, load_model_file
 from mlpcli.config import build_config
 from mlpcli.errors import TrainingError
@@ -250,6 +251,62 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_best_model(tmp_path):
     tensors, _ = load_model_file(folder / "model.safetensors")
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
     assert summary["metrics"]["test"]["accuracy"] > 0.7
+
+
+class NanAtStep(Callback):
+    """The training loss of one global step is NaN; counts the training steps taken."""
+
+    def __init__(self, step):
+        self.step, self.steps = step, 0
+
+    def on_train_start(self, trainer):
+        loss_fn = trainer.loss_fn
+
+        def poisoned(outputs, targets):
+            loss = loss_fn(outputs, targets)
+            if not outputs.requires_grad:  # an evaluation, not a training step
+                return loss
+            self.steps += 1
+            return loss * float("nan") if self.steps == self.step else loss
+
+        trainer.loss_fn = poisoned
+
+
+@pytest.mark.parametrize("each_step", [True, False], ids=["cpu-reads", "device-buffer"])
+def test_a_nan_loss_stops_at_its_step_and_names_it(tmp_path, monkeypatch, each_step):
+    # On an accelerator the losses are read at the epoch's end; the step named is the same.
+    monkeypatch.setattr(trainer, "reads_each_step", lambda device: each_step)
+    # 360 training rows in batches of 64: 6 steps an epoch, so step 15 is epoch 3, step 3.
+    config = make_config(train={"epochs": 10}, optim={"lr": 0.02})
+    nan = NanAtStep(15)
+    with pytest.raises(TrainingError) as caught:
+        mlpcli.train(config, out=tmp_path, name="nan", quiet=True, callbacks=[nan])
+    message = str(caught.value)
+    assert "became nan at epoch 3, step 3 of 6 (optim.lr 0.02)" in message
+    assert "the model from epoch 2 is kept" in message and "optim.lr" in message
+    assert nan.steps == (15 if each_step else 18)  # on the CPU, not one step after it
+    assert caught.value.exit_code == 1
+    folder = tmp_path / "nan"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["best_epoch"] == summary["saved_epoch"] == 2
+    with open(folder / "metrics.csv") as handle:
+        assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [1, 2]
+    tensors, metadata = load_model_file(folder / "model.safetensors")
+    assert metadata["epoch"] == 2
+    assert all(torch.isfinite(t).all() for t in tensors.values())
+
+
+def test_a_diverging_run_fails_with_exit_1_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlpcli.cli import app
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(make_config(optim={"name": "sgd", "lr": 1e30}).to_dict()))
+    result = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 1, result.output
+    assert "at epoch 1, step" in result.stderr and "optim.lr 1e+30" in result.stderr
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("optim", list(OPTIMIZERS))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text_atomic
 from ..config import Config, as_config, build_config, differences, load_config, set_key
 from ..errors import ConfigError, MlpError, RunError
 from ..runs import create_run_dir, read_json, write_json
@@ -102,7 +103,7 @@ def run_sweep(
         sweep_dir = create_run_dir(
             Path(out), name or f"{config.name or 'sweep'}-sweep", explicit=name is not None
         )
-        (sweep_dir / PLAN_FILE).write_text(config.to_yaml())
+        write_text_atomic(sweep_dir / PLAN_FILE, config.to_yaml())
     workers = workers or config.sweep.workers or os.cpu_count() or 1
     executor = executor or make_executor(min(workers, len(trials)))
 
