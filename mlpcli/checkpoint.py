@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import io
 import json
+import pickle
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +81,29 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no resume checkpoint here")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refusals, truncation, random bytes
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise CheckpointError(f"{path}: not a usable checkpoint ({first[:200]})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about unusual pickle protocols
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise CheckpointError(
+                f"{path}: refused: it holds Python objects other than tensors and plain values, "
+                f"which could run code when loaded; mlp only loads the checkpoints/last.pt that "
+                f"mlp train writes"
+            ) from None
+        raise _damaged(path) from None
+    except Exception:  # truncation, random bytes: torch's reader fails in many ways
+        raise _damaged(path) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an mlpcli checkpoint")
+        raise CheckpointError(f"{path}: not an mlpcli checkpoint (written by another program)")
     return state
+
+
+def _damaged(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: damaged or not a checkpoint (truncated, or not written by mlp train); "
+        f"expected the checkpoints/last.pt of a run folder"
+    )
 
 
 class CheckpointSaver(Callback):

@@ -124,8 +124,8 @@ def test_kill_9_at_random_moments_loses_nothing_and_resume_is_exact(tmp_path):
     chains, run, last_epoch = 0, None, 0
     while len(kills) < 14:
         if run is None or not (run / "config.yaml").exists():
-            if run is not None:  # killed between creating the folder and writing its config
-                shutil.rmtree(run)
+            if run is not None:  # killed before its folder and config.yaml were both made
+                shutil.rmtree(run, ignore_errors=True)
             chains += 1
             run, last_epoch = tmp_path / f"cut{chains}", 0
             argv = ["train", config, "--out", tmp_path, "--name", run.name, "-q"]
@@ -161,7 +161,10 @@ def test_kill_9_at_random_moments_loses_nothing_and_resume_is_exact(tmp_path):
         epoch = check_whole(run)
         assert epoch >= last_epoch, "the newest complete checkpoint was lost"
         last_epoch = epoch
-        kills.append("during a save" if during_save else f"epoch {epoch}")
+        if during_save:
+            kills.append("during a save")
+        else:
+            kills.append(f"after epoch {epoch}" if run.exists() else "before its folder")
 
     assert run is not None
     assert run_to_end(["train", config, "--resume", run, "-q"], log) == 0, log.read_text()
