@@ -42,8 +42,8 @@ What is held equal
 Threads
     torch's thread count is read once at start and set back before every contender, so a
     change made inside mlpcli.train() cannot carry over to the contenders after it. The
-    "threads" column is torch's count while a contender trained (read inside mlpcli's
-    training loop through a callback); for scikit-learn it is its BLAS library's count.
+    "threads" column is torch's count while a contender trained (for mlpcli, the count its
+    summary.json reports); for scikit-learn it is its BLAS library's count.
 
 Run
     python benchmarks/train_speed.py [--repeats 3] [--quick] [--json PATH]
@@ -92,7 +92,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import mlpcli
-from mlpcli.callbacks import Callback
 from mlpcli.data import Dataset
 
 SEED = 0
@@ -242,15 +241,6 @@ def torch_accuracy(model: nn.Module, setup: Setup) -> float:
 # ---------------------------------------------------------------- contenders
 
 
-class ThreadProbe(Callback):
-    """Reads torch's thread count from inside mlpcli's training loop."""
-
-    threads = 0
-
-    def on_train_start(self, trainer: Any) -> None:
-        self.threads = torch.get_num_threads()
-
-
 def mlpcli_config(work: Workload, folder: Path, device: torch.device) -> Path:
     """A config for the Parquet files in folder: every training row, every epoch, no extras."""
     config = {
@@ -293,12 +283,9 @@ def run_mlpcli(setup: Setup) -> Run:
         task=work.task,
     )
     config = mlpcli_config(work, setup.folder, setup.device)
-    probe = ThreadProbe()
-    result = mlpcli.train(
-        config, out=setup.folder / "runs", quiet=True, dataset=dataset, callbacks=[probe]
-    )
+    result = mlpcli.train(config, out=setup.folder / "runs", quiet=True, dataset=dataset)
     summary = result.summary
-    return Run(summary["train_seconds"], summary["metrics"]["test"]["accuracy"], probe.threads)
+    return Run(summary["train_seconds"], summary["metrics"]["test"]["accuracy"], summary["threads"])
 
 
 def run_hand_tuned(setup: Setup) -> Run:

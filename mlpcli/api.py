@@ -210,6 +210,8 @@ def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
         "stopped_early": trainer.stopped_early,
         "params": count_parameters(trainer.model),
         "device": str(trainer.device),
+        "engine": trainer.engine.name,
+        "threads": trainer.threads or torch.get_num_threads(),
         "rows": {name: len(split) for name, split in session.splits.items()},
         "versions": {
             "mlpcli": __version__,

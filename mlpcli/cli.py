@@ -164,14 +164,16 @@ def predict(
     proba: bool = typer.Option(False, "--proba", help="Add class probability columns."),
 ) -> None:
     """Predict the target for every row of a file; prints CSV unless -o is given."""
-    from .data.files import check_output, write_table
+    from .data.files import check_output, write_csv, write_table
     from .evaluate import predict_file
 
     if output is not None:
         check_output(output)  # before the work, not after it
     frame = predict_file(run, input_path, proba=proba)
     if output is None:
-        frame.to_csv(sys.stdout, index=False)
+        sys.stdout.flush()
+        write_csv(frame, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
         return
     write_table(frame, output)
     err.print(f"wrote {len(frame)} rows to {output}")

@@ -264,6 +264,14 @@ class TrainConfig(Section):
     device: str = "auto"
     checkpoint_seconds: float = Field(10.0, ge=0)
     "Write the resume checkpoint at most this often (and whenever training stops); 0: every epoch."
+    engine: Literal["auto", "backprop", "autograd"] = "auto"
+    "backprop: the chain rule written out (Linear and elementwise layers); auto picks it if it can."
+    threads: StrictInt | None = Field(None, gt=0)
+    "CPU threads; null: one for small models (more only add waiting), every core for large ones."
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    "bf16 or fp16: mixed precision (autocast) on a GPU; weights and optimiser stay in fp32."
+    compile: bool = False
+    "torch.compile the model (with CUDA graphs for small models on a GPU)."
 
     @field_validator("device")
     @classmethod
@@ -271,6 +279,15 @@ class TrainConfig(Section):
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
             raise ValueError(f"unknown device '{value}'; accepted: auto, cpu, cuda, cuda:N, mps")
         return value
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> TrainConfig:
+        if self.engine == "backprop" and (self.precision != "fp32" or self.compile):
+            raise ValueError(
+                "train.engine: backprop runs in fp32 and is not compiled; use engine auto or "
+                "autograd with train.precision or train.compile"
+            )
+        return self
 
 
 class SweepConfig(Section):

@@ -20,7 +20,8 @@ def format_record(record: dict[str, float], metric: str) -> str:
 def metrics_table(metrics: dict[str, dict[str, float]], title: str | None = None) -> Table:
     """Metric rows, one column per split."""
     splits = [s for s in metrics if metrics[s]]
-    table = Table(title=title, show_edge=False, header_style="bold")
+    # As wide as the title, so that a long path is not folded into the table's width.
+    table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title or ""))
     table.add_column("metric")
     for split in splits:
         table.add_column(split, justify="right")

@@ -53,6 +53,9 @@ OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rmsprop": ("torch.optim.RMSprop", ("momentum",)),
 }
 
+# Optimisers with a fused implementation (one kernel for every parameter) on CPU and CUDA.
+FUSED_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+
 SCHEDULES: tuple[str, ...] = ("none", "step", "cosine", "plateau")
 
 INITS: tuple[str, ...] = (

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .backprop import Backprop
 from .callbacks import Callback
 from .config import Config, OptimConfig, ScheduleConfig
+from .engine import Autograd, choose_threads, cpu_threads, make_engine
 from .errors import TrainingError
-from .registry import OPTIMIZERS, resolve
+from .registry import FUSED_OPTIMIZERS, OPTIMIZERS, resolve
 from .tasks import compute_metrics, is_better, wide_dtype
 
 if TYPE_CHECKING:
@@ -53,10 +55,13 @@ def target_scale(prep: Preprocessor, device: torch.device) -> torch.Tensor | Non
     return torch.tensor(prep.target_scale, device=device) if prep.task == "regression" else None
 
 
-def make_optimizer(config: OptimConfig, params: Any) -> torch.optim.Optimizer:
+def make_optimizer(config: OptimConfig, params: Any, device: torch.device) -> torch.optim.Optimizer:
     path, extra = OPTIMIZERS[config.name]
-    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
+    kwargs: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
     kwargs.update({key: getattr(config, key) for key in extra})
+    if config.name in FUSED_OPTIMIZERS and device.type in ("cpu", "cuda"):
+        # One kernel over all parameters, instead of a Python loop of small operations.
+        kwargs["fused"] = True
     return resolve(path)(params, **kwargs)
 
 
@@ -93,8 +98,7 @@ def reads_each_step(device: torch.device) -> bool:
 
 
 def train_epoch(
-    model: nn.Module,
-    loss_fn: nn.Module,
+    engine: Autograd | Backprop,
     optimizer: torch.optim.Optimizer,
     data: Split,
     batch_size: int,
@@ -104,11 +108,12 @@ def train_epoch(
     """One pass over shuffled batches; returns the mean training loss.
 
     A non-finite loss raises NonFiniteLoss naming its step. On the CPU every step's loss is read
-    as it comes (a read there costs no device sync), so training stops at that step. On an
-    accelerator a per-step read would stall the queue, so the losses stay on the device and are
-    read once at the end of the epoch; the first bad step is still the one named.
+    as it comes (a read there costs no device sync), so training stops at that step, before it
+    changes the weights. On an accelerator a per-step read would stall the queue, so the losses
+    stay on the device and are read once at the end of the epoch; the first bad step is still
+    the one named.
     """
-    model.train()
+    engine.model.train()
     n = len(data)
     device = data.x.device
     order = torch.randperm(n, device=device, generator=generator)
@@ -120,7 +125,7 @@ def train_epoch(
     total = 0.0
     for step, start in enumerate(starts):
         index = order[start : start + batch_size]
-        loss = loss_fn(model(data.x[index]), data.y[index])
+        loss = engine.loss(data.x.index_select(0, index), data.y.index_select(0, index))
         if on_host:
             value = loss.item()
             if not math.isfinite(value):
@@ -128,11 +133,7 @@ def train_epoch(
             total += value * len(index)
         else:
             losses[step] = loss.detach()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        engine.update(optimizer, grad_clip)
     if losses is not None:
         sizes = torch.full_like(losses, batch_size)
         sizes[-1] = stop - starts[-1]
@@ -195,7 +196,9 @@ class Trainer:
         self.train_data, self.val_data, self.target_scale = train, val, target_scale
         self.callbacks: list[Callback] = []  # set by the caller: logging, checkpoints, ...
         self.device = train.x.device
-        self.optimizer = make_optimizer(config.optim, model.parameters())
+        self.engine = make_engine(config.train, model, loss_fn, self.device)
+        self.threads = choose_threads(config.train, model, self.device)
+        self.optimizer = make_optimizer(config.optim, self.engine.parameters, self.device)
         self.scheduler = make_scheduler(config.schedule, self.optimizer, config.train.epochs)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         stop = config.train.early_stopping
@@ -217,22 +220,25 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_start(self)
         try:
-            while self.epoch < cfg.epochs and not self.stopped_early:
-                record = self._run_epoch(self.epoch + 1)
-                self.epoch += 1
-                self.history.append(record)
-                self._track_best(record)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, record)
+            with cpu_threads(self.threads):
+                while self.epoch < cfg.epochs and not self.stopped_early:
+                    record = self._run_epoch(self.epoch + 1)
+                    self.epoch += 1
+                    self.history.append(record)
+                    self._track_best(record)
+                    for cb in self.callbacks:
+                        cb.on_epoch_end(self, record)
             if self.config.train.restore_best:
                 self.restore_best()
-        finally:
-            self._end_callbacks()
+        except BaseException:
+            # The error that stopped training is the one to report, not a later one.
+            self._end_callbacks(raise_errors=False)
+            raise
+        self._end_callbacks(raise_errors=True)
 
-    def _end_callbacks(self) -> None:
-        """Every callback's on_train_end runs, also on an interrupt or a failure, and also when
-        one of them fails (a full disk must not leave the progress bar open); the first error
-        raised here wins unless fit() is already raising one.
+    def _end_callbacks(self, raise_errors: bool) -> None:
+        """Every callback's on_train_end runs, also after an interrupt or a failure, and also
+        when one of them fails: a full disk must not leave the progress bar open.
         """
         failure: BaseException | None = None
         for cb in self.callbacks:
@@ -240,7 +246,7 @@ class Trainer:
                 cb.on_train_end(self)
             except BaseException as exc:  # re-raised below
                 failure = failure or exc
-        if failure is not None:
+        if failure is not None and raise_errors:
             raise failure
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
@@ -249,8 +255,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         try:
             loss = train_epoch(
-                self.model,
-                self.loss_fn,
+                self.engine,
                 self.optimizer,
                 self.train_data,
                 cfg.batch_size,
@@ -310,6 +315,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "engine": self.engine.state_dict(),
             "rng": rng,
             "history": self.history,
             "best": {"epoch": self.best_epoch, "score": self.best_score, "state": self.best_state},
@@ -323,6 +329,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        self.engine.load_state_dict(state.get("engine", {}))
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["generator"])
         if "cuda" in state["rng"] and self.device.type == "cuda":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +11,18 @@ HEAVY = ("torch", "pandas", "matplotlib", "sklearn", "numpy")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def imported_after(code: str) -> set[str]:
+def imported_after(code: str, env: dict[str, str] | None = None) -> set[str]:
     script = (
         "import sys\n" + code + "\n"
         f"print('heavy:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, **(env or {})},
     )
     last = result.stdout.strip().splitlines()[-1]
     return set(filter(None, last.removeprefix("heavy:").split(",")))
@@ -34,6 +40,15 @@ def test_help_and_config_show_import_nothing_heavy():
             "    assert e.code == 0, e.code"
         )
         assert imported_after(code) == set(), args
+
+
+def test_shell_completion_imports_nothing_heavy():
+    code = (
+        "from mlpcli.cli import app\n"
+        "try:\n    app(prog_name='mlp')\nexcept SystemExit as e:\n    assert e.code == 0, e.code"
+    )
+    env = {"_MLP_COMPLETE": "complete_bash", "COMP_WORDS": "mlp tr", "COMP_CWORD": "1"}
+    assert imported_after(code, env) == set()
 
 
 def test_the_api_is_reachable_from_the_package():

@@ -260,16 +260,14 @@ class NanAtStep(Callback):
         self.step, self.steps = step, 0
 
     def on_train_start(self, trainer):
-        loss_fn = trainer.loss_fn
+        loss = trainer.engine.loss
 
-        def poisoned(outputs, targets):
-            loss = loss_fn(outputs, targets)
-            if not outputs.requires_grad:  # an evaluation, not a training step
-                return loss
+        def poisoned(x, y):
             self.steps += 1
-            return loss * float("nan") if self.steps == self.step else loss
+            value = loss(x, y)
+            return value * float("nan") if self.steps == self.step else value
 
-        trainer.loss_fn = poisoned
+        trainer.engine.loss = poisoned
 
 
 @pytest.mark.parametrize("each_step", [True, False], ids=["cpu-reads", "device-buffer"])

