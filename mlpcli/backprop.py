@@ -16,6 +16,7 @@ autograd instead.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from .model import Swish
+from .optim_step import functional_step
 
 aten = torch.ops.aten
 
@@ -140,7 +142,10 @@ def flatten_parameters(model: nn.Module) -> nn.Parameter:
 
 
 class Backprop:
-    """One training step by the written-out chain rule: loss(x, y), then update(optimizer)."""
+    """One training step by the written-out chain rule: loss(x, y), then update(optimizer).
+
+    Both calls expect autograd to be off (the training loop runs them under no_grad()).
+    """
 
     name = "backprop"
 
@@ -155,71 +160,82 @@ class Backprop:
         for _, param in model.named_parameters():  # same order as flatten_parameters
             grads[id(param)] = self.flat.grad[offset : offset + param.numel()].view_as(param)
             offset += param.numel()
+        # Views into the flat buffers, fetched once: they stay valid as the optimiser updates
+        # the buffer in place, and a step no longer pays nn.Module's attribute lookups.
+        self.weights = [layer.linear.weight.detach() for layer in self.layers]
+        self.weights_t = [w.t() for w in self.weights]
+        self.biases = [
+            layer.linear.bias.detach() if layer.linear.bias is not None else None
+            for layer in self.layers
+        ]
         self.weight_grads = [grads[id(layer.linear.weight)] for layer in self.layers]
         self.bias_grads = [
             grads[id(layer.linear.bias)] if layer.linear.bias is not None else None
             for layer in self.layers
         ]
-        self.loss_and_grad = LOSS_GRADS[type(loss_fn)]
+        self.activations = [
+            layer.activation.forward if layer.activation is not None else None
+            for layer in self.layers
+        ]
         self.activation_grads = [
             ACTIVATION_GRADS[type(layer.activation)] if layer.activation is not None else None
             for layer in self.layers
         ]
+        self.dropouts = [layer.dropout for layer in self.layers]
+        self.loss_and_grad = LOSS_GRADS[type(loss_fn)]
+        self.optimizer_step: Callable[[], None] | None = None
 
-    @torch.no_grad()
+    def context(self) -> contextlib.AbstractContextManager[None]:
+        return torch.no_grad()
+
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Forward pass in training mode, keeping what backward() needs."""
         self.inputs, self.pre, self.post, self.masks = [], [], [], []
         a = x
-        for layer in self.layers:
+        for k in range(len(self.layers)):
             self.inputs.append(a)
-            linear = layer.linear
-            if linear.bias is not None:
-                z = torch.addmm(linear.bias, a, linear.weight.t())
-            else:
-                z = a @ linear.weight.t()
-            if layer.activation is None:
-                a = z
-                self.pre.append(z)
-                self.post.append(z)
-                self.masks.append(None)
-                continue
-            a = layer.activation(z)
+            bias = self.biases[k]
+            z = (
+                torch.addmm(bias, a, self.weights_t[k])
+                if bias is not None
+                else a @ self.weights_t[k]
+            )
+            forward = self.activations[k]
+            a = forward(z) if forward is not None else z
             self.pre.append(z)
             self.post.append(a)
             mask = None
-            if layer.dropout > 0:
-                keep = 1.0 - layer.dropout
+            if self.dropouts[k] > 0:
+                keep = 1.0 - self.dropouts[k]
                 mask = torch.empty_like(a).bernoulli_(keep).div_(keep)
                 a = a * mask
             self.masks.append(mask)
         loss, self.output_grad = self.loss_and_grad(a, y, self.loss_fn)
         return loss
 
-    @torch.no_grad()
     def backward(self) -> None:
         """Gradients of the last loss() into the flat parameter's .grad."""
         d = self.output_grad
         for k in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[k]
             torch.mm(d.t(), self.inputs[k], out=self.weight_grads[k])
             if self.bias_grads[k] is not None:
                 torch.sum(d, dim=0, out=self.bias_grads[k])
             if k == 0:
                 break
-            d = d @ layer.linear.weight
+            d = d @ self.weights[k]
             below = k - 1
             if self.masks[below] is not None:
                 d = d * self.masks[below]
-            d = self.activation_grads[below](
-                d, self.pre[below], self.post[below], self.layers[below].activation
-            )
+            activation = self.layers[below].activation
+            d = self.activation_grads[below](d, self.pre[below], self.post[below], activation)
 
     def update(self, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
         self.backward()
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(self.parameters, grad_clip)
-        optimizer.step()
+        if self.optimizer_step is None:
+            self.optimizer_step = functional_step(optimizer) or optimizer.step
+        self.optimizer_step()
 
     def state_dict(self) -> dict[str, Any]:
         return {}  # nothing beyond the model and the optimiser

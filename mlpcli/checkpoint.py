@@ -34,7 +34,9 @@ def save_model(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -> 
     """Weights as safetensors; the metadata JSON travels in the same file."""
     from safetensors.torch import save
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Copies: with the written-out backprop every weight is a view of one flat buffer, and
+    # safetensors refuses tensors that share memory.
+    tensors = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     header = {"format": MODEL_FORMAT, "mlpcli": json.dumps(metadata)}
     atomic_write(path, lambda f: f.write(save(tensors, metadata=header)))
 

@@ -48,6 +48,9 @@ class Autograd:
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(device.type) if train.precision == "fp16" else None
 
+    def context(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.autocast is None:
             self._loss = self.loss_fn(self.forward(x), y)

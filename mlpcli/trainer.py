@@ -123,17 +123,18 @@ def train_epoch(
     on_host = reads_each_step(device)
     losses = None if on_host else torch.empty(len(starts), device=device)
     total = 0.0
-    for step, start in enumerate(starts):
-        index = order[start : start + batch_size]
-        loss = engine.loss(data.x.index_select(0, index), data.y.index_select(0, index))
-        if on_host:
-            value = loss.item()
-            if not math.isfinite(value):
-                raise NonFiniteLoss(step + 1, len(starts), value)
-            total += value * len(index)
-        else:
-            losses[step] = loss.detach()
-        engine.update(optimizer, grad_clip)
+    with engine.context():
+        for step, start in enumerate(starts):
+            index = order[start : start + batch_size]
+            loss = engine.loss(data.x.index_select(0, index), data.y.index_select(0, index))
+            if on_host:
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise NonFiniteLoss(step + 1, len(starts), value)
+                total += value * len(index)
+            else:
+                losses[step] = loss.detach()
+            engine.update(optimizer, grad_clip)
     if losses is not None:
         sizes = torch.full_like(losses, batch_size)
         sizes[-1] = stop - starts[-1]

@@ -338,3 +338,27 @@ def test_resume_of_a_run_stopped_in_its_first_epoch_starts_it_afresh(tmp_path):
     whole = mlpcli.train(config, out=tmp_path, quiet=True)
     a, b = weights(whole), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_mixed_precision_trains_on_the_cpu(tmp_path):
+    result = run(tmp_path, train={"epochs": 10, "precision": "bf16"})
+    assert result.summary["engine"] == "autograd"
+    assert result.summary["metrics"]["test"]["accuracy"] > 0.9
+
+
+def test_small_models_train_on_one_thread_and_the_count_is_restored(tmp_path):
+    before = torch.get_num_threads()
+    small = run(tmp_path, train={"epochs": 2})
+    assert small.summary["threads"] == 1 and small.summary["engine"] == "backprop"
+    assert torch.get_num_threads() == before
+    chosen = run(tmp_path, train={"epochs": 2, "threads": 2})
+    assert chosen.summary["threads"] == 2
+    assert torch.get_num_threads() == before
+
+
+def test_both_engines_reach_the_same_model(tmp_path):
+    sections = {"model": {"dropout": 0.2}, "train": {"epochs": 5}}
+    fast = weights(run(tmp_path, **sections))
+    slow = weights(run(tmp_path, **{**sections, "train": {"epochs": 5, "engine": "autograd"}}))
+    for key in fast:
+        torch.testing.assert_close(fast[key], slow[key], rtol=1e-4, atol=1e-5)
