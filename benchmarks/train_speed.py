@@ -12,6 +12,8 @@ What it measures
                    (the epoch loop alone, without data loading, evaluation or saving)
       hand-tuned   tensors on the device, one torch.randperm per epoch, batches by index,
                    zero_grad(set_to_none=True), no host read inside the epoch
+      hand+fused   the same loop with fused Adam and mlpcli's thread choice (one thread for
+                   a step under mlpcli.engine.SMALL_STEP_FLOPS): what is left of mlpcli's lead is its engine
       DataLoader   TensorDataset + DataLoader(shuffle=True), loss.item() summed every step
       sklearn      MLPClassifier.fit (always on the CPU)
       Lightning    Trainer.fit on the same DataLoader, when lightning or pytorch_lightning
@@ -92,7 +94,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import mlpcli
+from mlpcli.config import TrainConfig
 from mlpcli.data import Dataset
+from mlpcli.engine import choose_threads
 
 SEED = 0
 TEST_FRACTION = 0.2
@@ -288,12 +292,15 @@ def run_mlpcli(setup: Setup) -> Run:
     return Run(summary["train_seconds"], summary["metrics"]["test"]["accuracy"], summary["threads"])
 
 
-def run_hand_tuned(setup: Setup) -> Run:
+def run_hand_tuned(setup: Setup, fused: bool = False) -> Run:
     work, device = setup.work, setup.device
     model = build_model(setup)
+    if fused:  # mlpcli's thread choice, for a like-for-like loop
+        train = TrainConfig(batch_size=work.batch_size)
+        torch.set_num_threads(choose_threads(train, model, device) or torch.get_num_threads())
     loss_fn, y = loss_and_targets(work, setup.data.y_train)
     x, y = torch.from_numpy(setup.data.x_train).to(device), y.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=work.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=work.lr, fused=fused or None)
     generator = torch.Generator(device=device).manual_seed(SEED)
     n, batch = len(x), work.batch_size
     sync(device)
@@ -419,6 +426,7 @@ def run_lightning(setup: Setup) -> Run:
 CONTENDERS: dict[str, Callable[[Setup], Run]] = {
     "mlpcli": run_mlpcli,
     "hand-tuned": run_hand_tuned,
+    "hand+fused": lambda setup: run_hand_tuned(setup, fused=True),
     "DataLoader": run_dataloader,
     "sklearn": run_sklearn,
     "Lightning": run_lightning,

@@ -22,7 +22,7 @@ from .atomic import sweep_temporaries, write_text_atomic
 from .checkpoint import CheckpointSaver, load_checkpoint, save_model
 from .config import Config, as_config, differences, load_config
 from .data import Dataset, Preprocessor, load_dataset
-from .errors import ConfigError, MlpError, RunError, TrainingError, WriteError
+from .errors import CheckpointError, ConfigError, MlpError, RunError, TrainingError, WriteError
 from .evaluate import MODEL_FILE
 from .model import build_mlp, count_parameters, resolve_device
 from .plots import loss_curve
@@ -125,7 +125,13 @@ def train(
         state = load_checkpoint(checkpoint) if checkpoint.exists() else None
         session = prepare(config, dataset)
         if state is not None:
-            session.trainer.load_state_dict(state)
+            try:
+                session.trainer.load_state_dict(state)
+            except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+                raise CheckpointError(
+                    f"{checkpoint}: does not fit this run's model and settings "
+                    f"({exc.__class__.__name__}: {str(exc)[:120]})"
+                ) from None
         # A kill -9 leaves temporary files (never a final name) and may come before summary.json.
         sweep_temporaries(run_dir)
         summary_path = run_dir / "summary.json"

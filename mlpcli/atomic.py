@@ -28,11 +28,17 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        sync_folder(path.parent)
     except OSError as exc:
         raise write_error(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
+    try:
+        sync_folder(path.parent)
+    except OSError as exc:
+        raise WriteError(
+            f"{path}: written, but its folder could not be synced ({exc.strerror}); "
+            f"a power cut now could lose the new version"
+        ) from None
 
 
 def make_folder(path: Path) -> None:
@@ -57,11 +63,17 @@ def sync_folder(folder: Path) -> None:
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append in one write() to an O_APPEND file, so a kill leaves whole lines only."""
+    """Append in one write() to an O_APPEND file, so a kill leaves whole lines only; a write
+    cut short (a full disk can do that without an error) is undone and reported.
+    """
+    data = line.encode("utf-8")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
+            size = os.fstat(fd).st_size
+            if os.write(fd, data) != len(data):
+                os.ftruncate(fd, size)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         finally:
             os.close(fd)
     except OSError as exc:

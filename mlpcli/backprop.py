@@ -93,13 +93,14 @@ def unsupported(model: nn.Module, loss_fn: nn.Module) -> str | None:
         return "the model is not an nn.Sequential"
     if type(loss_fn) not in LOSS_GRADS:
         return f"no written-out gradient for {type(loss_fn).__name__}"
-    if (
-        getattr(loss_fn, "reduction", "mean") != "mean"
-        or getattr(loss_fn, "weight", None) is not None
+    if getattr(loss_fn, "reduction", "mean") != "mean":
+        return "the loss is not a batch mean"
+    if any(getattr(loss_fn, k, None) is not None for k in ("weight", "pos_weight")):
+        return "the loss weighs its terms"
+    if isinstance(loss_fn, nn.CrossEntropyLoss) and (
+        loss_fn.label_smoothing or loss_fn.ignore_index != -100
     ):
-        return "the loss is not a plain batch mean"
-    if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.label_smoothing:
-        return "the loss uses label smoothing"
+        return "the loss smooths labels or ignores a class"
     for module in model:
         if isinstance(module, nn.Linear | nn.Dropout):
             continue
@@ -124,21 +125,27 @@ def _layers(model: nn.Sequential) -> list[Layer]:
     return layers
 
 
-def flatten_parameters(model: nn.Module) -> nn.Parameter:
-    """Move every parameter of the model into one flat buffer; the model's parameters become
-    views of it, so a step on the flat parameter updates the model in place.
+def flatten_parameters(model: nn.Module) -> tuple[nn.Parameter, dict[str, torch.Tensor]]:
+    """Move every parameter of the model into one flat buffer, with a gradient buffer of the
+    same layout; the model's parameters become views of the first, so a step on the flat
+    parameter updates the model in place. Returns it and each parameter's gradient view.
     """
     params = list(model.named_parameters())
     first = params[0][1]
     flat = torch.empty(sum(p.numel() for _, p in params), device=first.device, dtype=first.dtype)
-    offset = 0
+    grad = torch.zeros_like(flat)
+    grads, offset = {}, 0
     for name, param in params:
-        owner = model.get_submodule(name.rpartition(".")[0])
-        view = flat[offset : offset + param.numel()].view_as(param)
+        part = slice(offset, offset + param.numel())
+        view = flat[part].view_as(param)
         view.copy_(param.detach())
-        setattr(owner, name.rpartition(".")[2], nn.Parameter(view))
+        owner, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(owner), attribute, nn.Parameter(view))
+        grads[name] = grad[part].view_as(param)
         offset += param.numel()
-    return nn.Parameter(flat)
+    flat = nn.Parameter(flat)
+    flat.grad = grad
+    return flat, grads
 
 
 class Backprop:
@@ -152,14 +159,9 @@ class Backprop:
     def __init__(self, model: nn.Sequential, loss_fn: nn.Module) -> None:
         self.model, self.loss_fn = model, loss_fn
         self.layers = _layers(model)
-        self.flat = flatten_parameters(model)
-        self.flat.grad = torch.zeros_like(self.flat)
+        self.flat, grads_by_name = flatten_parameters(model)
         self.parameters = [self.flat]
-        grads = {}
-        offset = 0
-        for _, param in model.named_parameters():  # same order as flatten_parameters
-            grads[id(param)] = self.flat.grad[offset : offset + param.numel()].view_as(param)
-            offset += param.numel()
+        grads = {id(p): grads_by_name[name] for name, p in model.named_parameters()}
         # Views into the flat buffers, fetched once: they stay valid as the optimiser updates
         # the buffer in place, and a step no longer pays nn.Module's attribute lookups.
         self.weights = [layer.linear.weight.detach() for layer in self.layers]
@@ -183,7 +185,7 @@ class Backprop:
         ]
         self.dropouts = [layer.dropout for layer in self.layers]
         self.loss_and_grad = LOSS_GRADS[type(loss_fn)]
-        self.optimizer_step: Callable[[], None] | None = None
+        self.stepping: tuple[torch.optim.Optimizer, Callable[[], None]] | None = None
 
     def context(self) -> contextlib.AbstractContextManager[None]:
         return torch.no_grad()
@@ -233,9 +235,9 @@ class Backprop:
         self.backward()
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(self.parameters, grad_clip)
-        if self.optimizer_step is None:
-            self.optimizer_step = functional_step(optimizer) or optimizer.step
-        self.optimizer_step()
+        if self.stepping is None or self.stepping[0] is not optimizer:
+            self.stepping = (optimizer, functional_step(optimizer) or optimizer.step)
+        self.stepping[1]()
 
     def state_dict(self) -> dict[str, Any]:
         return {}  # nothing beyond the model and the optimiser

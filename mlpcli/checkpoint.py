@@ -24,7 +24,8 @@ from .trainer import Trainer
 
 MODEL_FORMAT = "mlpcli-model"
 CHECKPOINT_FORMAT = "mlpcli-checkpoint"
-FORMAT_VERSION = 1
+# 2: the optimiser state of the written-out engine covers one flat parameter.
+FORMAT_VERSION = 2
 
 
 # ------------------------------------------------------------ model files
@@ -98,6 +99,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise _damaged(path) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an mlpcli checkpoint (written by another program)")
+    if state.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: a checkpoint of format {state.get('version')}, written by another version "
+            f"of mlpcli; this one resumes format {FORMAT_VERSION} only (train the run again)"
+        )
     return state
 
 

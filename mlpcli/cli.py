@@ -85,7 +85,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, stop) or signal.SIG_DFL  # None: set from C
     try:
         yield
     finally:

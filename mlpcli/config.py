@@ -266,7 +266,7 @@ class TrainConfig(Section):
     "Write the resume checkpoint at most this often (and whenever training stops); 0: every epoch."
     engine: Literal["auto", "backprop", "autograd"] = "auto"
     "backprop: the chain rule written out (Linear and elementwise layers); auto picks it if it can."
-    threads: StrictInt | None = Field(None, gt=0)
+    threads: StrictInt | None = Field(None, gt=0, le=1024)
     "CPU threads; null: one for small models (more only add waiting), every core for large ones."
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     "bf16 or fp16: mixed precision (autocast) on a GPU; weights and optimiser stay in fp32."

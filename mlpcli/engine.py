@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -29,6 +29,26 @@ SMALL_STEP_FLOPS = 16e6
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+class Engine(Protocol):
+    """What the training loop needs from an engine."""
+
+    name: str
+    model: nn.Module
+    parameters: list[torch.Tensor]  # what the optimiser updates
+
+    def context(self) -> contextlib.AbstractContextManager[None]:
+        """Entered around each epoch's steps."""
+        ...
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    def update(self, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 class Autograd:
     """Any model: PyTorch's autograd, with optional mixed precision and torch.compile."""
 
@@ -40,6 +60,7 @@ class Autograd:
         self.model, self.loss_fn, self.device = model, loss_fn, device
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.forward: Any = model
+        self.compiling = train.compile
         if train.compile:
             small = sum(p.numel() for p in self.parameters) < CUDA_GRAPH_PARAMS
             mode = "reduce-overhead" if device.type == "cuda" and small else None
@@ -52,6 +73,20 @@ class Autograd:
         return contextlib.nullcontext()
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.compiling:  # compiling happens at the first call, and can fail there
+            try:
+                return self._loss_of(x, y)
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+                raise ConfigError(
+                    f"train.compile: torch.compile failed here ({first[:160]}); "
+                    f"set train.compile: false"
+                ) from None
+            finally:
+                self.compiling = False
+        return self._loss_of(x, y)
+
+    def _loss_of(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.autocast is None:
             self._loss = self.loss_fn(self.forward(x), y)
         else:
@@ -85,7 +120,9 @@ class Autograd:
 
 
 def step_flops(model: nn.Module, batch_size: int) -> float:
-    """Multiply-adds of one training step, forward and backward: about 6 x batch x weights."""
+    """Floating-point operations of one training step, forward and backward: about
+    6 x batch x weights (a multiply-add is two, and backward costs twice forward).
+    """
     weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
     return 6.0 * batch_size * weights
 
@@ -125,7 +162,7 @@ def check_precision(train: TrainConfig, device: torch.device) -> None:
 
 def make_engine(
     train: TrainConfig, model: nn.Module, loss_fn: nn.Module, device: torch.device
-) -> Autograd | Backprop:
+) -> Engine:
     """train.engine auto takes the written-out backprop whenever the model and settings allow."""
     check_precision(train, device)
     reason = unsupported(model, loss_fn)

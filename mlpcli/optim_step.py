@@ -40,30 +40,28 @@ class FunctionalAdam:
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
-        self.group = optimizer.param_groups[0]
-        (self.param,) = self.group["params"]
-        self.decoupled = self.group.get(
-            "decoupled_weight_decay", type(optimizer) is torch.optim.AdamW
-        )
         self.usable = True
 
     def __call__(self) -> None:
-        state = self.optimizer.state.get(self.param)
-        if not self.usable or not state or set(state) != ADAM_STATE or self.param.grad is None:
+        # Read afresh each time: load_state_dict() replaces the group and the state.
+        group = self.optimizer.param_groups[0]
+        (param,) = group["params"]
+        state = self.optimizer.state.get(param)
+        if not self.usable or not state or set(state) != ADAM_STATE or param.grad is None:
             self.optimizer.step()  # the first step lays out the state as torch does
             return
-        group = self.group
+        decoupled = group.get("decoupled_weight_decay", type(self.optimizer) is torch.optim.AdamW)
         beta1, beta2 = group["betas"]
         try:
             adam(
-                [self.param],
-                [self.param.grad],
+                [param],
+                [param.grad],
                 [state["exp_avg"]],
                 [state["exp_avg_sq"]],
                 [],
                 [state["step"]],
                 fused=True,
-                decoupled_weight_decay=self.decoupled,
+                decoupled_weight_decay=decoupled,
                 amsgrad=False,
                 beta1=beta1,
                 beta2=beta2,

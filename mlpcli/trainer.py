@@ -1,7 +1,8 @@
 """The training loop: one epoch, evaluation, early stopping, and the callbacks that hang off it.
 
 Data lives on the device as tensors; each epoch draws one permutation on the device and slices
-batches from it, and nothing reads a value back to the host until the epoch ends.
+batches from it. An engine (engine.py) computes each step's gradients. Only on the CPU, where it
+costs no device sync, is each step's loss read as it comes, so that a NaN stops the run at once.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .backprop import Backprop
 from .callbacks import Callback
 from .config import Config, OptimConfig, ScheduleConfig
-from .engine import Autograd, choose_threads, cpu_threads, make_engine
+from .engine import Engine, choose_threads, cpu_threads, make_engine
 from .errors import TrainingError
 from .registry import FUSED_OPTIMIZERS, OPTIMIZERS, resolve
 from .tasks import compute_metrics, is_better, wide_dtype
@@ -98,7 +98,7 @@ def reads_each_step(device: torch.device) -> bool:
 
 
 def train_epoch(
-    engine: Autograd | Backprop,
+    engine: Engine,
     optimizer: torch.optim.Optimizer,
     data: Split,
     batch_size: int,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mlpcli.backprop import Backprop, unsupported
-from mlpcli.config import ModelConfig, TrainConfig
+from mlpcli.config import ModelConfig, TrainConfig, build_config
 from mlpcli.engine import Autograd, make_engine
 from mlpcli.errors import ConfigError
 from mlpcli.model import build_mlp
@@ -182,3 +182,18 @@ def test_other_optimizers_keep_their_own_step():
     assert functional_step(torch.optim.SGD(p, lr=0.1)) is None
     assert functional_step(torch.optim.Adam(p, lr=0.1)) is None  # not fused
     assert functional_step(torch.optim.Adam(p, lr=0.1, amsgrad=True, fused=True)) is None
+
+
+def test_a_failing_compile_is_a_config_error(tmp_path, monkeypatch):
+    import mlpcli
+
+    def broken(*args, **kwargs):
+        def forward(x):
+            raise RuntimeError("no C compiler found\nmore detail")
+
+        return forward
+
+    monkeypatch.setattr(torch, "compile", broken)
+    config = build_config({"data": {"n_samples": 200}, "train": {"epochs": 2, "compile": True}})
+    with pytest.raises(ConfigError, match="train.compile: torch.compile failed here"):
+        mlpcli.train(config, out=tmp_path, quiet=True)

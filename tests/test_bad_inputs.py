@@ -207,6 +207,11 @@ CASES: dict[str, tuple[dict[str, str], str, list[str]]] = {
         "train c.yaml optim.lr=fast",
         ["optim.lr", "number"],
     ),
+    "too many threads": (
+        {"c.yaml": GOOD},
+        "train c.yaml train.threads=99999999999",
+        ["train.threads", "less than or equal to 1024"],
+    ),
     "unavailable device": (
         {"c.yaml": GOOD},
         "train c.yaml --device cuda:7",

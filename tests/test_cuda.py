@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import NanAtStep
 
 import mlpcli
 from mlpcli.callbacks import Callback
@@ -51,25 +52,10 @@ def test_training_on_the_gpu(tmp_path, train):
     )
 
 
-class NanAt(Callback):
-    def __init__(self, step):
-        self.step, self.steps = step, 0
-
-    def on_train_start(self, trainer):
-        loss = trainer.engine.loss
-
-        def poisoned(x, y):
-            self.steps += 1
-            value = loss(x, y)
-            return value * float("nan") if self.steps == self.step else value
-
-        trainer.engine.loss = poisoned
-
-
 def test_a_nan_on_the_gpu_names_its_step(tmp_path):
     # 1200 training rows in batches of 128: 10 steps an epoch; step 23 is epoch 3, step 3.
     with pytest.raises(TrainingError, match="at epoch 3, step 3 of 10"):
-        mlpcli.train(config(), out=tmp_path, quiet=True, callbacks=[NanAt(23)])
+        mlpcli.train(config(), out=tmp_path, quiet=True, callbacks=[NanAtStep(23)])
 
 
 class StopAt(Callback):

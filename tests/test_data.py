@@ -11,7 +11,7 @@ import pytest
 
 from mlpcli.config import build_config
 from mlpcli.data import Dataset, Preprocessor, load_dataset
-from mlpcli.data.files import format_of, read_table
+from mlpcli.data.files import format_of, read_table, write_table
 from mlpcli.data.preprocess import infer_task
 from mlpcli.data.sources import read_source
 from mlpcli.data.splits import split_frame
@@ -510,3 +510,23 @@ def test_infer_task_single_target(case):
 )
 def test_infer_task_several_targets(columns, expected):
     assert infer_task(pd.DataFrame(columns), list(columns)) == expected
+
+
+def test_tables_written_as_csv_read_back_unchanged(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "x": [0.1, 1 / 3, -2.5e-8],
+            "label": ["a", "b,c", 'say "hi"'],
+            "n": [1, 2, 3],
+            "flag": [True, False, True],
+        }
+    )
+    write_table(frame, tmp_path / "arrow.csv")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "arrow.csv"), frame)
+    # Columns Arrow cannot write (lists) or type (mixed objects) go through pandas instead.
+    odd = frame.assign(tags=[[1, 2], [], [3]], mixed=[1, "x", 2.5])
+    write_table(odd, tmp_path / "odd.csv")
+    back = read_table(tmp_path / "odd.csv")
+    assert list(back.columns) == list(odd.columns) and back["tags"][0] == "[1, 2]"
+    with pytest.raises(DataError, match="already exists"):
+        write_table(frame, tmp_path / "odd.csv")

@@ -155,3 +155,31 @@ def test_a_damaged_file_is_refused(finished, tmp_path, kind, where):
     good = (finished / "done" / source).read_bytes()
     argv = place(finished, where, damaged(good, kind), tmp_path)
     assert_refused(argv, "last.pt" if where == "resume" else "model.")
+
+
+def rewritten_checkpoint(finished: Path, tmp_path: Path, change) -> list[str]:
+    """A real checkpoint, loaded, changed and saved again: well-formed, but not resumable."""
+    state = torch.load(finished / "done" / "checkpoints" / "last.pt", weights_only=True)
+    change(state)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return place(finished, "resume", buffer.getvalue(), tmp_path)
+
+
+def test_a_checkpoint_of_another_format_version_is_refused(finished, tmp_path):
+    argv = rewritten_checkpoint(finished, tmp_path, lambda s: s.update(version=1))
+    assert_refused(argv, "a checkpoint of format 1")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.pop("optimizer"),
+        lambda s: s["model"].update({"0.weight": torch.zeros(3, 3)}),
+        lambda s: s.update(rng="not a state"),
+    ],
+    ids=["missing-key", "wrong-shape", "wrong-type"],
+)
+def test_a_checkpoint_that_does_not_fit_the_run_is_refused(finished, tmp_path, change):
+    argv = rewritten_checkpoint(finished, tmp_path, change)
+    assert_refused(argv, "does not fit this run's model and settings")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import IO
 
@@ -95,6 +96,8 @@ def check_output(path: str | Path) -> str:
         raise DataError(f"{path}: already exists; choose another output file")
     if not path.parent.is_dir():
         raise DataError(f"{path}: the folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise DataError(f"{path}: the folder {path.parent} is not writable; choose another")
     return fmt
 
 
@@ -115,4 +118,11 @@ def write_csv(frame: pd.DataFrame, handle: IO[bytes]) -> None:
     import pyarrow as pa
     from pyarrow import csv
 
-    csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), handle)
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        table = None  # a column of mixed Python objects, which Arrow cannot type
+    if table is None or any(pa.types.is_nested(field.type) for field in table.schema):
+        frame.to_csv(handle, index=False)  # pandas writes what Arrow cannot (lists, structs)
+        return
+    csv.write_csv(table, handle)

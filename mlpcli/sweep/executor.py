@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -127,6 +128,13 @@ class LocalExecutor:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield _result_of(future, futures[future])
+        except KeyboardInterrupt as exc:
+            # Ctrl-C reaches every worker through the terminal; a SIGTERM sent to this process
+            # does not: pass it on as SIGINT, so running trials save their checkpoints and stop.
+            if exc.args == ("SIGTERM",):
+                for child in multiprocessing.active_children():
+                    os.kill(child.pid, signal.SIGINT)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
