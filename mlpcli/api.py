@@ -181,7 +181,10 @@ def _run(
     except BaseException:
         _finish(session, run_dir, "failed", started, final=False)
         raise
-    return TrainResult(run_dir, _finish(session, run_dir, "completed", started))
+    try:
+        return TrainResult(run_dir, _finish(session, run_dir, "completed", started))
+    except WriteError as exc:  # the model or the summary: the checkpoint is already saved
+        raise WriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
 
 
 def _check_resume(run_dir: Path, config: Config) -> Config:

@@ -61,10 +61,11 @@ class Autograd:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.forward: Any = model
         self.compiling = train.compile
+        self.graphs = False
         if train.compile:
             small = sum(p.numel() for p in self.parameters) < CUDA_GRAPH_PARAMS
-            mode = "reduce-overhead" if device.type == "cuda" and small else None
-            self.forward = torch.compile(model, mode=mode)
+            self.graphs = device.type == "cuda" and small
+            self.forward = torch.compile(model, mode="reduce-overhead" if self.graphs else None)
         self.autocast = AUTOCAST_DTYPES.get(train.precision)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(device.type) if train.precision == "fp16" else None
@@ -87,6 +88,8 @@ class Autograd:
         return self._loss_of(x, y)
 
     def _loss_of(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.graphs:  # a new training step: the graphs may reuse the last step's buffers
+            torch.compiler.cudagraph_mark_step_begin()
         if self.autocast is None:
             self._loss = self.loss_fn(self.forward(x), y)
         else:

@@ -417,3 +417,22 @@ def test_a_short_append_is_undone_and_reported(tmp_path, monkeypatch):
     with pytest.raises(WriteError, match="metrics.csv: cannot write.*disk is full"):
         atomic.append_line(path, "2,0.25\n")
     assert path.read_text() == "epoch,loss\n1,0.5\n"
+
+
+def test_a_model_file_that_cannot_be_written_leaves_a_resumable_run(tmp_path, monkeypatch):
+    from mlpcli import api
+    from mlpcli.atomic import write_error
+
+    def full(path, model, metadata):
+        raise write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+
+    config = write_config(tmp_path, epochs=3, every=10)
+    monkeypatch.setattr(api, "save_model", full)
+    result = cli(["train", config, "--out", tmp_path, "--name", "r"])
+    assert result.exit_code == 1 and "model.safetensors: cannot write" in result.stderr
+    assert f"--resume {tmp_path / 'r'}" in result.stderr and "Traceback" not in result.output
+    monkeypatch.undo()
+    resumed = cli(["train", config, "--resume", tmp_path / "r", "--json", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["epochs_run"] == 3
+    weights(tmp_path / "r")
