@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -76,13 +78,16 @@ def handle_errors(command: F) -> F:
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (`kill`, a job scheduler's stop) like Ctrl-C: a run saves its checkpoint,
-    says how to resume, and exits 130.
+    says how to resume, and exits 130. Ctrl-C reaches a sweep's worker processes through the
+    terminal; a SIGTERM sent to this process does not, so it is passed on to them.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
 
     def stop(signum: int, frame: Any) -> None:
+        for worker in multiprocessing.active_children():
+            os.kill(worker.pid, signal.SIGTERM)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous = signal.signal(signal.SIGTERM, stop) or signal.SIG_DFL  # None: set from C

@@ -436,3 +436,23 @@ def test_a_model_file_that_cannot_be_written_leaves_a_resumable_run(tmp_path, mo
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["epochs_run"] == 3
     weights(tmp_path / "r")
+
+
+def test_sigterm_stops_a_sweep_and_its_workers(tmp_path):
+    """kill reaches only the sweep's own process; it passes the stop on to its workers."""
+    config = write_config(tmp_path, epochs=100_000, every=10)
+    log = tmp_path / "log.txt"
+    argv = ["sweep", config, "--hidden", "8,16", "--workers", "2", "--out", tmp_path, "--name", "s"]
+    process = procs.start(argv, log)
+    trials = [tmp_path / "s" / "trials" / f"trial-00{i}" for i in range(2)]
+    wait_for(
+        lambda: all((t / "metrics.csv").exists() and metric_rows(t) for t in trials), timeout=120
+    )
+    os.kill(process.pid, signal.SIGTERM)
+    process.join(60)
+    assert process.exitcode == 130, log.read_text()
+    assert "interrupted by SIGTERM" in log.read_text() and "--resume" in log.read_text()
+    for trial in trials:
+        summary = json.loads((trial / "summary.json").read_text())
+        assert summary["status"] == "stopped" and summary["epochs_run"] < 100_000
+        assert load_checkpoint(trial / "checkpoints" / "last.pt")["epoch"] >= 1

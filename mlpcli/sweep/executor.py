@@ -96,8 +96,12 @@ class InlineExecutor:
             yield run_trial(task)
 
 
-def _limit_threads(threads: int) -> None:
-    """Worker start-up: share the cores instead of every worker spinning on all of them."""
+def _start_worker(threads: int) -> None:
+    """Worker start-up: share the cores instead of every worker spinning on all of them, and
+    take SIGTERM (which `mlp sweep` passes on when it gets one) as an interrupt, so that a
+    running trial saves its checkpoint and is marked stopped.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
@@ -118,7 +122,7 @@ class LocalExecutor:
         # spawn, not fork: a forked copy of a process holding thread pools can deadlock.
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_limit_threads, initargs=(self.threads,)
+            self.workers, mp_context=context, initializer=_start_worker, initargs=(self.threads,)
         )
         futures: dict[Future[TrialResult], TrialTask] = {}
         try:
@@ -128,15 +132,12 @@ class LocalExecutor:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield _result_of(future, futures[future])
-        except KeyboardInterrupt as exc:
-            # Ctrl-C reaches every worker through the terminal; a SIGTERM sent to this process
-            # does not: pass it on as SIGINT, so running trials save their checkpoints and stop.
-            if exc.args == ("SIGTERM",):
-                for child in multiprocessing.active_children():
-                    os.kill(child.pid, signal.SIGINT)
-            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _result_of(future: Future[TrialResult], task: TrialTask) -> TrialResult:
