@@ -193,7 +193,7 @@ def test_a_signal_saves_a_checkpoint_and_exits_130(tmp_path, how):
     """With checkpoints due only every 10 s, the one found after the signal was written because
     of it; the resumed run ends bitwise equal to an uninterrupted one.
     """
-    config = write_config(tmp_path, epochs=40, every=10)
+    config = write_config(tmp_path, epochs=150, every=10)  # long enough to still run
     log = tmp_path / "log.txt"
     assert run_to_end(["train", config, "--out", tmp_path, "--name", "whole", "-q"], log) == 0
     run = tmp_path / "cut"
