@@ -160,7 +160,17 @@ def _run(
         *callbacks,
     ]
     resume_hint = f"mlp train {run_dir / 'config.yaml'} --resume {run_dir}"
-    write_json(run_dir / "summary.json", {**summary, **_summary(session, run_dir, "running")})
+    try:
+        write_json(run_dir / "summary.json", {**summary, **_summary(session, run_dir, "running")})
+        _fit(session, run_dir, started, resume_hint)
+        return TrainResult(run_dir, _finish(session, run_dir, "completed", started))
+    except WriteError as exc:  # a full or read-only disk: the last checkpoint is intact
+        raise WriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
+
+
+def _fit(session: Session, run_dir: Path, started: float, resume_hint: str) -> None:
+    """trainer.fit(), recording in the run folder how it ended when it did not complete."""
+    trainer = session.trainer
     try:
         trainer.fit()
     except TrainingError as exc:
@@ -173,18 +183,14 @@ def _run(
         _finish(session, run_dir, "stopped", started, final=False)
         exc.resume_hint = resume_hint  # type: ignore[attr-defined]
         raise
-    except WriteError as exc:
-        # The disk is full or read-only: recording the failure would likely fail the same way.
+    except WriteError:
+        # Recording the failure would most likely fail the same way.
         with contextlib.suppress(MlpError):
             _finish(session, run_dir, "failed", started, final=False)
-        raise WriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
+        raise
     except BaseException:
         _finish(session, run_dir, "failed", started, final=False)
         raise
-    try:
-        return TrainResult(run_dir, _finish(session, run_dir, "completed", started))
-    except WriteError as exc:  # the model or the summary: the checkpoint is already saved
-        raise WriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
 
 
 def _check_resume(run_dir: Path, config: Config) -> Config:

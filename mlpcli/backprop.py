@@ -82,6 +82,7 @@ LOSS_GRADS: dict[type[nn.Module], LossAndGrad] = {
 
 @dataclass
 class Layer:
+    name: str  # the Linear's name in the Sequential, e.g. "0"
     linear: nn.Linear
     activation: nn.Module | None  # None for the output layer
     dropout: float = 0.0
@@ -115,9 +116,9 @@ def unsupported(model: nn.Module, loss_fn: nn.Module) -> str | None:
 
 def _layers(model: nn.Sequential) -> list[Layer]:
     layers: list[Layer] = []
-    for module in model:
+    for name, module in model.named_children():
         if isinstance(module, nn.Linear):
-            layers.append(Layer(module, None))
+            layers.append(Layer(name, module, None))
         elif isinstance(module, nn.Dropout):
             layers[-1].dropout = module.p
         else:
@@ -159,9 +160,8 @@ class Backprop:
     def __init__(self, model: nn.Sequential, loss_fn: nn.Module) -> None:
         self.model, self.loss_fn = model, loss_fn
         self.layers = _layers(model)
-        self.flat, grads_by_name = flatten_parameters(model)
+        self.flat, grads = flatten_parameters(model)
         self.parameters = [self.flat]
-        grads = {id(p): grads_by_name[name] for name, p in model.named_parameters()}
         # Views into the flat buffers, fetched once: they stay valid as the optimiser updates
         # the buffer in place, and a step no longer pays nn.Module's attribute lookups.
         self.weights = [layer.linear.weight.detach() for layer in self.layers]
@@ -170,11 +170,8 @@ class Backprop:
             layer.linear.bias.detach() if layer.linear.bias is not None else None
             for layer in self.layers
         ]
-        self.weight_grads = [grads[id(layer.linear.weight)] for layer in self.layers]
-        self.bias_grads = [
-            grads[id(layer.linear.bias)] if layer.linear.bias is not None else None
-            for layer in self.layers
-        ]
+        self.weight_grads = [grads[f"{layer.name}.weight"] for layer in self.layers]
+        self.bias_grads = [grads.get(f"{layer.name}.bias") for layer in self.layers]
         self.activations = [
             layer.activation.forward if layer.activation is not None else None
             for layer in self.layers

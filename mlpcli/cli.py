@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import multiprocessing
 import os
 import signal
 import sys
@@ -86,6 +85,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: Any) -> None:
+        import multiprocessing
+
         for worker in multiprocessing.active_children():
             os.kill(worker.pid, signal.SIGTERM)
         raise KeyboardInterrupt(signal.Signals(signum).name)
