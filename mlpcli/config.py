@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from .bounded_yaml import MAX_DEPTH, YamlLimitError, safe_load
 from .errors import ConfigError
 from .registry import (
     ACTIVATIONS,
@@ -37,9 +38,16 @@ from .registry import (
     SOURCES,
     TASKS,
     all_metric_names,
+    shown,
     unknown,
 )
 
+# A run or sweep name is one folder name, with room left in the file system's 255 bytes for what
+# is appended to it: "-sweep" and the date and time, "-YYYYmmdd-HHMMSS[-N]".
+NAME_MAX = 255
+STAMP_BYTES = len("-20250101-120000-9999")
+MAX_NAME_BYTES = NAME_MAX - len("-sweep") - STAMP_BYTES
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and scikit-learn accept 0..2**32-1; torch more
 DOTTED_KEY = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 TaskName = Literal["auto", "regression", "binary", "classification", "multilabel"]
 
@@ -53,6 +61,49 @@ def one_of(what: str, choices: Any) -> AfterValidator:
         return value
 
     return AfterValidator(check)
+
+
+NAME_RULE = (
+    f"a name must be one folder name: no '/' or '\\', not '.' or '..', only printable "
+    f"characters, at most {MAX_NAME_BYTES} bytes in UTF-8"
+)
+
+
+def name_problem(name: str, limit: int = MAX_NAME_BYTES) -> str | None:
+    """Why name cannot be a run or sweep folder's name, or None when it can."""
+    separators = [c for c in "/\\" if c in name]
+    if not name.isprintable():
+        what = (
+            f"contains the unprintable character {next(c for c in name if not c.isprintable())!r}"
+        )
+    elif separators:
+        what = f"contains {separators[0]!r}"
+    elif name in ("", ".", ".."):
+        what = "is empty" if not name else "is not a folder name"
+    elif len(name.encode("utf-8")) > limit:
+        what = f"is {len(name.encode('utf-8'))} bytes long"
+    else:
+        return None
+    return f"{shown(name)} {what}; {NAME_RULE}"
+
+
+def check_run_name(name: str, where: str, limit: int = MAX_NAME_BYTES) -> None:
+    """Refuse a run or sweep name that would not make exactly one folder inside --out."""
+    problem = name_problem(name, limit)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+
+
+def _check_seed(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(
+            f"a seed is an integer from 0 to {MAX_SEED} (what numpy and scikit-learn accept), "
+            f"got {shown(value)}"
+        )
+    return value
+
+
+Seed = Annotated[StrictInt, AfterValidator(_check_seed)]
 
 
 class Section(BaseModel):
@@ -82,7 +133,7 @@ class DataConfig(Section):
     test_split: float = Field(0.2, ge=0, lt=1)
     standardize: bool = True
     "Scale numeric features to zero mean and unit variance, fitted on the training split only."
-    seed: StrictInt | None = None
+    seed: Seed | None = None
     "Seed of the synthetic rows and the splits; default: the top-level seed."
 
     @field_validator("target", mode="before")
@@ -96,7 +147,7 @@ class DataConfig(Section):
         ):
             return value
         raise ValueError(
-            f"data.target: expected a column name or a non-empty list of names, got {value!r}"
+            f"data.target: expected a column name or a non-empty list of names, got {shown(value)}"
         )
 
     @model_validator(mode="after")
@@ -126,7 +177,7 @@ def check_activation(spec: Any) -> None:
         return
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(
-            f"expected an activation name or a mapping with a 'name' key, got {spec!r}"
+            f"expected an activation name or a mapping with a 'name' key, got {shown(spec)}"
         )
     name = spec["name"]
     if not isinstance(name, str) or name not in ACTIVATIONS:
@@ -140,7 +191,7 @@ def check_activation(spec: Any) -> None:
             raise ValueError(
                 unknown(f"parameter of {name}", key, defaults)
                 if defaults
-                else f"{name} takes no parameters (got '{key}'); accepted: {accepted}"
+                else f"{name} takes no parameters (got {shown(key)}); accepted: {accepted}"
             )
         want = type(defaults[key])
         ok = (
@@ -154,7 +205,7 @@ def check_activation(spec: Any) -> None:
         )
         if not ok:
             kind = want.__name__ if want is bool else f"finite {want.__name__}"
-            raise ValueError(f"{name}.{key} must be a {kind}, got {value!r}")
+            raise ValueError(f"{name}.{key} must be a {kind}, got {shown(value)}")
 
 
 class ModelConfig(Section):
@@ -261,6 +312,8 @@ class TrainConfig(Section):
     "Largest gradient norm; null for none."
     restore_best: bool = True
     "Keep the best epoch's weights (by the monitor, else val_loss); false keeps the last epoch's."
+    diverge_factor: float | None = Field(1000.0, gt=1)
+    "Fail the run when an epoch's training loss exceeds this times the first epoch's; null: never."
     device: str = "auto"
     checkpoint_seconds: float = Field(10.0, ge=0)
     "Write the resume checkpoint at most this often (and whenever training stops); 0: every epoch."
@@ -277,7 +330,9 @@ class TrainConfig(Section):
     @classmethod
     def _device_form(cls, value: str) -> str:
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
-            raise ValueError(f"unknown device '{value}'; accepted: auto, cpu, cuda, cuda:N, mps")
+            raise ValueError(
+                f"unknown device {shown(value)}; accepted: auto, cpu, cuda, cuda:N, mps"
+            )
         return value
 
     @model_validator(mode="after")
@@ -305,14 +360,14 @@ class SweepConfig(Section):
     def _dotted_keys(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key in value:
             if not re.fullmatch(DOTTED_KEY, key) or key.startswith("sweep"):
-                raise ValueError(f"'{key}' is not a dotted config key such as model.hidden")
+                raise ValueError(f"{shown(key)} is not a dotted config key such as model.hidden")
         return value
 
 
 class Config(Section):
     name: str | None = None
-    "Run name prefix; default: the config file's stem."
-    seed: StrictInt = 0
+    "Run name prefix; default: the config file's stem. One folder name (see name_problem)."
+    seed: Seed = 0
     task: TaskName = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -322,6 +377,14 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     "What `mlp sweep` varies; `mlp train` ignores it."
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _loss_fits_task(self) -> Config:
@@ -362,12 +425,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
             f"{path}: cannot read the config file ({exc.__class__.__name__})"
         ) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+        invalid = "" if isinstance(exc, YamlLimitError) else "invalid YAML: "
+        raise ConfigError(f"{path}{where}: {invalid}{problem}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -380,18 +444,44 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     result = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
+        where = f"override {shown(item)}"
         if not sep or not re.fullmatch(DOTTED_KEY, key):
             raise ConfigError(
-                f"override '{item}': expected KEY=VALUE with a dotted key, e.g. model.hidden=[128,64]"
+                f"{where}: expected KEY=VALUE with a dotted key, e.g. model.hidden=[128,64]"
             )
+        if key.count(".") >= MAX_DEPTH:
+            raise ConfigError(f"{where}: keys nest deeper than {MAX_DEPTH} levels")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(
-                f"override '{item}': the value is not valid YAML ({exc.problem})"
-            ) from None
-        set_key(result, key, value, where=f"override '{item}'")
+            invalid = "" if isinstance(exc, YamlLimitError) else "the value is not valid YAML: "
+            raise ConfigError(f"{where}: {invalid}{exc.problem}") from None
+        set_key(result, key, value, where=where)
     return result
+
+
+def override_sources(overrides: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The override that last set each dotted key, for naming it in error messages.
+
+    A later override of a section (model={...}) replaces what earlier ones set inside it.
+    """
+    sources: dict[str, str] = {}
+    for item in overrides:
+        key = item.partition("=")[0]
+        for old in [k for k in sources if k.startswith(f"{key}.")]:
+            del sources[old]
+        sources[key] = item
+    return sources
+
+
+def _blame(key: str, overrides: dict[str, str], source: str) -> str:
+    """The override that set key or a section holding it, else source (the file)."""
+    parts = re.sub(r"\[\d+\]", "", key).split(".")
+    for i in range(len(parts), 0, -1):
+        item = overrides.get(".".join(parts[:i]))
+        if item is not None:
+            return f"override {shown(item)}"
+    return source
 
 
 def set_key(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
@@ -424,21 +514,29 @@ def _absolute(path: str | None, base: Path) -> str | None:
 
 
 def build_config(
-    raw: dict[str, Any], base_dir: Path | None = None, source: str = "config"
+    raw: dict[str, Any],
+    base_dir: Path | None = None,
+    source: str = "config",
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> Config:
-    """Validate a raw mapping; relative data paths resolve against base_dir (default: cwd)."""
+    """Validate a raw mapping; relative data paths resolve against base_dir (default: cwd).
+
+    Problems at keys that overrides set are attributed to those overrides, the rest to source.
+    """
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, source)) from None
+        raise ConfigError(format_errors(exc, source, overrides)) from None
     base = (base_dir or Path.cwd()).resolve()
     for key in ("path", "val_path", "test_path"):
         try:
             setattr(config.data, key, _absolute(getattr(config.data, key), base))
         except (ValueError, RuntimeError, OSError) as exc:
             # A NUL byte, or '~name' for a user that does not exist.
+            where = _blame(f"data.{key}", override_sources(overrides), source)
             raise ConfigError(
-                f"{source}: data.{key}: {getattr(config.data, key)!r} is not a usable path ({exc})"
+                f"{where}: data.{key}: {shown(getattr(config.data, key))} is not a usable path "
+                f"({exc})"
             ) from None
     return config
 
@@ -446,7 +544,9 @@ def build_config(
 def as_config(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """A Config from a Config or a config file, with KEY=VALUE overrides applied."""
     if isinstance(config, Config):
-        return build_config(apply_overrides(config.to_dict(), overrides)) if overrides else config
+        if not overrides:
+            return config
+        return build_config(apply_overrides(config.to_dict(), overrides), overrides=overrides)
     return load_config(config, overrides)
 
 
@@ -455,7 +555,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     raw = apply_overrides(read_yaml(path), overrides)
     raw.setdefault("name", path.stem)
-    return build_config(raw, path.parent, source=str(path))
+    return build_config(raw, path.parent, source=str(path), overrides=overrides)
 
 
 # ---------------------------------------------------------------- error messages
@@ -482,39 +582,64 @@ def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 def _loc_text(loc: tuple[Any, ...]) -> str:
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        part = str(part)
+        # A key is echoed as typed only when it is short and printable.
+        part = part if part.isprintable() and len(part) <= 60 else shown(part)
+        text += f".{part}" if text else part
     return text
 
 
-def format_errors(exc: ValidationError, source: str) -> str:
-    """One line per problem: the dotted key, what is wrong, what would be accepted."""
-    lines = []
+MAX_PROBLEMS = 20  # lines per source: 50,000 bad values in one list are not 50,000 lines
+
+
+def format_errors(
+    exc: ValidationError, source: str, overrides: list[str] | tuple[str, ...] = ()
+) -> str:
+    """One line per problem: the dotted key, what is wrong, what would be accepted.
+
+    Problems are grouped by where their value came from: an override that set the key (or a
+    section holding it), else source.
+    """
+    setters = override_sources(overrides)
+    groups: dict[str, list[str]] = {source: []}  # the file's problems first
     for err in exc.errors():
-        # Drop pydantic's internal union/function tags from the location.
-        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not re.search(r"[\[\(]", str(p)))
-        key = _loc_text(loc)
-        if err["type"] == "extra_forbidden":
-            section = _section_at(loc)
-            names = list(section.model_fields) if section else []
-            msg = unknown("key", loc[-1], names) if names else "unknown key"
-            lines.append(
-                f"{key}: {msg.replace('unknown key ' + repr(str(loc[-1])), 'unknown key')}"
-            )
+        line = _problem_line(err)
+        key = re.match(r"[\w.\[\]]*", line).group(0)  # type: ignore[union-attr]
+        groups.setdefault(_blame(key, setters, source), []).append(line)
+    blocks = []
+    for where, lines in groups.items():
+        if not lines:
             continue
-        msg = err["msg"].removeprefix("Value error, ")
-        if (
-            msg.startswith(f"{key}.")
-            or msg.startswith(f"{key}:")
-            or (not key and re.match(r"^[\w.]+:", msg))
-        ):
-            lines.append(msg)
-            continue
-        if (
-            err["type"] not in ("value_error",)
-            and "input" in err
-            and not isinstance(err["input"], dict)
-        ):
-            msg += f" (got {err['input']!r})"
-        lines.append(f"{key}: {msg}" if key else msg)
-    count = f"{len(lines)} problems" if len(lines) > 1 else "1 problem"
-    return f"{source}: {count}\n" + "\n".join(f"  {line}" for line in lines)
+        count = f"{len(lines)} problems" if len(lines) > 1 else "1 problem"
+        more = [f"... and {len(lines) - MAX_PROBLEMS} more"] if len(lines) > MAX_PROBLEMS else []
+        text = "\n".join(f"  {line}" for line in lines[:MAX_PROBLEMS] + more)
+        blocks.append(f"{where}: {count}\n{text}")
+    return "\n".join(blocks)
+
+
+def _problem_line(err: Any) -> str:
+    # Drop pydantic's internal union/function tags from the location.
+    loc = tuple(p for p in err["loc"] if isinstance(p, int) or not re.search(r"[\[\(]", str(p)))
+    key = _loc_text(loc)
+    if err["type"] == "extra_forbidden":
+        section = _section_at(loc)
+        names = list(section.model_fields) if section else []
+        msg = unknown("key", loc[-1], names) if names else "unknown key"
+        return f"{key}: {msg.replace('unknown key ' + shown(str(loc[-1])), 'unknown key')}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if (
+        msg.startswith(f"{key}.")
+        or msg.startswith(f"{key}:")
+        or (not key and re.match(r"^[\w.]+:", msg))
+    ):
+        return msg
+    if (
+        err["type"] not in ("value_error",)
+        and "input" in err
+        and not isinstance(err["input"], dict)
+    ):
+        msg += f" (got {shown(err['input'])})"
+    return f"{key}: {msg}" if key else msg

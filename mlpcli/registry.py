@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import reprlib
+from collections.abc import Iterable
 from typing import Any
 
 # name -> (layer class, {parameter: default})
@@ -93,16 +95,29 @@ def all_metric_names() -> set[str]:
     return {m for _, _, metrics in TASKS.values() for m in metrics} | {"loss"}
 
 
-def suggest(value: str, choices: object) -> str:
+# Values echoed in messages come from untrusted files and command lines: cut, never dumped whole.
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """repr(value), cut to at most limit characters."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def suggest(value: str, choices: Iterable[object]) -> str:
     """' (did you mean 'x'?)' for the nearest valid name, or ''."""
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def unknown(what: str, value: object, choices: object) -> str:
+def unknown(what: str, value: object, choices: Iterable[object]) -> str:
     """A message for a name that is not in a registry: the nearest match and every valid name."""
     names = ", ".join(str(c) for c in choices)
-    return f"unknown {what} '{value}'{suggest(str(value), choices)}; accepted: {names}"
+    return f"unknown {what} {shown(str(value))}{suggest(str(value), choices)}; accepted: {names}"
 
 
 def resolve(dotted: str) -> Any:

@@ -105,6 +105,16 @@ CASES: dict[str, tuple[dict[str, str], str, list[str]]] = {
         ["c.yaml", "line 1"],
     ),
     "missing config file": ({}, "train none.yaml", ["none.yaml", "no such"]),
+    "yaml duplicate key": (
+        {"c.yaml": GOOD + "train: {epochs: 3}\n"},
+        "train c.yaml",
+        ["c.yaml", "line 4", "duplicate key 'train'"],
+    ),
+    "yaml nested too deep": (
+        {"c.yaml": "name: " + "[" * 100 + "]" * 100 + "\n"},
+        "train c.yaml",
+        ["c.yaml", "deeper than 50"],
+    ),
     # ---- names from the registries
     "unknown activation": (
         {"c.yaml": "model: {activation: relu6}\n"},
@@ -211,6 +221,16 @@ CASES: dict[str, tuple[dict[str, str], str, list[str]]] = {
         {"c.yaml": GOOD},
         "train c.yaml train.threads=99999999999",
         ["train.threads", "less than or equal to 1024"],
+    ),
+    "seed out of range": (
+        {"c.yaml": GOOD},
+        "train c.yaml seed=-1",
+        ["override 'seed=-1'", "seed", "4294967295"],
+    ),
+    "name that is a path": (
+        {"c.yaml": GOOD},
+        "train c.yaml --name ../escape",
+        ["--name", "'../escape'", "one folder name"],
     ),
     "unavailable device": (
         {"c.yaml": GOOD},
@@ -373,6 +393,7 @@ PLAUSIBLE = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(raw=shaped(Config) | PLAUSIBLE)
 def test_any_config_trains_or_fails_cleanly(raw, tmp_path_factory):
