@@ -312,7 +312,7 @@ def test_missing_values_name_the_column_and_count(tmp_path):
     with pytest.raises(DataError) as info:
         dataset(tmp_path, source="csv", path="d.csv", target="label")
     message = str(info.value)
-    assert "d.csv" in message and "'a' (3 rows)" in message and "'label' (1 rows)" in message
+    assert "d.csv" in message and "'a' (3 rows)" in message and "'label' (1 row)" in message
 
 
 def test_preprocessor_refuses_missing_values():

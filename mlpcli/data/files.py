@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+import stat
+import zipfile
 from pathlib import Path
 from typing import IO
 
@@ -11,6 +14,8 @@ import pandas as pd
 
 from ..atomic import atomic_write
 from ..errors import DataError
+from .limits import CSV_FACTOR, DECODED_FACTOR, check_fits, readable
+from .messages import cut
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
 
@@ -26,30 +31,46 @@ def format_of(path: str | Path) -> str:
     return FORMATS_BY_SUFFIX[suffix]
 
 
+def check_regular(path: str | Path) -> int:
+    """A regular file's size; anything else is refused before it is opened (a FIFO would block
+    and /dev/zero never ends)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such data file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{path}: a folder, not a data file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: not a regular file; accepted: a CSV, Parquet or NPZ file")
+    return info.st_size
+
+
 def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     """Read a CSV, Parquet or NPZ file into a DataFrame with string column names."""
     path = Path(path)
+    size = check_regular(path)
     fmt = fmt or format_of(path)
-    if path.is_dir():
-        raise DataError(f"{path}: a folder, not a data file")
-    if not path.is_file():
-        raise DataError(f"{path}: no such data file")
     try:
         if fmt == "csv":
+            check_fits(path, size * CSV_FACTOR, f"{readable(size)} of CSV text")
             frame = pd.read_csv(path)
         elif fmt == "parquet":
-            frame = pd.read_parquet(path)
+            frame = _read_parquet(path, size)
         else:
             frame = _read_npz(path)
     except DataError:
         raise
+    except MemoryError:
+        raise DataError(f"{path}: too large to read in the memory available") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({str(exc).strip()})") from None
+        raise DataError(f"{path}: not a readable CSV file ({cut(str(exc).strip())})") from None
     except Exception as exc:  # pyarrow and numpy raise many kinds for a damaged file
         raise DataError(
-            f"{path}: not a readable {fmt} file ({exc.__class__.__name__}: {exc})"
+            f"{path}: not a readable {fmt} file ({exc.__class__.__name__}: {cut(str(exc))})"
         ) from None
     if frame.empty:
         raise DataError(f"{path}: the file holds no rows")
@@ -57,18 +78,77 @@ def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     return frame
 
 
+def _read_parquet(path: Path, size: int) -> pd.DataFrame:
+    """A Parquet file; decimals become floats, and nested columns (list, struct, map) are noted
+    in frame.attrs["nested"] with their types, for the checks of the columns in use."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path)
+    decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    check_fits(path, max(decoded, size) * DECODED_FACTOR, f"{readable(decoded)} of decoded columns")
+    table = pq.read_table(path)
+    fields = [f.with_type(pa.float64()) if pa.types.is_decimal(f.type) else f for f in table.schema]
+    frame = table.cast(pa.schema(fields, table.schema.metadata)).to_pandas()
+    nested = {str(f.name): str(f.type) for f in table.schema if pa.types.is_nested(f.type)}
+    if nested:
+        frame.attrs["nested"] = nested
+    return frame
+
+
+# The kinds of array an npz may hold: numbers in X, numbers or text labels in y.
+NPZ_KINDS = {"X": "biuf", "y": "biufUS"}
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each array's shape and dtype, read from its .npy header without reading the array."""
+    from numpy.lib import format as npy
+
+    headers = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if not name.endswith(".npy"):
+                continue
+            with archive.open(name) as member:
+                version = npy.read_magic(member)
+                if version not in ((1, 0), (2, 0)):
+                    raise DataError(
+                        f"{path}: array {cut(name[:-4])} is in .npy format {version}; "
+                        f"accepted: 1.0 and 2.0"
+                    )
+                read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                shape, _, dtype = read(member)
+            headers[name[:-4]] = (shape, dtype)
+    return headers
+
+
+def _check_npz(path: Path) -> None:
+    """Arrays X and y of plain numbers (or text labels in y), small enough to read."""
+    headers = _npz_headers(path)
+    missing = [k for k in NPZ_KINDS if k not in headers]
+    if missing:
+        raise DataError(
+            f"{path}: an npz file needs arrays X and y; missing {', '.join(missing)} "
+            f"(found: {cut(', '.join(headers)) or 'none'})"
+        )
+    for key, kinds in NPZ_KINDS.items():
+        dtype = headers[key][1]
+        if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
+            raise DataError(
+                f"{path}: array {key} has dtype {cut(str(dtype))}; accepted: booleans, integers "
+                f"or floats{' (or text labels)' if key == 'y' else ''}"
+            )
+    total = sum(math.prod(headers[k][0]) * headers[k][1].itemsize for k in NPZ_KINDS)
+    check_fits(path, total * DECODED_FACTOR, f"arrays X and y of {readable(total)}")
+
+
 def _read_npz(path: Path) -> pd.DataFrame:
     """An .npz with arrays X (rows x features) and y (rows, or rows x outputs).
 
     Columns become x1..xN and y (or y1..yK); pickled object arrays are refused.
     """
+    _check_npz(path)
     with np.load(path, allow_pickle=False) as archive:
-        missing = [k for k in ("X", "y") if k not in archive.files]
-        if missing:
-            raise DataError(
-                f"{path}: an npz file needs arrays X and y; missing {', '.join(missing)} "
-                f"(found: {', '.join(archive.files) or 'none'})"
-            )
         x, y = archive["X"], archive["y"]
     if x.ndim == 1:
         x = x[:, None]
@@ -89,9 +169,12 @@ def _read_npz(path: Path) -> pd.DataFrame:
 def check_output(path: str | Path) -> str:
     """The format to write a new table in; refuses an existing file or a missing folder."""
     path = Path(path)
-    fmt = format_of(path)
-    if fmt == "npz":
-        raise DataError(f"{path}: predictions are written as .csv or .parquet")
+    fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower())
+    if fmt not in ("csv", "parquet"):
+        raise DataError(
+            f"{path}: cannot write a '{path.suffix or '(none)'}' file; "
+            f"predictions are written as .csv or .parquet (.pq)"
+        )
     if path.exists():
         raise DataError(f"{path}: already exists; choose another output file")
     if not path.parent.is_dir():

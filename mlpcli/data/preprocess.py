@@ -13,19 +13,73 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .messages import cut, listed, rows, shown
 
 MAX_CATEGORIES = 200
 MAX_AUTO_CLASSES = 20
+MAX_LISTED_COLUMNS = 30
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def check_missing(frame: pd.DataFrame, columns: list[str], where: str) -> None:
-    """Refuse missing values, naming each column and how many rows lack it."""
-    counts = frame[columns].isna().sum()
-    counts = counts[counts > 0]
-    if len(counts):
-        listed = ", ".join(f"'{c}' ({n} rows)" for c, n in counts.items())
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{shown(c)} ({rows(n)})" for c, n in counts.items())
+
+
+def _count_infinite(series: pd.Series) -> int:
+    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return 0
+    return int(np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan)).sum())
+
+
+def check_missing(
+    frame: pd.DataFrame, columns: list[str], where: str, before: str = "training"
+) -> None:
+    """Refuse missing and infinite values, naming each column and how many rows hold them.
+
+    `before` names what the rows are for (training, predicting, evaluating).
+    """
+    missing = {c: int(n) for c, n in frame[columns].isna().sum().items() if n > 0}
+    infinite = {c: n for c in columns if (n := _count_infinite(frame[c]))}
+    problems = [
+        f"{what} values in {_counted(counts)}"
+        for what, counts in (("missing", missing), ("infinite", infinite))
+        if counts
+    ]
+    if problems:
+        raise DataError(f"{where}: {'; '.join(problems)}; fill or drop those rows before {before}")
+
+
+def mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of finite values (std 1 for a constant column).
+
+    Computed on the values divided by their largest magnitude, then scaled back, so that squares of
+    values near 1e308 do not overflow and those of values near 1e-300 do not vanish.
+    """
+    scale = float(np.abs(values).max()) if len(values) else 0.0
+    if scale == 0.0:
+        return 0.0, 1.0
+    unit = values / scale
+    mean, std = float(unit.mean()) * scale, float(unit.std()) * scale
+    return mean, std if std > 0 else 1.0
+
+
+def standardise(values: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """(values - mean) / std in float64, without overflow where the difference exceeds 1e308."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = (values - mean) / std
+        far = ~np.isfinite(scaled)
+        if far.any():
+            scaled[far] = values[far] / std - mean / std
+    return scaled
+
+
+def check_representable(blocks: dict[str, np.ndarray], where: str) -> None:
+    """Refuse scaled values beyond float32's range, which the model would see as infinite."""
+    far = {c: int(n) for c, v in blocks.items() if (n := (np.abs(v) > FLOAT32_MAX).sum())}
+    if far:
         raise DataError(
-            f"{where}: missing values in {listed}; fill or drop those rows before training"
+            f"{where}: values in {_counted(far)} are beyond float32's range ({FLOAT32_MAX:.1e}) "
+            f"once scaled by the training rows' mean and standard deviation; check those rows"
         )
 
 
@@ -36,8 +90,8 @@ def check_columns(frame: pd.DataFrame, columns: list[str], where: str, what: str
 
         hints = "".join(suggest(c, frame.columns) for c in missing[:1])
         raise DataError(
-            f"{where}: no {what} column {', '.join(repr(c) for c in missing)}{hints}; "
-            f"columns: {', '.join(map(str, frame.columns))}"
+            f"{where}: no {what} column {listed(missing)}{hints}; "
+            f"columns: {listed(frame.columns, MAX_LISTED_COLUMNS, quote=False)}"
         )
 
 
@@ -52,13 +106,31 @@ def _check_text_column(series: pd.Series, where: str) -> None:
     if parsed.notna().mean() >= 0.5 and bad.any():
         row = bad.to_numpy().nonzero()[0][0]
         raise DataError(
-            f"{where}: column '{series.name}' is numeric but row {row + 1} holds "
-            f"{series.iloc[row]!r}; accepted: numbers only"
+            f"{where}: column {shown(series.name)} is numeric but row {row + 1} holds "
+            f"{shown(series.iloc[row])}; accepted: numbers only"
         )
+
+
+def check_scalars(frame: pd.DataFrame, columns: list[str], where: str) -> None:
+    """Refuse columns of lists, mappings or arrays (Parquet's list, struct and map types), which
+    would otherwise be taken as text categories or fail deep inside pandas."""
+    nested = frame.attrs.get("nested", {})
+    for col in columns:
+        series = frame[col]
+        if series.dtype != object:
+            continue
+        compound = series.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
+        if col in nested or compound.any():
+            kind = nested.get(col) or type(series[compound].iloc[0]).__name__
+            raise DataError(
+                f"{where}: column {shown(col)} holds values of type {cut(kind)}; accepted: "
+                f"numbers, booleans or text (list the other columns in data.features)"
+            )
 
 
 def check_values(frame: pd.DataFrame, features: list[str], targets: list[str], where: str) -> None:
     """Check a whole table before it is split, so that counts and row numbers are the file's."""
+    check_scalars(frame, features + targets, where)
     check_missing(frame, features + targets, where)
     for col in features + targets:
         if not _is_numeric(frame[col]):
@@ -123,8 +195,7 @@ class Preprocessor:
             series = frame[col]
             if _is_numeric(series):
                 values = series.to_numpy(dtype=np.float64)
-                mean, std = (values.mean(), values.std()) if standardize else (0.0, 1.0)
-                prep.numeric[col] = [float(mean), float(std) if std > 0 else 1.0]
+                prep.numeric[col] = list(mean_std(values)) if standardize else [0.0, 1.0]
             else:
                 _check_text_column(series, where)
                 categories = sorted(series.astype(str).unique())
@@ -154,7 +225,7 @@ class Preprocessor:
                 bad = set(_python(pd.unique(frame[t]))) - {0, 1}
                 if bad:
                     raise DataError(
-                        f"{where}: multilabel target '{t}' holds {sorted(map(str, bad))[:3]}; "
+                        f"{where}: multilabel target '{t}' holds {listed(sorted(map(str, bad)))}; "
                         f"accepted: 0/1 or true/false"
                     )
             self.labels = list(self.targets)
@@ -166,9 +237,7 @@ class Preprocessor:
                         f"use task: classification for labels"
                     )
                 values = frame[t].to_numpy(dtype=np.float64)
-                std = values.std() if standardize else 1.0
-                mean = values.mean() if standardize else 0.0
-                self.target_scale.append([float(mean), float(std) if std > 0 else 1.0])
+                self.target_scale.append(list(mean_std(values)) if standardize else [0.0, 1.0])
 
     # ------------------------------------------------------------ applying
 
@@ -182,11 +251,15 @@ class Preprocessor:
             return len(self.labels)
         return 1 if self.task == "binary" else len(self.targets)
 
-    def transform(self, frame: pd.DataFrame, where: str = "data") -> np.ndarray:
+    def transform(
+        self, frame: pd.DataFrame, where: str = "data", before: str = "training"
+    ) -> np.ndarray:
         """Feature matrix (rows x in_dim, float32); columns matched by name, in any order."""
         check_columns(frame, self.features, where, "feature")
-        check_missing(frame, self.features, where)
+        check_scalars(frame, self.features, where)
+        check_missing(frame, self.features, where, before)
         blocks = []
+        scaled = {}
         for col in self.features:
             series = frame[col]
             if col in self.numeric:
@@ -194,29 +267,34 @@ class Preprocessor:
                     _check_text_column(series, where)
                     raise DataError(
                         f"{where}: column '{col}' must be numeric, as in training; "
-                        f"it holds text such as {series.iloc[0]!r}"
+                        f"it holds text such as {shown(series.iloc[0])}"
                     )
-                mean, std = self.numeric[col]
-                blocks.append(((series.to_numpy(dtype=np.float64) - mean) / std)[:, None])
+                scaled[col] = standardise(series.to_numpy(dtype=np.float64), *self.numeric[col])
+                blocks.append(scaled[col][:, None])
             else:
                 categories = self.categorical[col]
                 text = series.astype(str)
                 unseen = sorted(set(text.unique()) - set(categories))
                 if unseen:
                     raise DataError(
-                        f"{where}: column '{col}' holds {unseen[0]!r}, a category not seen in "
-                        f"training; accepted: {', '.join(categories)}"
+                        f"{where}: column '{col}' holds {listed(unseen)}, "
+                        f"{'a category' if len(unseen) == 1 else 'categories'} not seen in "
+                        f"training; accepted: {listed(categories, MAX_CATEGORIES, quote=False)}"
                     )
                 codes = pd.Categorical(text, categories=categories).codes
                 blocks.append(np.eye(len(categories))[codes])
+        check_representable(scaled, where)
         if not blocks:
             return np.zeros((len(frame), 0), dtype=np.float32)
         return np.concatenate(blocks, axis=1).astype(np.float32)
 
-    def encode_targets(self, frame: pd.DataFrame, where: str = "data") -> np.ndarray:
+    def encode_targets(
+        self, frame: pd.DataFrame, where: str = "data", before: str = "training"
+    ) -> np.ndarray:
         """Targets as the loss wants them: class indices, 0/1 floats, or scaled values."""
         check_columns(frame, self.targets, where, "target")
-        check_missing(frame, self.targets, where)
+        check_scalars(frame, self.targets, where)
+        check_missing(frame, self.targets, where, before)
         if self.task in ("binary", "classification"):
             (target,) = self.targets
             index = {label: i for i, label in enumerate(self.labels)}
@@ -224,16 +302,21 @@ class Preprocessor:
             unseen = sorted({str(v) for v in values if v not in index})
             if unseen:
                 raise DataError(
-                    f"{where}: target '{target}' holds {unseen[0]!r}, a class not seen in "
-                    f"training; accepted: {', '.join(map(str, self.labels))}"
+                    f"{where}: target '{target}' holds {listed(unseen)}, "
+                    f"{'a class' if len(unseen) == 1 else 'classes'} not seen in training; "
+                    f"accepted: {listed(self.labels, MAX_CATEGORIES, quote=False)}"
                 )
             codes = np.array([index[v] for v in values], dtype=np.int64)
             return codes.astype(np.float32)[:, None] if self.task == "binary" else codes
-        values = frame[self.targets].to_numpy(dtype=np.float64)
+        numbers = frame[self.targets].to_numpy(dtype=np.float64)
         if self.task == "regression":
-            scale = np.array(self.target_scale)
-            values = (values - scale[:, 0]) / scale[:, 1]
-        return values.astype(np.float32)
+            scaled = {
+                t: standardise(numbers[:, i], *self.target_scale[i])
+                for i, t in enumerate(self.targets)
+            }
+            check_representable(scaled, where)
+            numbers = np.stack(list(scaled.values()), axis=1)
+        return numbers.astype(np.float32)
 
     def decode(self, outputs: np.ndarray) -> pd.DataFrame:
         """Transformed model outputs (probabilities or scaled values) -> target columns.
@@ -253,7 +336,8 @@ class Preprocessor:
     def unscale(self, values: np.ndarray) -> np.ndarray:
         """Regression outputs in the targets' own units."""
         scale = np.array(self.target_scale)
-        return values * scale[:, 1] + scale[:, 0]
+        with np.errstate(over="ignore"):  # beyond float64 is inf, as the units demand
+            return values * scale[:, 1] + scale[:, 0]
 
     def probabilities(self, outputs: np.ndarray) -> pd.DataFrame:
         """proba_<label> columns for classification, binary and multilabel outputs."""

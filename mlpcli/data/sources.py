@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,10 @@ from ..config import Config, DataConfig
 from ..errors import ConfigError, DataError
 from ..registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, resolve
 from .files import read_table
+from .fingerprint import data_fingerprint, file_hashes
+from .messages import rows
 from .preprocess import check_columns, check_values, infer_task
-from .splits import split_frame
+from .splits import part_size, split_frame
 from .synthetic import bundled
 
 # Default target columns of sources that name their own.
@@ -27,9 +30,14 @@ class Dataset:
     features: list[str]
     targets: list[str]
     task: str
+    files: dict[str, str] = field(default_factory=dict)  # data.path, ... -> sha256
 
     def split(self, name: str) -> pd.DataFrame:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """sha256 of the files read and of each split's rows, for the model file's metadata."""
+        return data_fingerprint(self.files, {n: self.split(n) for n in ("train", "val", "test")})
 
 
 def read_source(data: DataConfig, seed: int) -> pd.DataFrame:
@@ -39,6 +47,7 @@ def read_source(data: DataConfig, seed: int) -> pd.DataFrame:
         return resolve(f"mlpcli.data.synthetic.{data.source}")(data.n_samples, data.noise, rng)
     if data.source in BUNDLED_SOURCES:
         return bundled(data.source)
+    assert data.path is not None  # the config requires a path for file sources
     return read_table(data.path, data.source)
 
 
@@ -72,6 +81,24 @@ def feature_columns(data: DataConfig, frame: pd.DataFrame, targets: list[str]) -
     return list(data.features)
 
 
+def check_enough_rows(n: int, test_fraction: float, val_fraction: float, data: DataConfig) -> None:
+    """Refuse, before splitting, a table that leaves no training rows once test and validation
+    rows (one at least each, when asked for) are split off."""
+    left = n - part_size(n, test_fraction)
+    left -= part_size(left, val_fraction)
+    if left < 1:
+        asked = [
+            f"data.{key}_split {getattr(data, f'{key}_split'):g}"
+            for key in ("test", "val")
+            if getattr(data, f"{key}_path") is None and getattr(data, f"{key}_split") > 0
+        ]
+        raise DataError(
+            f"{data.path or data.source}: {rows(n)} are too few to split into training rows and "
+            f"{' and '.join(asked)} (each split takes one row at least); use more rows, or set "
+            f"those splits to 0 or pass data.val_path / data.test_path"
+        )
+
+
 def data_seed(config: Config) -> int:
     return config.data.seed if config.data.seed is not None else config.seed
 
@@ -86,7 +113,7 @@ def load_dataset(config: Config) -> Dataset:
     if not features:
         raise ConfigError(f"data.features: {data.path or data.source} has no feature columns")
     check_values(frame, features, targets, str(data.path or data.source))
-    task = config.task
+    task: str = config.task
     if task == "auto":
         known = {**SYNTHETIC_SOURCES, **BUNDLED_SOURCES}
         task = known[data.source] if data.source in known else infer_task(frame, targets)
@@ -109,14 +136,15 @@ def load_dataset(config: Config) -> Dataset:
     def strata(f: pd.DataFrame) -> pd.Series | None:
         return f[targets[0]].astype(str) if classes else None
 
+    test_fraction = 0 if "test_path" in extra else data.test_split
+    val_fraction = 0 if "val_path" in extra else data.val_split / (1 - test_fraction)
+    check_enough_rows(len(frame), test_fraction, val_fraction, data)
     rest = frame
     test = extra.get("test_path")
     if test is None:
-        rest, test = split_frame(rest, data.test_split, seed, strata(rest))
+        rest, test = split_frame(rest, test_fraction, seed, strata(rest))
     val = extra.get("val_path")
     if val is None:
-        fraction = data.val_split / (1 - (0 if "test_path" in extra else data.test_split))
-        rest, val = split_frame(rest, fraction, seed + 1, strata(rest))
-    if len(rest) == 0:
-        raise DataError(f"{data.path or data.source}: no rows are left for training")
-    return Dataset(rest, val, test, features, targets, task)
+        # Wrapped: seeds run to 2**32 - 1, and so does what scikit-learn takes.
+        rest, val = split_frame(rest, val_fraction, (seed + 1) % 2**32, strata(rest))
+    return Dataset(rest, val, test, features, targets, task, file_hashes(data))

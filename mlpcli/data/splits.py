@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
+
+
+def part_size(n: int, fraction: float) -> int:
+    """How many of n rows split_frame splits off: rounded up, as scikit-learn does."""
+    return math.ceil(fraction * n) if fraction > 0 else 0
 
 
 def split_frame(
