@@ -297,7 +297,8 @@ def run_hand_tuned(setup: Setup, fused: bool = False) -> Run:
     model = build_model(setup)
     if fused:  # mlpcli's thread choice, for a like-for-like loop
         train = TrainConfig(batch_size=work.batch_size)
-        torch.set_num_threads(choose_threads(train, model, device) or torch.get_num_threads())
+        rows = len(setup.data.x_train)
+        torch.set_num_threads(choose_threads(train, model, device, rows) or torch.get_num_threads())
     loss_fn, y = loss_and_targets(work, setup.data.y_train)
     x, y = torch.from_numpy(setup.data.x_train).to(device), y.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=work.lr, fused=fused or None)

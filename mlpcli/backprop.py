@@ -1,17 +1,30 @@
 """Backpropagation written out for the common MLP: Linear layers, elementwise activations, dropout.
 
-For a stack of layers z_k = a_{k-1} W_k^T + b_k, a_k = g_k(z_k), with d_k = dL/dz_k, the chain
-rule gives, from the loss's gradient at the output d_L backwards, layer by layer:
+The contract with the model: an nn.Sequential whose children follow the grammar
+
+    (Linear [activation] [Dropout])* Linear
+
+that is, blocks of one Linear, then at most one activation (a parameter-free module listed in
+ACTIVATION_GRADS, not in place), then at most one Dropout, in that order, and a final Linear
+that gives the raw outputs; each module appears once. unsupported() checks exactly this and
+names the first layer outside it; the engine then falls back to autograd (train.engine auto)
+or refuses (train.engine backprop). Models with norm layers or a learnable Swish beta, for
+instance, use autograd.
+
+For the blocks z_k = a_{k-1} W_k^T + b_k, a_k = m_k * g_k(z_k) (m_k the dropout mask, or 1),
+with d_k = dL/dz_k, the chain rule gives, from the loss's gradient at the output backwards:
 
     dL/dW_k = d_k^T a_{k-1}        dL/db_k = sum over rows of d_k
-    d_{k-1} = (d_k W_k) * g'_{k-1}(z_{k-1})
+    d_{k-1} = g'_{k-1}(z_{k-1}) * (m_{k-1} * (d_k W_k))
 
-On a small model PyTorch's autograd spends more time building and walking its graph than on the
-arithmetic; written out, a step is a dozen tensor operations. Every parameter also lives in one
-flat buffer, so the optimiser updates the whole model in one fused call. Each derivative is
-ATen's own backward kernel where one exists, so the gradients match autograd's (the tests check
-every activation and loss against it). Models with norm layers or a learnable Swish beta use
-autograd instead.
+The forward pass is the modules' own: each block calls its Linear, activation and Dropout
+modules in the model's order, keeping z, a and the mask (the Dropout module applied to ones,
+so the masks are the very ones the model would draw). On a small model PyTorch's autograd
+spends more time building and walking its graph than on the arithmetic; written out, a step is
+a dozen tensor operations. Every parameter also lives in one flat buffer, so the optimiser
+updates the whole model in one fused call. Each derivative is ATen's own backward kernel where
+one exists, so the gradients match autograd's (the tests check every activation and loss, and
+random stacks, against it).
 """
 
 from __future__ import annotations
@@ -30,10 +43,10 @@ from .optim_step import functional_step
 aten = torch.ops.aten
 
 # activation class -> dL/dz from (dL/da, z, a, the module)
-ActivationGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]
+ActivationGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], torch.Tensor]
 
 
-def _swish_grad(d: torch.Tensor, z: torch.Tensor, a: torch.Tensor, m: nn.Module) -> torch.Tensor:
+def _swish_grad(d: torch.Tensor, z: torch.Tensor, a: torch.Tensor, m: Swish) -> torch.Tensor:
     s = torch.sigmoid(m.beta * z)  # d/dz z*s(bz) = s + b*z*s*(1-s)
     return d * s * (1 + m.beta * z * (1 - s))
 
@@ -52,10 +65,12 @@ ACTIVATION_GRADS: dict[type[nn.Module], ActivationGrad] = {
 }
 
 
-LossAndGrad = Callable[[torch.Tensor, torch.Tensor, nn.Module], tuple[torch.Tensor, torch.Tensor]]
+LossAndGrad = Callable[[torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, torch.Tensor]]
 
 
-def _cross_entropy(z: torch.Tensor, y: torch.Tensor, m: nn.Module) -> tuple[torch.Tensor, ...]:
+def _cross_entropy(
+    z: torch.Tensor, y: torch.Tensor, m: nn.CrossEntropyLoss
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy and its gradient softmax(z) - one_hot(y), from one log-softmax."""
     log_p = torch.log_softmax(z, dim=1)
     loss = torch.nn.functional.nll_loss(log_p, y)
@@ -65,7 +80,7 @@ def _cross_entropy(z: torch.Tensor, y: torch.Tensor, m: nn.Module) -> tuple[torc
 
 
 def _with_grad(
-    grad: Callable[[torch.Tensor, torch.Tensor, nn.Module], torch.Tensor],
+    grad: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
 ) -> LossAndGrad:
     return lambda z, y, m: (m(z, y), grad(z, y, m))
 
@@ -81,17 +96,67 @@ LOSS_GRADS: dict[type[nn.Module], LossAndGrad] = {
 
 
 @dataclass
-class Layer:
+class Block:
+    """One Linear, then at most one activation, then at most one Dropout."""
+
     name: str  # the Linear's name in the Sequential, e.g. "0"
     linear: nn.Linear
-    activation: nn.Module | None  # None for the output layer
-    dropout: float = 0.0
+    activation: nn.Module | None = None
+    dropout: nn.Dropout | None = None
+
+
+class OutsideGrammar(ValueError):
+    """The model's layers do not follow (Linear [activation] [Dropout])* Linear."""
+
+
+def _activation_problem(module: nn.Module) -> str | None:
+    if type(module) not in ACTIVATION_GRADS:
+        return "needs autograd"
+    if any(True for _ in module.parameters()):
+        return "has trainable parameters"
+    if getattr(module, "inplace", False):
+        return "works in place"
+    return None
+
+
+def blocks(model: nn.Module) -> list[Block]:
+    """The model's children as blocks; raises OutsideGrammar naming the first layer that does
+    not fit (Linear [activation] [Dropout])* Linear.
+    """
+    if not isinstance(model, nn.Sequential):
+        raise OutsideGrammar("the model is not an nn.Sequential")
+    children = list(model.named_children())
+    if len({id(m) for _, m in children}) != len(children):
+        raise OutsideGrammar("a layer appears twice in the model")
+    found: list[Block] = []
+    for name, module in children:
+        kind = type(module).__name__
+        where = f"layer {name} ({kind})"
+        last = found[-1] if found else None
+        if type(module) is nn.Linear:
+            found.append(Block(name, module))
+        elif last is None:
+            raise OutsideGrammar(f"{where} comes before the first Linear layer")
+        elif type(module) is nn.Dropout:
+            if last.dropout is not None:
+                raise OutsideGrammar(f"{where} follows another Dropout")
+            last.dropout = module
+        elif last.dropout is not None:
+            raise OutsideGrammar(f"{where} follows a Dropout; the activation comes first")
+        elif last.activation is not None:
+            raise OutsideGrammar(f"{where} is a second activation after one Linear layer")
+        else:
+            problem = _activation_problem(module)
+            if problem is not None:
+                raise OutsideGrammar(f"{where} {problem}")
+            last.activation = module
+    if not found or found[-1].activation is not None or found[-1].dropout is not None:
+        raise OutsideGrammar("the model does not end in a Linear layer")
+    return found
 
 
 def unsupported(model: nn.Module, loss_fn: nn.Module) -> str | None:
-    """Why a model cannot take the written-out path, or None when it can."""
-    if not isinstance(model, nn.Sequential):
-        return "the model is not an nn.Sequential"
+    """Why a model and loss cannot take the written-out path, or None when they can."""
     if type(loss_fn) not in LOSS_GRADS:
         return f"no written-out gradient for {type(loss_fn).__name__}"
     if getattr(loss_fn, "reduction", "mean") != "mean":
@@ -102,28 +167,11 @@ def unsupported(model: nn.Module, loss_fn: nn.Module) -> str | None:
         loss_fn.label_smoothing or loss_fn.ignore_index != -100
     ):
         return "the loss smooths labels or ignores a class"
-    for module in model:
-        if isinstance(module, nn.Linear | nn.Dropout):
-            continue
-        if type(module) not in ACTIVATION_GRADS:
-            return f"{type(module).__name__} layers need autograd"
-        if any(True for _ in module.parameters()):
-            return f"{type(module).__name__} has trainable parameters"
-    if not isinstance(model[-1], nn.Linear):
-        return "the model does not end in a Linear layer"
+    try:
+        blocks(model)
+    except OutsideGrammar as exc:
+        return f"{exc}; it trains only (Linear [activation] [Dropout])* Linear"
     return None
-
-
-def _layers(model: nn.Sequential) -> list[Layer]:
-    layers: list[Layer] = []
-    for name, module in model.named_children():
-        if isinstance(module, nn.Linear):
-            layers.append(Layer(name, module, None))
-        elif isinstance(module, nn.Dropout):
-            layers[-1].dropout = module.p
-        else:
-            layers[-1].activation = module
-    return layers
 
 
 def flatten_parameters(model: nn.Module) -> tuple[nn.Parameter, dict[str, torch.Tensor]]:
@@ -157,30 +205,34 @@ class Backprop:
 
     name = "backprop"
 
-    def __init__(self, model: nn.Sequential, loss_fn: nn.Module) -> None:
+    def __init__(self, model: nn.Module, loss_fn: nn.Module) -> None:
+        reason = unsupported(model, loss_fn)
+        if reason is not None:
+            raise ValueError(f"the written-out backprop cannot train this model: {reason}")
         self.model, self.loss_fn = model, loss_fn
-        self.layers = _layers(model)
+        self.blocks = blocks(model)
         self.flat, grads = flatten_parameters(model)
-        self.parameters = [self.flat]
-        # Views into the flat buffers, fetched once: they stay valid as the optimiser updates
-        # the buffer in place, and a step no longer pays nn.Module's attribute lookups.
-        self.weights = [layer.linear.weight.detach() for layer in self.layers]
-        self.weights_t = [w.t() for w in self.weights]
-        self.biases = [
-            layer.linear.bias.detach() if layer.linear.bias is not None else None
-            for layer in self.layers
-        ]
-        self.weight_grads = [grads[f"{layer.name}.weight"] for layer in self.layers]
-        self.bias_grads = [grads.get(f"{layer.name}.bias") for layer in self.layers]
+        self.parameters: list[torch.Tensor] = [self.flat]
+        # The modules' own forward methods and views into the flat buffers, fetched once: the
+        # views stay valid as the optimiser updates the buffer in place, and a step no longer
+        # pays nn.Module's call and attribute lookups.
+        self.linears = [block.linear.forward for block in self.blocks]
         self.activations = [
-            layer.activation.forward if layer.activation is not None else None
-            for layer in self.layers
+            block.activation.forward if block.activation is not None else None
+            for block in self.blocks
         ]
+        self.dropouts = [
+            block.dropout.forward if block.dropout is not None else None for block in self.blocks
+        ]
+        self.weights = [block.linear.weight.detach() for block in self.blocks]
+        self.weight_grads = [grads[f"{block.name}.weight"] for block in self.blocks]
+        self.bias_grads = [grads.get(f"{block.name}.bias") for block in self.blocks]
         self.activation_grads = [
-            ACTIVATION_GRADS[type(layer.activation)] if layer.activation is not None else None
-            for layer in self.layers
+            (ACTIVATION_GRADS[type(block.activation)], block.activation)
+            if block.activation is not None
+            else None
+            for block in self.blocks
         ]
-        self.dropouts = [layer.dropout for layer in self.layers]
         self.loss_and_grad = LOSS_GRADS[type(loss_fn)]
         self.stepping: tuple[torch.optim.Optimizer, Callable[[], None]] | None = None
 
@@ -188,25 +240,22 @@ class Backprop:
         return torch.no_grad()
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Forward pass in training mode, keeping what backward() needs."""
-        self.inputs, self.pre, self.post, self.masks = [], [], [], []
+        """The model's forward pass, block by block in training mode, keeping what backward()
+        needs: each block's input, pre-activation z, activation a and dropout mask.
+        """
+        self.inputs: list[torch.Tensor] = []
+        self.pre: list[torch.Tensor] = []
+        self.post: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor | None] = []
         a = x
-        for k in range(len(self.layers)):
+        for linear, activation, dropout in zip(self.linears, self.activations, self.dropouts):
             self.inputs.append(a)
-            bias = self.biases[k]
-            z = (
-                torch.addmm(bias, a, self.weights_t[k])
-                if bias is not None
-                else a @ self.weights_t[k]
-            )
-            forward = self.activations[k]
-            a = forward(z) if forward is not None else z
+            z = linear(a)
+            a = activation(z) if activation is not None else z
             self.pre.append(z)
             self.post.append(a)
-            mask = None
-            if self.dropouts[k] > 0:
-                keep = 1.0 - self.dropouts[k]
-                mask = torch.empty_like(a).bernoulli_(keep).div_(keep)
+            mask = dropout(torch.ones_like(a)) if dropout is not None else None
+            if mask is not None:
                 a = a * mask
             self.masks.append(mask)
         loss, self.output_grad = self.loss_and_grad(a, y, self.loss_fn)
@@ -215,7 +264,7 @@ class Backprop:
     def backward(self) -> None:
         """Gradients of the last loss() into the flat parameter's .grad."""
         d = self.output_grad
-        for k in range(len(self.layers) - 1, -1, -1):
+        for k in range(len(self.blocks) - 1, -1, -1):
             torch.mm(d.t(), self.inputs[k], out=self.weight_grads[k])
             if self.bias_grads[k] is not None:
                 torch.sum(d, dim=0, out=self.bias_grads[k])
@@ -223,10 +272,13 @@ class Backprop:
                 break
             d = d @ self.weights[k]
             below = k - 1
-            if self.masks[below] is not None:
-                d = d * self.masks[below]
-            activation = self.layers[below].activation
-            d = self.activation_grads[below](d, self.pre[below], self.post[below], activation)
+            mask = self.masks[below]
+            if mask is not None:
+                d = d * mask
+            activation = self.activation_grads[below]
+            if activation is not None:
+                grad, module = activation
+                d = grad(d, self.pre[below], self.post[below], module)
 
     def update(self, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
         self.backward()

@@ -58,7 +58,7 @@ class Autograd:
         self, model: nn.Module, loss_fn: nn.Module, train: TrainConfig, device: torch.device
     ) -> None:
         self.model, self.loss_fn, self.device = model, loss_fn, device
-        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.parameters: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
         self.forward: Any = model
         self.compiling = train.compile
         self.graphs = False
@@ -130,15 +130,19 @@ def step_flops(model: nn.Module, batch_size: int) -> float:
     return 6.0 * batch_size * weights
 
 
-def choose_threads(train: TrainConfig, model: nn.Module, device: torch.device) -> int | None:
-    """CPU threads for training: train.threads, else one for small steps and torch's own count
-    (every core, or a sweep worker's share) for large ones; None leaves the count alone.
+def choose_threads(
+    train: TrainConfig, model: nn.Module, device: torch.device, rows: int
+) -> int | None:
+    """CPU threads for training on `rows` training rows: train.threads, else one for small steps
+    and torch's own count (every core, or a sweep worker's share) for large ones; None leaves the
+    count alone. A step's size is that of the batches really drawn: at most `rows` rows.
     """
     if train.threads is not None:
         return train.threads
     if device.type != "cpu":
         return None
-    return 1 if step_flops(model, train.batch_size) < SMALL_STEP_FLOPS else None
+    batch = min(train.batch_size, rows)
+    return 1 if step_flops(model, batch) < SMALL_STEP_FLOPS else None
 
 
 @contextlib.contextmanager

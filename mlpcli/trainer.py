@@ -121,7 +121,7 @@ def train_epoch(
     stop = n - 1 if n % batch_size == 1 and n > 1 else n
     starts = range(0, stop, batch_size)
     on_host = reads_each_step(device)
-    losses = None if on_host else torch.empty(len(starts), device=device)
+    losses = torch.empty(0 if on_host else len(starts), device=device)
     total = 0.0
     with engine.context():
         for step, start in enumerate(starts):
@@ -135,7 +135,7 @@ def train_epoch(
             else:
                 losses[step] = loss.detach()
             engine.update(optimizer, grad_clip)
-    if losses is not None:
+    if not on_host:
         sizes = torch.full_like(losses, batch_size)
         sizes[-1] = stop - starts[-1]
         finite = torch.isfinite(losses)
@@ -198,7 +198,7 @@ class Trainer:
         self.callbacks: list[Callback] = []  # set by the caller: logging, checkpoints, ...
         self.device = train.x.device
         self.engine = make_engine(config.train, model, loss_fn, self.device)
-        self.threads = choose_threads(config.train, model, self.device)
+        self.threads = choose_threads(config.train, model, self.device, len(train))
         self.optimizer = make_optimizer(config.optim, self.engine.parameters, self.device)
         self.scheduler = make_scheduler(config.schedule, self.optimizer, config.train.epochs)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -210,6 +210,7 @@ class Trainer:
         self.best_score: float | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_epochs = 0
+        self.restored = False  # whether the model holds the best epoch's weights
         self.stopped_early = False
         self.train_seconds = 0.0
 
@@ -270,6 +271,7 @@ class Trainer:
                 f"{bad.steps} (optim.lr {lr:g}); try a smaller optim.lr, train.grad_clip, or "
                 f"model.norm"
             ) from None
+        self._check_divergence(epoch, loss, lr, start)
         values: dict[str, torch.Tensor] = {}
         if self.val_data is not None:
             val = evaluate(self.model, self.loss_fn, self.task, self.val_data, self.target_scale)
@@ -285,6 +287,22 @@ class Trainer:
         record.update(lr=lr, seconds=round(seconds, 4))
         return record
 
+    def _check_divergence(self, epoch: int, loss: float, lr: float, start: float) -> None:
+        """A finite loss that has grown past train.diverge_factor times the first epoch's fails
+        the run as a NaN does: a run that ends there has not learned, whatever its status says.
+        Reads the epoch's mean loss, already on the host: no extra device sync.
+        """
+        factor = self.config.train.diverge_factor
+        first = self.history[0]["train_loss"] if self.history else None
+        if factor is None or first is None or not first > 0 or loss <= factor * first:
+            return
+        self.train_seconds += time.perf_counter() - start
+        raise TrainingError(
+            f"the training loss diverged: {loss:.4g} at epoch {epoch} is more than "
+            f"train.diverge_factor {factor:g} times the first epoch's {first:.4g} "
+            f"(optim.lr {lr:g}); try a smaller optim.lr, train.grad_clip, or model.norm"
+        )
+
     def _track_best(self, record: dict[str, float]) -> None:
         stop = self.config.train.early_stopping
         score = record[self.monitor]
@@ -297,12 +315,15 @@ class Trainer:
 
     @property
     def saved_epoch(self) -> int:
-        """The epoch whose weights the model holds once fit() returns."""
-        return self.best_epoch if self.config.train.restore_best else self.epoch
+        """The epoch whose weights the model holds: the best one once restore_best() has run
+        (train.restore_best, or a failed run), else the last one trained.
+        """
+        return self.best_epoch if self.restored else self.epoch
 
     def restore_best(self) -> None:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+            self.restored = True
 
     # ------------------------------------------------------------ resume state
 

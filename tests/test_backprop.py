@@ -55,8 +55,9 @@ def autograd_grads(model, loss_fn, x, y):
 def backprop_grads(model, loss_fn, x, y):
     model.train()
     engine = Backprop(model, loss_fn)
-    loss = engine.loss(x, y)
-    engine.backward()
+    with engine.context():
+        loss = engine.loss(x, y)
+        engine.backward()
     return loss, engine.flat.grad.clone()
 
 
@@ -114,8 +115,9 @@ def test_training_steps_match_autograd():
     for step in range(20):
         rows = slice(step * 12, step * 12 + 32)
         for engine, optimizer in zip((slow, fast), optimizers):
-            engine.loss(x[rows], y[rows])
-            engine.update(optimizer, grad_clip=1.0)
+            with engine.context():
+                engine.loss(x[rows], y[rows])
+                engine.update(optimizer, grad_clip=1.0)
     for a, b in zip(reference.state_dict().values(), model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import mlpcli
 from mlpcli import trainer
 from mlpcli.checkpoint import load_checkpoint, load_model_file
 from mlpcli.config import build_config
-from mlpcli.errors import TrainingError
+from mlpcli.errors import ConfigError, TrainingError
 from mlpcli.registry import OPTIMIZERS, SCHEDULES
 from mlpcli.trainer import Callback
 
@@ -322,6 +323,54 @@ def test_a_diverging_run_fails_with_exit_1_on_the_command_line(tmp_path):
     assert "Traceback" not in result.output
 
 
+def diverging_config(tmp_path, **train):
+    """A linear model on sine under SGD with a step above 2 / curvature: every epoch's loss is
+    finite and about 200 times the last one's.
+    """
+    config = make_config(
+        data={"source": "sine"},
+        model={"hidden": []},
+        optim={"name": "sgd", "lr": 1.3},
+        train={"epochs": 10, **train},
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    return path
+
+
+def test_a_diverging_finite_loss_fails_the_run_like_a_nan(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlpcli.cli import app
+
+    args = ["train", str(diverging_config(tmp_path)), "--out", str(tmp_path), "--name", "d", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert "Traceback" not in result.output
+    assert "at epoch 3" in message and "the first epoch's 18.26" in message
+    assert "train.diverge_factor 1000" in message and "(optim.lr 1.3)" in message
+    assert "try a smaller optim.lr, train.grad_clip, or model.norm" in message
+    assert "the model from epoch 1 is kept" in message
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["epochs_run"] == 2
+    assert summary["saved_epoch"] == 1 and (tmp_path / "d" / "model.safetensors").is_file()
+
+
+def test_diverge_factor_null_never_stops_a_run(tmp_path):
+    config = build_config(
+        yaml.safe_load(diverging_config(tmp_path, diverge_factor=None).read_text())
+    )
+    result = mlpcli.train(config, out=tmp_path, quiet=True)
+    assert result.summary["status"] == "completed" and result.summary["epochs_run"] == 10
+
+
+@pytest.mark.parametrize("factor", [1, 0.5, -3])
+def test_diverge_factor_must_exceed_one(factor):
+    with pytest.raises(ConfigError, match="train.diverge_factor"):
+        make_config(train={"diverge_factor": factor})
+
+
 @pytest.mark.parametrize("optim", list(OPTIMIZERS))
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_optimizer_and_schedule_trains(tmp_path, optim, schedule):
@@ -378,6 +427,101 @@ def test_small_models_train_on_one_thread_and_the_count_is_restored(tmp_path):
             assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_threads_follow_the_rows_a_batch_really_holds(tmp_path):
+    # A batch size far above the 360 training rows still makes batches of 360: a small step.
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        seen = ThreadCount()
+        config = make_config(train={"epochs": 1, "batch_size": 100_000})
+        result = mlpcli.train(config, out=tmp_path, quiet=True, callbacks=[seen])
+        assert seen.during == 1 == result.summary["threads"]
+    finally:
+        torch.set_num_threads(before)
+
+
+# Few rows, a wide model and a large step: validation loss is best long before epoch 40.
+OVERFITTING = {
+    "data": {"n_samples": 120, "noise": 0.3},
+    "model": {"hidden": [64, 64]},
+    "optim": {"lr": 0.05},
+}
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_the_summary_line_says_which_epoch_was_kept_and_where_the_best_was(tmp_path, restore_best):
+    from typer.testing import CliRunner
+
+    from mlpcli.cli import app
+
+    config = make_config(**OVERFITTING, train={"epochs": 40, "restore_best": restore_best})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    args = ["train", str(path), "--out", str(tmp_path), "--name", "r", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    best = summary["best_epoch"]
+    assert 1 <= best < 40
+    line = " ".join(result.stdout.split())
+    if restore_best:
+        assert summary["saved_epoch"] == best
+        assert f"kept epoch {best} of 40 (best val_loss)" in line
+    else:
+        assert summary["saved_epoch"] == 40
+        assert f"kept epoch 40 of 40 (last; best val_loss at epoch {best})" in line
+    assert "best epoch" not in line
+    _, metadata = load_model_file(tmp_path / "r" / "model.safetensors")
+    assert metadata["epoch"] == summary["saved_epoch"]
+
+
+class PoisonAfter(Callback):
+    """Sets every weight to NaN after the given epoch."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] == self.epoch:
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.fill_(float("nan"))
+
+
+def test_a_failed_run_keeps_the_best_epoch_even_without_restore_best(tmp_path):
+    config = make_config(**OVERFITTING, train={"epochs": 40, "restore_best": False})
+    with pytest.raises(TrainingError):
+        mlpcli.train(config, out=tmp_path, name="nan", quiet=True, callbacks=[PoisonAfter(30)])
+    summary = json.loads((tmp_path / "nan" / "summary.json").read_text())
+    assert summary["saved_epoch"] == summary["best_epoch"] < 30
+    _, metadata = load_model_file(tmp_path / "nan" / "model.safetensors")
+    assert metadata["epoch"] == summary["best_epoch"]
+
+
+def legend_of(monkeypatch, **kept):
+    from mlpcli import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1 / e + (e - 3) ** 2 / 50, "val_acc": 0.5}
+        for e in range(1, 9)
+    ]
+    plots.loss_curve(history, Path("unused.png"), "acc", "t", **kept)
+    (axes, *_) = figures[0].axes
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    return {label: (line.get_xdata()[0], line.get_linestyle()) for label, line in lines.items()}
+
+
+def test_the_loss_plot_labels_the_kept_epoch_and_marks_a_different_best(monkeypatch):
+    lines = legend_of(monkeypatch, kept_epoch=8, best_epoch=3, monitor="val_loss")
+    assert lines["kept: epoch 8"] == (8, "--")
+    assert lines["best val_loss: epoch 3"] == (3, ":")
+    lines = legend_of(monkeypatch, kept_epoch=3, best_epoch=3, monitor="val_loss")
+    assert lines["kept: epoch 3 (best val_loss)"] == (3, "--")
+    assert not any(label.startswith("best") for label in lines)
 
 
 def test_both_engines_reach_the_same_model(tmp_path):
