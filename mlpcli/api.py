@@ -17,21 +17,29 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from . import __version__, memory
 from .atomic import sweep_temporaries, write_text_atomic
 from .checkpoint import CheckpointSaver, load_checkpoint, save_model
 from .config import Config, as_config, differences, load_config
 from .data import Dataset, Preprocessor, load_dataset
 from .errors import CheckpointError, ConfigError, MlpError, RunError, TrainingError, WriteError
-from .evaluate import MODEL_FILE
+from .file_schemas import check_tensors, tensor_layout
 from .model import build_mlp, count_parameters, resolve_device
 from .plots import loss_curve
 from .progress import Progress
-from .runs import MetricsCsv, check_name_free, create_run_dir, read_json, run_lock, write_json
+from .runs import (
+    CHECKPOINT,
+    MODEL_FILE,
+    MetricsCsv,
+    check_name_free,
+    check_run_folder,
+    create_run_dir,
+    read_json,
+    run_lock,
+    write_json,
+)
 from .tasks import check_monitor, main_metric, make_loss
 from .trainer import Callback, Split, Trainer, evaluate, read_floats, target_scale
-
-CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
 @dataclass
@@ -57,6 +65,9 @@ def prepare(config: Config, dataset: Dataset | None = None) -> Session:
     A dataset already loaded for this config's data section and seed may be passed in (a sweep
     worker reuses one across trials).
     """
+    device = resolve_device(config.train.device)
+    if dataset is None:  # a synthetic set's size is known before a row is drawn
+        memory.check_for(memory.before_loading(config), config, device)
     dataset = dataset or load_dataset(config)
     where = config.data.path or config.data.source
     prep = Preprocessor.fit(
@@ -69,7 +80,9 @@ def prepare(config: Config, dataset: Dataset | None = None) -> Session:
     )
     loss_fn = make_loss(config, dataset.task)
     check_monitor(config, dataset.task, has_val=len(dataset.val) > 0)
-    device = resolve_device(config.train.device)
+    rows = len(dataset.train) + len(dataset.val) + len(dataset.test)
+    needs = memory.estimate(config, rows, prep.in_dim, prep.out_dim)
+    memory.check_for(needs, config, device)
     splits = {
         name: Split.from_frame(prep, dataset.split(name), device, f"{where} ({name} split)")
         for name in ("train", "val", "test")
@@ -118,6 +131,7 @@ def train(
     run_dir = Path(resume)
     if not run_dir.is_dir():
         raise RunError(f"--resume {run_dir}: no such run folder")
+    check_run_folder(run_dir)  # a shared folder may hold links planted to redirect writes
     with run_lock(run_dir):
         config = _check_resume(run_dir, config)
         # Stopped before the first epoch ended: nothing to load, start the run afresh in place.
@@ -125,9 +139,20 @@ def train(
         state = load_checkpoint(checkpoint) if checkpoint.exists() else None
         session = prepare(config, dataset)
         if state is not None:
+            # load_state_dict would silently cast int or bool weights: compare kinds first.
+            expected = tensor_layout(session.trainer.model.state_dict())
+            for weights in (state["model"], state["best"]["state"] or state["model"]):
+                check_tensors(checkpoint, tensor_layout(weights), expected, "its weights")
             try:
                 session.trainer.load_state_dict(state)
-            except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            except (
+                KeyError,
+                ValueError,
+                RuntimeError,
+                TypeError,
+                AttributeError,
+                IndexError,
+            ) as exc:
                 raise CheckpointError(
                     f"{checkpoint}: does not fit this run's model and settings "
                     f"({exc.__class__.__name__}: {str(exc)[:120]})"
@@ -260,6 +285,8 @@ def _finish(
             main_metric(session.dataset.task),
             run_dir.name,
             trainer.saved_epoch,
+            trainer.best_epoch,
+            trainer.monitor,
         )
     n_train = len(session.splits["train"])
     summary.update(
@@ -279,4 +306,5 @@ def _model_metadata(session: Session) -> dict[str, Any]:
         "task": session.dataset.task,
         "epoch": session.trainer.saved_epoch,
         "versions": {"mlpcli": __version__, "torch": torch.__version__},
+        "data": session.dataset.fingerprint(),  # what eval checks before drawing a split again
     }

@@ -12,14 +12,16 @@ import json
 import pickle
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import atomic_write, make_folder
+from .atomic import atomic_write, make_folder, open_own
 from .callbacks import Callback
-from .errors import CheckpointError
+from .errors import CheckpointError, RunError
+from .file_schemas import check_metadata, check_resume_state
 from .trainer import Trainer
 
 MODEL_FORMAT = "mlpcli-model"
@@ -42,20 +44,45 @@ def save_model(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -> 
     atomic_write(path, lambda f: f.write(save(tensors, metadata=header)))
 
 
-def load_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state dict, metadata) from a model file; anything else is a CheckpointError."""
+# Real metadata is a few kilobytes (a few megabytes with thousands of categories); a larger
+# header is refused before it is parsed.
+MAX_HEADER_BYTES = 16 << 20
+
+
+@dataclass
+class ModelFile:
+    """A model file whose header has been checked: its metadata, and each tensor's shape and
+    dtype name (read from the header alone, before any weights are)."""
+
+    path: Path
+    metadata: dict[str, Any]
+    shapes: dict[str, tuple[tuple[int, ...], str]]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), framework="pt", device="cpu") as handle:
+            return {key: handle.get_tensor(key) for key in self.shapes}
+
+
+def read_model_file(path: Path) -> ModelFile:
+    """The checked header of a model file; anything else is a CheckpointError."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file")
+    _check_header_size(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            shapes = {
+                key: (tuple(handle.get_slice(key).get_shape()), handle.get_slice(key).get_dtype())
+                for key in handle.keys()  # noqa: SIM118
+            }
     except Exception as exc:  # safetensors reports a damaged header in several ways
         raise CheckpointError(
-            f"{path}: not a model file (not valid safetensors: {exc}); "
+            f"{path}: not a model file (not valid safetensors: {str(exc)[:200]}); "
             f"expected a model.safetensors written by mlp train"
         ) from None
     if header.get("format") != MODEL_FORMAT or "mlpcli" not in header:
@@ -66,7 +93,27 @@ def load_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         metadata = json.loads(header["mlpcli"])
     except json.JSONDecodeError:
         raise CheckpointError(f"{path}: the model's metadata is damaged (invalid JSON)") from None
-    return tensors, metadata
+    except RecursionError:
+        raise CheckpointError(f"{path}: the model's metadata is nested too deeply") from None
+    check_metadata(path, metadata)
+    return ModelFile(path, metadata, shapes)
+
+
+def load_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, metadata) from a model file, its header checked first."""
+    model_file = read_model_file(path)
+    return model_file.tensors(), model_file.metadata
+
+
+def _check_header_size(path: Path) -> None:
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+    size = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
+    if size > MAX_HEADER_BYTES:
+        raise CheckpointError(
+            f"{path}: not a model file written by mlp train: its safetensors header would be "
+            f"{size:,} bytes, more than the {MAX_HEADER_BYTES:,} such a file can need; refused unread"
+        )
 
 
 # ------------------------------------------------------------ resume checkpoints
@@ -81,12 +128,16 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A resume checkpoint; weights_only=True means a crafted file cannot run code."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no resume checkpoint here")
     try:
-        with warnings.catch_warnings():
+        handle = open_own(path)  # a run folder's own file, never through a link
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no resume checkpoint here") from None
+    except OSError as exc:
+        raise RunError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        with handle, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about unusual pickle protocols
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower():
             raise CheckpointError(
@@ -104,6 +155,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: a checkpoint of format {state.get('version')}, written by another version "
             f"of mlpcli; this one resumes format {FORMAT_VERSION} only (train the run again)"
         )
+    check_resume_state(path, state)
     return state
 
 

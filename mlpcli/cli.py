@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
 import signal
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,19 +61,28 @@ def handle_errors(command: F) -> F:
         except MlpError as exc:
             if _debug:
                 err.print_exception()
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(terminal_safe(str(exc)))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             hint = getattr(exc, "resume_hint", None)
             how = f" by {exc.args[0]}" if exc.args else ""
             err.print(
                 f"[yellow]interrupted{how}[/]"
-                + (f"; continue with: {escape(hint)}" if hint else ""),
+                + (f"; continue with: {escape(terminal_safe(hint))}" if hint else ""),
                 soft_wrap=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def terminal_safe(text: str) -> str:
+    """Control characters other than newline and tab written as escapes (\\x1b, \\x07): a
+    label or a path in a message must not retitle, clear or otherwise drive the terminal."""
+    return "".join(
+        f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" and c not in "\n\t" else c
+        for c in text
+    )
 
 
 @contextlib.contextmanager
@@ -88,7 +99,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         import multiprocessing
 
         for worker in multiprocessing.active_children():
-            os.kill(worker.pid, signal.SIGTERM)
+            if worker.pid is not None:
+                os.kill(worker.pid, signal.SIGTERM)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous = signal.signal(signal.SIGTERM, stop) or signal.SIG_DFL  # None: set from C
@@ -130,10 +142,17 @@ def train(
     summary = result.summary
     out.print(metrics_table(summary.get("metrics", {}), title=f"run {result.run_dir}"))
     out.print(
-        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}"
-        f"{' (stopped early)' if summary['stopped_early'] else ''} · {summary['params']:,} "
-        f"parameters · {summary['device']} · {summary['train_seconds']:.1f} s training"
+        f"{_kept_epoch(summary)}{' (stopped early)' if summary['stopped_early'] else ''} · "
+        f"{summary['params']:,} parameters · {summary['device']} · "
+        f"{summary['train_seconds']:.1f} s training"
     )
+
+
+def _kept_epoch(summary: dict[str, Any]) -> str:
+    """Which epoch's weights the model holds, and where the best epoch was when they differ."""
+    kept, best, monitor = summary["saved_epoch"], summary["best_epoch"], summary["monitor"]
+    where = f"best {monitor}" if kept == best else f"last; best {monitor} at epoch {best}"
+    return f"kept epoch {kept} of {summary['epochs_run']} ({where})"
 
 
 @app.command("eval")
@@ -154,11 +173,8 @@ def eval_(
         _print_json(metrics)
         return
     label = str(data) if data is not None else f"its {split} split"
-    out.print(
-        metrics_table(
-            {"data" if data is not None else split: metrics}, title=f"{run.name} on {label}"
-        )
-    )
+    title = escape(terminal_safe(f"{run.name} on {label}"))  # paths are the user's text
+    out.print(metrics_table({"data" if data is not None else split: metrics}, title=title))
 
 
 @app.command()
@@ -178,11 +194,17 @@ def predict(
     frame = predict_file(run, input_path, proba=proba)
     if output is None:
         sys.stdout.flush()
-        write_csv(frame, sys.stdout.buffer)
+        if sys.stdout.isatty():  # a pipe or a file gets the exact bytes; a terminal, escapes
+            buffer = io.BytesIO()
+            write_csv(frame, buffer)
+            text = terminal_safe(buffer.getvalue().decode("utf-8", errors="replace"))
+            sys.stdout.buffer.write(text.encode("utf-8"))
+        else:
+            write_csv(frame, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     write_table(frame, output)
-    err.print(f"wrote {len(frame)} rows to {output}")
+    err.print(f"wrote {len(frame)} rows to {escape(terminal_safe(str(output)))}")
 
 
 @app.command()

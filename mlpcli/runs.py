@@ -2,33 +2,104 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import errno
+import fcntl
 import io
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .atomic import append_line, write_text_atomic
+from .atomic import WRITE_HINTS, append_line, check_own, open_own, write_text_atomic
 from .callbacks import Callback
+from .config import NAME_MAX, STAMP_BYTES, check_run_name
 from .errors import RunError
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
 
+LOCK_FILE = ".lock"
+MODEL_FILE = "model.safetensors"
+CHECKPOINT = Path("checkpoints") / "last.pt"
+# What mlp reads and writes in a run folder, parents before their contents.
+RUN_LAYOUT = {
+    "config.yaml": "file",
+    "summary.json": "file",
+    "metrics.csv": "file",
+    LOCK_FILE: "file",
+    MODEL_FILE: "file",
+    str(CHECKPOINT.parent): "folder",
+    str(CHECKPOINT): "file",
+    "plots": "folder",
+    "plots/loss.png": "file",
+}
+# A sweep folder: its own files, and one run folder per trial under trials/.
+SWEEP_LAYOUT = {
+    "sweep.yaml": "file",
+    "results.csv": "file",
+    "summary.json": "file",
+    LOCK_FILE: "file",
+    "trials": "folder",
+    "plots": "folder",
+}
+UNFINISHED = ("running", "stopped", "failed")
+
+
+def check_layout(folder: Path, layout: dict[str, str]) -> None:
+    """Every entry of `layout` that exists in `folder` is its own regular file or folder.
+
+    Run before a folder someone else may have prepared (a shared or copied run) is read or
+    written; the reads and writes themselves refuse a link at the final name as well.
+    """
+    for entry, kind in layout.items():
+        check_own(Path(folder) / entry, kind)
+
+
+def check_run_folder(run_dir: Path) -> None:
+    check_layout(run_dir, RUN_LAYOUT)
+
+
+def check_sweep_folder(sweep_dir: Path) -> None:
+    """The sweep's own files, and each trial folder with its own files."""
+    check_layout(sweep_dir, SWEEP_LAYOUT)
+    trials = Path(sweep_dir) / "trials"
+    for trial in sorted(trials.iterdir()) if trials.is_dir() else []:
+        check_own(trial, "folder")
+        check_run_folder(trial)
+
+
+def unfinished_run(path: Path) -> bool:
+    """A run folder that `mlp train --resume` can continue: it has its config.yaml, and its
+    summary says it did not complete (or it was stopped before writing a summary)."""
+    path = Path(path)
+    try:
+        check_run_folder(path)
+        if not (path / "config.yaml").is_file():
+            return False
+        if not (path / "summary.json").exists():
+            return True
+        return read_json(path / "summary.json").get("status") in UNFINISHED
+    except RunError:
+        return False
+
+
 def _taken(path: Path) -> RunError:
-    return RunError(
-        f"--name {path.name}: {path} already exists; choose another name, or continue it with "
-        f"--resume {path}"
-    )
+    advice = "choose another name"
+    if unfinished_run(path):
+        advice += f", or continue it with --resume {path}"
+    return RunError(f"--name {path.name}: {path} already exists; {advice}")
 
 
 def check_name_free(out: Path, name: str) -> None:
     """Refuse an explicit name early, before any data is loaded (create_run_dir checks again)."""
+    check_run_name(name, "--name")
     if (Path(out) / name).exists():
         raise _taken(Path(out) / name)
 
@@ -38,40 +109,59 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold run_dir/.lock for as long as this process works in the folder.
 
     A second process (say, a second --resume of the same run) is refused while the first one
-    lives; a lock left by a process that died is taken over.
+    lives. The lock is a flock() on the open file, which the kernel drops when its process
+    ends however it ends, so a lock left by a killed process, or a file naming some unrelated
+    live process, is simply taken over; the pid inside is only for the message.
     """
-    path = Path(run_dir) / ".lock"
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            owner = _lock_owner(path)
-            if owner is not None:
-                raise RunError(
-                    f"{run_dir}: in use by process {owner}; wait for it to finish or stop it"
-                ) from None
-            path.unlink(missing_ok=True)  # stale: its process is gone
-    else:
-        raise RunError(f"{run_dir}: cannot take the folder's lock ({path})")
+    path = Path(run_dir) / LOCK_FILE
+    fd = _take_lock(Path(run_dir), path)
     try:
+        os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
         yield
     finally:
+        # Unlinked while still held: whoever opens the name next gets a new file (see below).
         path.unlink(missing_ok=True)
+        os.close(fd)
 
 
-def _lock_owner(path: Path) -> int | None:
-    """The live process that holds a lock file, or None when it is gone."""
-    try:
-        pid = int(path.read_text() or "0")
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError, FileNotFoundError):
-        return None
-    except PermissionError:
-        return pid  # alive, but another user's
-    return pid if pid != os.getpid() else None
+def _take_lock(run_dir: Path, path: Path) -> int:
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as exc:
+            raise _unusable(run_dir, path, exc) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                check_own(path, "file")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise RunError(
+                f"{run_dir}: in use by process {holder or '(unknown)'}; wait for it to finish "
+                f"or stop it"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # The holder before us may have unlinked the file between our open and our flock:
+        # then we hold a file no one else will open, and must lock the current one instead.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                return fd
+        os.close(fd)
+    raise RunError(f"{run_dir}: cannot take the folder's lock ({path} keeps changing)")
+
+
+def _unusable(run_dir: Path, path: Path, exc: OSError) -> RunError:
+    if exc.errno == errno.ELOOP:
+        check_own(path, "file")  # raises, naming the link
+    hint = WRITE_HINTS.get(exc.errno or 0, "check the folder")
+    return RunError(
+        f"{run_dir}: cannot work in this run folder: {path.name} cannot be written "
+        f"({exc.strerror}); {hint}"
+    )
 
 
 def create_run_dir(out: Path, name: str, explicit: bool) -> Path:
@@ -79,6 +169,10 @@ def create_run_dir(out: Path, name: str, explicit: bool) -> Path:
 
     mkdir is atomic, so runs started at the same second into one folder never share a folder.
     """
+    if explicit:
+        check_run_name(name, "--name")
+    else:  # a config's name (with "-sweep" for a sweep), which the stamp below follows
+        check_run_name(name, "name", limit=NAME_MAX - STAMP_BYTES)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -111,12 +205,19 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a run or sweep folder's own file (never read through a link)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        with open_own(Path(path)) as handle:
+            data = json.loads(handle.read().decode("utf-8"))
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except OSError as exc:
+        raise RunError(f"{path}: cannot be read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise RunError(f"{path}: damaged (not valid JSON)") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: damaged (not a JSON object)")
+    return data
 
 
 class MetricsCsv(Callback):

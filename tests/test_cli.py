@@ -150,7 +150,8 @@ def test_missing_cuda_is_a_clean_error(config, tmp_path):
 def test_an_existing_run_is_never_overwritten(config, trained):
     before = (trained / "model.safetensors").read_bytes()
     result = mlp("train", config, "--out", trained.parent, "--name", "r")
-    assert_clean_error(result, "already exists", "--resume")
+    assert_clean_error(result, "already exists")
+    assert "--resume" not in result.stderr  # a completed run has nothing left to continue
     assert (trained / "model.safetensors").read_bytes() == before
 
 
@@ -223,7 +224,7 @@ def test_predict_checks_its_output_before_working(trained, tmp_path):
     assert_clean_error(missing, "does not exist")
     assert_clean_error(
         mlp("predict", trained, tmp_path / "new.csv", "-o", tmp_path / "o.txt"),
-        "unknown file type",
+        "cannot write a '.txt' file",
         ".csv",
     )
 
@@ -240,9 +241,11 @@ def test_a_run_in_use_cannot_be_resumed_twice(config, trained):
 
     from mlpcli.runs import run_lock
 
-    (trained / ".lock").write_text(str(os.getppid()))  # a live process holds the run
-    assert_clean_error(mlp("train", config, "--resume", trained), "in use by process")
-    (trained / ".lock").write_text("999999999")  # its process is gone: the lock is taken over
+    with run_lock(trained):  # a live process holds the run
+        assert_clean_error(mlp("train", config, "--resume", trained), "in use by process")
+        assert (trained / ".lock").read_text() == str(os.getpid())
+    assert not (trained / ".lock").exists()
+    (trained / ".lock").write_text("999999999")  # left by a process that is gone: taken over
     with run_lock(trained):
         assert (trained / ".lock").read_text() == str(os.getpid())
     assert not (trained / ".lock").exists()

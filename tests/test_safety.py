@@ -172,14 +172,15 @@ def test_a_checkpoint_of_another_format_version_is_refused(finished, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "change",
+    "change, key",
     [
-        lambda s: s.pop("optimizer"),
-        lambda s: s["model"].update({"0.weight": torch.zeros(3, 3)}),
-        lambda s: s.update(rng="not a state"),
+        (lambda s: s.pop("optimizer"), "optimizer: Field required"),
+        (lambda s: s["model"].update({"0.weight": torch.zeros(3, 3)}), "0.weight"),
+        (lambda s: s.update(rng="not a state"), "rng"),
+        (lambda s: s["optimizer"].update(state="x"), "does not fit this run's model"),
     ],
-    ids=["missing-key", "wrong-shape", "wrong-type"],
+    ids=["missing-key", "wrong-shape", "wrong-type", "wrong-optimizer"],
 )
-def test_a_checkpoint_that_does_not_fit_the_run_is_refused(finished, tmp_path, change):
+def test_a_checkpoint_that_does_not_fit_the_run_is_refused(finished, tmp_path, change, key):
     argv = rewritten_checkpoint(finished, tmp_path, change)
-    assert_refused(argv, "does not fit this run's model and settings")
+    assert_refused(argv, key)
