@@ -41,20 +41,22 @@ def settings_text(settings: dict[str, Any]) -> str:
 
 
 def sweep_table(summary: dict[str, Any]) -> Table:
-    """One row per grid point: settings, seeds finished, train and val metric (mean ± std)."""
+    """One row per grid point: settings, seeds finished, train and val metric (mean ± std over
+    seeds; the mean alone for one seed). The settings are what tells the rows apart, so they are
+    never cut: they wrap (and fold a word longer than the column), and the numbers take two
+    short lines to leave them room."""
     metric = summary["main_metric"]
     table = Table(title=f"sweep {summary['name']}", show_edge=False, header_style="bold")
-    for column in ("settings", "seeds", "params", f"train {metric}", f"val {metric}", "val loss"):
-        table.add_column(
-            column,
-            justify="left" if column == "settings" else "right",
-            no_wrap=column != "settings",
-        )
+    table.add_column("settings", overflow="fold")
+    for column in ("seeds", "params", f"train\n{metric}", f"val\n{metric}", "val\nloss"):
+        table.add_column(column, justify="right", overflow="fold")
 
     def cell(point: dict[str, Any], key: str) -> str:
         if f"{key}_mean" not in point:
             return "-"
-        return f"{point[f'{key}_mean']:.3f} ± {point[f'{key}_std']:.3f}"
+        if point.get("completed", 0) < 2:
+            return f"{point[f'{key}_mean']:.3f}"
+        return f"{point[f'{key}_mean']:.3f}\n± {point[f'{key}_std']:.3f}"
 
     for point in summary["points"]:
         table.add_row(

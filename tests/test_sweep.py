@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import shutil
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 import mlpcli
 from mlpcli.cli import app
 from mlpcli.config import build_config
+from mlpcli.console import sweep_table
 from mlpcli.errors import ConfigError
 from mlpcli.sweep import run_sweep
-from mlpcli.sweep.executor import InlineExecutor, LocalExecutor
+from mlpcli.sweep.executor import InlineExecutor, LocalExecutor, TrialProgress, TrialTask
 from mlpcli.sweep.grid import expand, hidden_axis, parse_values
-from mlpcli.sweep.runner import plan_trials, with_plan
+from mlpcli.sweep.runner import known_metric, plan_trials, with_plan
+from mlpcli.sweep.view import SweepView
 
 BASE = {
     "name": "s",
@@ -75,11 +80,11 @@ def test_command_line_values_and_hidden_by_depth():
         "relu",
         {"name": "swish", "beta": 2},
     ]
-    assert hidden_axis([8, 16], [1, 2], [64, 64]) == [[8], [16], [8, 8], [16, 16]]
-    assert hidden_axis([8, 16], None, [64, 64]) == [[8, 8], [16, 16]]
-    assert hidden_axis(None, [1, 3], [32]) == [[32], [32, 32, 32]]
+    assert hidden_axis([8, 16], [1, 2], [[64, 64]], "f") == [[8], [16], [8, 8], [16, 16]]
+    assert hidden_axis([8, 16], None, [[64, 64]], "f") == [[8, 8], [16, 16]]
+    assert hidden_axis(None, [1, 3], [[32]], "f") == [[32], [32, 32, 32]]
     with pytest.raises(ConfigError, match="--hidden"):
-        hidden_axis([0], None, [8])
+        hidden_axis([0], None, [[8]], "f")
 
 
 def test_yaml_sweep_section_with_list_values_and_cli_flags():
@@ -162,8 +167,8 @@ class StopAfter(InlineExecutor):
     def __init__(self, n):
         self.n = n
 
-    def run(self, tasks):
-        yield from super().run(tasks[: self.n])
+    def run(self, tasks, progress=None):
+        yield from super().run(tasks[: self.n], progress)
         raise KeyboardInterrupt
 
 
@@ -179,9 +184,9 @@ def test_resume_skips_finished_trials_and_reproduces_the_rest(tmp_path):
     ran = []
 
     class Counting(InlineExecutor):
-        def run(self, tasks):
+        def run(self, tasks, progress=None):
             ran.extend(t.trial.name for t in tasks)
-            yield from super().run(tasks)
+            yield from super().run(tasks, progress)
 
     resumed = run_sweep(config(), resume=cut, executor=Counting(), **plan)
     assert ran == ["trial-001", "trial-002"]
@@ -213,6 +218,7 @@ def test_the_cli_runs_a_sweep_and_prints_json(tmp_path):
     assert bad.exit_code == 2 and "--grid" in bad.stderr
 
 
+@pytest.mark.slow
 def test_trials_in_worker_processes(tmp_path):
     result = run_sweep(
         config(), hidden=[2, 4], out=tmp_path, quiet=True, executor=LocalExecutor(workers=2)
@@ -222,3 +228,123 @@ def test_trials_in_worker_processes(tmp_path):
     # One thread per worker, same seeds: the same numbers as in this process.
     for a, b in zip(rows(result.sweep_dir), rows(inline.sweep_dir)):
         assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("left", ["an empty folder", "only its config.yaml"])
+def test_resume_starts_a_trial_left_before_its_first_epoch(tmp_path, left):
+    """A kill or a full disk between making a trial's folder and its first writes."""
+    plan = {"hidden": [2, 4], "quiet": True}
+    whole = run_sweep(config(), out=tmp_path / "whole", executor=InlineExecutor(), **plan)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config(), out=tmp_path / "cut", name="cut", executor=StopAfter(1), **plan)
+    cut = tmp_path / "cut" / "cut"
+    folder = cut / "trials" / "trial-001"
+    folder.mkdir()
+    if left == "only its config.yaml":
+        shutil.copy(whole.sweep_dir / "trials" / "trial-001" / "config.yaml", folder)
+    resumed = run_sweep(config(), resume=cut, executor=InlineExecutor(), **plan)
+    assert resumed.failed == 0 and resumed.summary["completed"] == 2, resumed.summary["failures"]
+    assert rows(cut)[1]["val_loss"] == rows(whole.sweep_dir)[1]["val_loss"]
+
+
+def test_the_final_table_never_cuts_the_settings_and_shows_one_seed_as_a_mean():
+    points = [
+        {
+            "point": i,
+            "settings": {
+                "model.hidden": "[32,32]",
+                "model.activation": activation,
+                "optim.weight_decay": "0.0001",
+            },
+            "trials": 1,
+            "completed": 1,
+            "params": 1234,
+            **{f"{k}_mean": 0.5 for k in ("train_accuracy", "val_accuracy", "val_loss")},
+            **{f"{k}_std": 0.0 for k in ("train_accuracy", "val_accuracy", "val_loss")},
+        }
+        for i, activation in enumerate(["relu", "leaky_relu"])
+    ]
+    summary = {"name": "overfit-sweep-20261130-120000", "main_metric": "accuracy"}
+    console = Console(file=io.StringIO(), width=80)
+    console.print(sweep_table({**summary, "points": points}))
+    text = console.file.getvalue()
+    for word in ("hidden=[32,32]", "activation=relu", "activation=leaky_relu", "0.0001"):
+        assert word in text, text
+    assert "…" not in text and "± 0.000" not in text and "0.500" in text
+
+
+def test_the_live_view_shows_running_trials_under_a_fixed_header():
+    trials, _ = plan_trials(with_plan(config(), hidden=[2, 4]))
+    console = Console(file=io.StringIO(), width=120)
+    view = SweepView(trials, known_metric(config()), console=console)
+    view.on_progress(TrialProgress(trials[0], 3, 8, "binary"))
+    view.on_progress(TrialProgress(trials[1], 0, 8, "binary"))
+    console.print(view._render())
+    text = console.file.getvalue()
+    assert "val accuracy" in text and "3/8" in text and text.count("running") == 2
+    # A data file's task is known from the first trial's start, before any trial ends.
+    file_view = SweepView(trials, None, console=console)
+    file_view.on_progress(TrialProgress(trials[0], 0, 8, "regression"))
+    assert file_view.metric == "r2"
+    assert known_metric(build_config({**BASE, "task": "regression"})) == "r2"
+
+
+def test_trials_report_their_start_and_epochs(tmp_path):
+    trials, configs = plan_trials(with_plan(config(), hidden=[2]))
+    task = TrialTask(trials[0], configs[0], tmp_path / trials[0].name)
+    events = []
+    [result] = InlineExecutor().run([task], events.append)
+    assert result.status == "completed"
+    assert events[0].epoch == 0 and events[0].epochs == 8 and events[0].task == "binary"
+
+
+def single_point_series(failed_point):
+    """Two widths and two learning rates: every line is one point; one point failed."""
+    points = []
+    for i, (hidden, width, depth, lr) in enumerate(
+        [("[64]", 64, 1, "1e-3"), ("[32,32]", 32, 2, "1e-3"), ("[64]", 64, 1, "1e-2")]
+    ):
+        point = {
+            "point": i,
+            "settings": {"optim.lr": lr, "model.hidden": hidden},
+            "width": width,
+            "depth": depth,
+            "params": 100 * (i + 1),
+            "trials": 1,
+            "completed": 0 if i == failed_point else 1,
+        }
+        if i != failed_point:
+            for split, value in (("train", 0.9), ("val", 0.8)):
+                for name in ("loss", "accuracy"):
+                    point[f"{split}_{name}_mean"], point[f"{split}_{name}_std"] = value, 0.0
+        points.append(point)
+    return points
+
+
+@pytest.mark.parametrize("kind", ["curves", "points"])
+def test_sweep_plots_tell_splits_apart_keep_the_legend_off_the_data_and_mark_failures(
+    tmp_path, monkeypatch, kind
+):
+    from mlpcli import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    points = single_point_series(failed_point=2)
+    if kind == "curves":
+        plots.sweep_curves(points, tmp_path / "p.png", "accuracy", "width", "t")
+    else:
+        plots.sweep_points(points, tmp_path / "p.png", "accuracy", "t")
+    [fig] = figures
+    fig.canvas.draw()
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    [legend] = fig.legends
+    box = legend.get_window_extent()
+    assert not any(box.overlaps(ax.get_window_extent()) for ax in fig.axes)
+    labels = {text.get_text() for text in legend.get_texts()}
+    assert {"train", "validation", plots.FAILED_LABEL} <= labels
+    ax = fig.axes[0]
+    drawn = [line for line in ax.get_lines() if len(line.get_xdata())]
+    markers = {line.get_marker() for line in drawn}
+    assert {"o", "s", "x"} <= markers  # train, validation, failed
+    crosses = [line for line in drawn if line.get_marker() == "x"]
+    assert list(crosses[0].get_xdata()) == ([64] if kind == "curves" else [2])

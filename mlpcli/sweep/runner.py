@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text_atomic
-from ..config import Config, as_config, build_config, differences, load_config, set_key
+from ..config import (
+    Config,
+    as_config,
+    build_config,
+    check_run_name,
+    differences,
+    load_config,
+    set_key,
+)
+from ..console import err
 from ..errors import ConfigError, MlpError, RunError
-from ..runs import create_run_dir, read_json, write_json
-from .executor import Executor, TrialResult, TrialTask, make_executor
+from ..registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES, TASKS
+from ..runs import check_sweep_folder, create_run_dir, read_json, run_lock, write_json
+from .executor import Executor, TrialResult, TrialTask, make_executor, worker_count
 from .grid import Trial, expand, hidden_axis, parse_values
 from .results import best_point, point_stats, trial_row, write_results_csv
 from .view import SweepView
@@ -35,18 +44,50 @@ def with_plan(
     config: Config,
     hidden: list[int] | None = None,
     depth: list[int] | None = None,
-    grid: list[str] = (),
+    grid: list[str] = (),  # type: ignore[assignment]
     seeds: int | None = None,
-) -> Config:  # type: ignore[assignment]
-    """The config with command-line sweep options merged into its sweep section."""
+    source: str = "the config",
+) -> Config:
+    """The config with command-line sweep options merged into its sweep section.
+
+    A --grid key replaces that key's list in the file's sweep.grid; --hidden and --depth each
+    replace one dimension of the hidden layers and keep the other from the file. Flags that
+    would silently drop what another source asks for are refused instead.
+    """
     sweep = config.sweep.model_copy(deep=True)
+    given: dict[str, list[Any]] = {}
     for item in grid:
         key, sep, text = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--grid '{item}': expected KEY=V1,V2,..., e.g. optim.lr=1e-3,1e-2")
-        sweep.grid[key] = parse_values(text, f"--grid {key}")
+        if key in given:
+            raise ConfigError(
+                f"--grid {key} is given twice; put all its values in one --grid {key}=V1,V2,..."
+            )
+        if key in sweep.zip:
+            raise ConfigError(
+                f"--grid {key}: {key} is also in sweep.zip of {source}, where its values are "
+                f"paired with other keys; change it there, or remove it there to use --grid"
+            )
+        given[key] = parse_values(text, f"--grid {key}")
+    sweep.grid.update(given)
     if hidden or depth:
-        sweep.grid["model.hidden"] = hidden_axis(hidden, depth, config.model.hidden)
+        flags = " and ".join(n for n, v in (("--hidden", hidden), ("--depth", depth)) if v)
+        if "model.hidden" in given:
+            raise ConfigError(
+                f"{flags} and --grid model.hidden both set the hidden layers; give them in one "
+                f"place, e.g. --grid model.hidden=[16],[16,16] or --hidden 16 --depth 1,2"
+            )
+        if "model.hidden" in sweep.zip:
+            raise ConfigError(
+                f"{flags}: model.hidden is in sweep.zip of {source}, where its values are paired "
+                f"with other keys; change the layers there, or remove them there to use {flags}"
+            )
+        base = sweep.grid.get("model.hidden") or [config.model.hidden]
+        sweep.grid["model.hidden"] = hidden_axis(
+            hidden, depth, base, f"sweep.grid model.hidden of {source}"
+        )
     if seeds is not None:
         sweep.seeds = seeds
     raw = config.to_dict()
@@ -62,7 +103,8 @@ def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
     base.pop("sweep")
     if base["data"]["seed"] is None:
         base["data"]["seed"] = config.seed  # seeds vary the training, not the rows
-    configs, problems = [], []
+    configs = []
+    problems: dict[str, list[str]] = {}  # a problem, once, with the points that have it
     for trial in trials:
         raw = {**copy.deepcopy(base), "seed": trial.seed, "name": trial.name}
         try:
@@ -70,11 +112,18 @@ def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
                 set_key(raw, key, value, where=f"sweep key '{key}'")
             configs.append(build_config(raw, source=f"sweep point {trial.label()}").to_dict())
         except ConfigError as exc:
-            if str(exc) not in problems:
-                problems.append(str(exc))
+            header, _, body = str(exc).partition("\n")
+            problems.setdefault(body or header, []).append(header)
     if problems:
-        raise ConfigError("\n".join(problems[:5]))
+        raise ConfigError("\n".join(_once(body, headers) for body, headers in problems.items()))
     return trials, configs
+
+
+def _once(body: str, headers: list[str]) -> str:
+    """A problem shared by several points, named with its first point and how many more."""
+    more = len(set(headers)) - 1
+    header = headers[0] + (f" (and {more} more sweep points)" if more else "")
+    return f"{header}\n{body}" if body != headers[0] else header
 
 
 def run_sweep(
@@ -94,61 +143,99 @@ def run_sweep(
 ) -> SweepResult:
     """Run every trial of a sweep into one sweep folder and write its results and plots."""
     started = time.perf_counter()
-    config = with_plan(as_config(config, overrides), hidden, depth, grid, seeds)
+    if name is not None:
+        check_run_name(name, "--name")  # before any work is done
+    source = "the config" if isinstance(config, Config) else str(config)
+    config = with_plan(as_config(config, overrides), hidden, depth, grid, seeds, source)
     trials, configs = plan_trials(config)
     if resume is not None:
         sweep_dir = Path(resume)
-        _check_resume(sweep_dir, config)
+        if not (sweep_dir / PLAN_FILE).is_file():
+            raise RunError(f"--resume {sweep_dir}: not a sweep folder (no {PLAN_FILE})")
+        check_sweep_folder(sweep_dir)  # a shared folder may hold links planted to redirect writes
     else:
         sweep_dir = create_run_dir(
             Path(out), name or f"{config.name or 'sweep'}-sweep", explicit=name is not None
         )
-        write_text_atomic(sweep_dir / PLAN_FILE, config.to_yaml())
-    workers = workers or config.sweep.workers or os.cpu_count() or 1
-    executor = executor or make_executor(min(workers, len(trials)))
-
-    finished, tasks = [], []
-    for trial, trial_config in zip(trials, configs):
-        run_dir = sweep_dir / "trials" / trial.name
-        done = _finished(trial, run_dir)
-        if done:
-            finished.append(done)
+    # One process at a time works in a sweep folder; a second --resume is refused.
+    with run_lock(sweep_dir):
+        if resume is not None:
+            _check_resume(sweep_dir, config)
         else:
-            tasks.append(TrialTask(trial, trial_config, run_dir))
-    results = {r.trial.index: r for r in finished}
-    metric = _main_metric(finished)
-    view = SweepView(trials, metric or "loss", quiet=quiet)
-    view.start(finished)
-    status = "completed"
-    try:
-        for result in executor.run(tasks):
-            results[result.trial.index] = result
-            if metric is None and result.status == "completed":
-                metric = view.metric = result.summary["main_metric"]
-            view.update(result)
-            write_results_csv(sweep_dir / "results.csv", [trial_row(r) for r in results.values()])
-    except KeyboardInterrupt as exc:
-        status = "stopped"
-        exc.resume_hint = f"mlp sweep {sweep_dir / PLAN_FILE} --resume {sweep_dir}"  # type: ignore[attr-defined]
-        raise
-    finally:
-        view.stop()
-        summary = _write_summary(
-            sweep_dir,
-            config,
-            trials,
-            results,
-            metric or "loss",
-            status,
-            time.perf_counter() - started,
-            workers,
-        )
-    return SweepResult(sweep_dir, summary)
+            write_text_atomic(sweep_dir / PLAN_FILE, config.to_yaml())
+        tasks, finished = [], []
+        for trial, trial_config in zip(trials, configs):
+            run_dir = sweep_dir / "trials" / trial.name
+            done = _finished(trial, run_dir)
+            if done:
+                finished.append(done)
+            else:
+                tasks.append(TrialTask(trial, trial_config, run_dir))
+        what = "--workers" if workers else "sweep.workers"
+        count, note = worker_count(workers or config.sweep.workers, max(1, len(tasks)), what=what)
+        if note:
+            err.print(note, markup=False, soft_wrap=True)
+        executor = executor or make_executor(count)
+        run = _Run(sweep_dir, config, trials, {r.trial.index: r for r in finished}, count)
+        return run.execute(executor, tasks, quiet, started)
+
+
+@dataclass
+class _Run:
+    """One pass of a sweep over its trials that have not finished yet."""
+
+    sweep_dir: Path
+    config: Config
+    trials: list[Trial]
+    results: dict[int, TrialResult]
+    workers: int
+
+    def execute(
+        self, executor: Executor, tasks: list[TrialTask], quiet: bool, started: float
+    ) -> SweepResult:
+        metric = _main_metric(list(self.results.values())) or known_metric(self.config)
+        view = SweepView(self.trials, metric, quiet=quiet)
+        view.start(list(self.results.values()))
+        status = "completed"
+        stream = executor.run(tasks, view.on_progress)
+        try:
+            for result in stream:
+                self.results[result.trial.index] = result
+                view.update(result)
+                rows = [trial_row(r) for r in self.results.values()]
+                write_results_csv(self.sweep_dir / "results.csv", rows)
+        except KeyboardInterrupt as exc:
+            status = "stopped"
+            hint = f"mlp sweep {self.sweep_dir / PLAN_FILE} --resume {self.sweep_dir}"
+            exc.resume_hint = hint  # type: ignore[attr-defined]
+            raise
+        finally:
+            stream.close()  # an interrupt outside the executor must stop its trials too
+            view.stop()
+            done = list(self.results.values())
+            summary = _write_summary(
+                self.sweep_dir,
+                self.config,
+                self.trials,
+                self.results,
+                _main_metric(done) or view.metric or "loss",
+                status,
+                time.perf_counter() - started,
+                self.workers,
+            )
+        return SweepResult(self.sweep_dir, summary)
+
+
+def known_metric(config: Config) -> str | None:
+    """The sweep's main metric when the config alone tells the task (a set task, or a built-in
+    data source); None when only the data file can tell."""
+    task: str = config.task
+    if task == "auto":
+        task = {**SYNTHETIC_SOURCES, **BUNDLED_SOURCES}.get(config.data.source, "auto")
+    return TASKS[task][2][0] if task in TASKS else None
 
 
 def _check_resume(sweep_dir: Path, config: Config) -> None:
-    if not (sweep_dir / PLAN_FILE).is_file():
-        raise RunError(f"--resume {sweep_dir}: not a sweep folder (no {PLAN_FILE})")
     saved = load_config(sweep_dir / PLAN_FILE).to_dict()
     new = config.to_dict()
     for raw in (saved, new):

@@ -1,4 +1,5 @@
-"""The live sweep view: a table that fills in as trials finish, with an overall progress bar."""
+"""The live sweep view: the running trials with their epoch, then each result as it finishes,
+and an overall progress bar."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..console import err
-from .executor import TrialResult
+from ..registry import TASKS
+from .executor import TrialProgress, TrialResult
 from .grid import Trial
 
-STATUS_STYLE = {"completed": "green", "failed": "red", "stopped": "yellow", "pending": "dim"}
+STATUS_STYLE = {"completed": "green", "failed": "red", "stopped": "yellow", "running": "cyan"}
 MAX_ROWS = 30  # a long sweep shows its most recent trials
 
 
@@ -19,10 +21,16 @@ class SweepView:
     """Rich Live view on a terminal; one plain line per finished trial otherwise."""
 
     def __init__(
-        self, trials: list[Trial], metric: str, quiet: bool = False, console: Console = err
+        self,
+        trials: list[Trial],
+        metric: str | None,
+        quiet: bool = False,
+        console: Console = err,
     ) -> None:
+        """`metric` is the main validation metric, or None until a trial's data tells it."""
         self.trials, self.metric, self.quiet, self.console = trials, metric, quiet, console
         self.results: dict[int, TrialResult] = {}
+        self.running: dict[int, TrialProgress] = {}
         self.live: Live | None = None
         self.progress = Progress(
             TextColumn("trials"),
@@ -41,8 +49,18 @@ class SweepView:
             self.live = Live(self._render(), console=self.console, refresh_per_second=4)
             self.live.start()
 
+    def on_progress(self, event: TrialProgress) -> None:
+        """A trial started or finished an epoch."""
+        if self.metric is None and event.task in TASKS:
+            self.metric = TASKS[event.task][2][0]
+        if event.trial.index not in self.results:
+            self.running[event.trial.index] = event
+        if self.live is not None:
+            self.live.update(self._render())
+
     def update(self, result: TrialResult) -> None:
         self.results[result.trial.index] = result
+        self.running.pop(result.trial.index, None)
         self.progress.update(self.task, completed=len(self.results))
         if self.live is not None:
             self.live.update(self._render())
@@ -68,17 +86,38 @@ class SweepView:
 
     def _render(self) -> Group:
         table = Table(show_edge=False, header_style="bold")
-        for column in ("trial", "settings", "seed", "status", f"val {self.metric}", "time"):
-            table.add_column(column, justify="right" if column in ("seed", "time") else "left")
-        shown = sorted(self.results.values(), key=lambda r: r.trial.index)[-MAX_ROWS:]
-        for result in shown:
-            style = STATUS_STYLE.get(result.status, "")
+        score = f"val {self.metric}" if self.metric else "val"
+        for column in ("trial", "settings", "seed", "status", "epoch", score, "time"):
+            table.add_column(
+                column,
+                justify="right" if column in ("seed", "epoch", "time") else "left",
+                overflow="fold" if column == "settings" else "ellipsis",
+            )
+        rows = []
+        for result in self.results.values():
+            epochs = result.summary.get("epochs_run")
+            rows.append(
+                (
+                    result.trial,
+                    result.status,
+                    str(epochs) if epochs is not None else "",
+                    self._score(result).split(" ")[-1],
+                    f"{result.seconds:.1f}s",
+                )
+            )
+        for event in self.running.values():
+            rows.append((event.trial, "running", f"{event.epoch}/{event.epochs}", "", ""))
+        for trial, status, epoch, value, seconds in sorted(rows, key=lambda r: r[0].index)[
+            -MAX_ROWS:
+        ]:
+            style = STATUS_STYLE.get(status, "")
             table.add_row(
-                result.trial.name,
-                result.trial.label(),
-                str(result.trial.seed),
-                f"[{style}]{result.status}[/]",
-                self._score(result).split(" ")[-1],
-                f"{result.seconds:.1f}s",
+                trial.name,
+                trial.label(),
+                str(trial.seed),
+                f"[{style}]{status}[/]",
+                epoch,
+                value,
+                seconds,
             )
         return Group(table, self.progress)
