@@ -22,14 +22,14 @@ class Progress(Callback):
 
     def __init__(self, metric: str, quiet: bool = False, console: Console = err) -> None:
         self.metric, self.quiet, self.console = metric, quiet, console
-        self.bar = None
-        self.task = None
+        self.bar: progress.Progress | None = None
+        self.task = progress.TaskID(0)
         self.last_line = 0.0
 
     def on_train_start(self, trainer: Trainer) -> None:
         if self.quiet or not self.console.is_terminal:
             return
-        self.bar = progress.Progress(
+        bar = progress.Progress(
             progress.TextColumn("epoch"),
             progress.MofNCompleteColumn(),
             progress.BarColumn(),
@@ -39,8 +39,9 @@ class Progress(Callback):
             transient=True,
         )
         total = trainer.config.train.epochs
-        self.task = self.bar.add_task("train", total=total, completed=trainer.epoch, line="")
-        self.bar.start()
+        self.task = bar.add_task("train", total=total, completed=trainer.epoch, line="")
+        bar.start()
+        self.bar = bar
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
         if self.quiet:

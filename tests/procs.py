@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ _context.set_forkserver_preload(PRELOAD)
 def _main(argv: list[str], log: str, gate: Any) -> None:
     import torch
 
+    # SIGINT raises KeyboardInterrupt, as in an `mlp` started from a terminal. The children
+    # inherit the test runner's SIGINT disposition through the fork server, and a runner started
+    # in the background by a non-interactive shell ignores SIGINT: a child would then carry on
+    # through the SIGINT a test sends it and run to its end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.set_num_threads(1)  # many children share two cores
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
