@@ -133,6 +133,7 @@ class ResumeState(BaseModel):
     bad_epochs: Count
     stopped_early: StrictBool
     train_seconds: Annotated[Number, Field(ge=0)]
+    initial_loss: Number | None = None  # absent from checkpoints written before it was kept
 
 
 def check_metadata(path: Path, metadata: Any) -> ModelMetadata:

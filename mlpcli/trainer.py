@@ -104,8 +104,8 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     grad_clip: float | None,
-) -> float:
-    """One pass over shuffled batches; returns the mean training loss.
+) -> tuple[float, float]:
+    """One pass over shuffled batches; returns the mean training loss and the first step's.
 
     A non-finite loss raises NonFiniteLoss naming its step. On the CPU every step's loss is read
     as it comes (a read there costs no device sync), so training stops at that step, before it
@@ -122,7 +122,7 @@ def train_epoch(
     starts = range(0, stop, batch_size)
     on_host = reads_each_step(device)
     losses = torch.empty(0 if on_host else len(starts), device=device)
-    total = 0.0
+    total = first = 0.0
     with engine.context():
         for step, start in enumerate(starts):
             index = order[start : start + batch_size]
@@ -132,6 +132,7 @@ def train_epoch(
                 if not math.isfinite(value):
                     raise NonFiniteLoss(step + 1, len(starts), value)
                 total += value * len(index)
+                first = first if step else value
             else:
                 losses[step] = loss.detach()
             engine.update(optimizer, grad_clip)
@@ -139,11 +140,13 @@ def train_epoch(
         sizes = torch.full_like(losses, batch_size)
         sizes[-1] = stop - starts[-1]
         finite = torch.isfinite(losses)
-        total, bad = torch.stack([(losses * sizes).sum(), (~finite).sum()]).tolist()
+        total, bad, first = torch.stack(
+            [(losses * sizes).sum(), (~finite).sum(), losses[0]]
+        ).tolist()
         if bad:
-            first = int((~finite).nonzero()[0])
-            raise NonFiniteLoss(first + 1, len(starts), float(losses[first]))
-    return total / stop
+            at = int((~finite).nonzero()[0])
+            raise NonFiniteLoss(at + 1, len(starts), float(losses[at]))
+    return total / stop, first
 
 
 @torch.inference_mode()
@@ -210,6 +213,7 @@ class Trainer:
         self.best_score: float | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_epochs = 0
+        self.initial_loss: float | None = None  # the first step's, on the untrained weights
         self.restored = False  # whether the model holds the best epoch's weights
         self.stopped_early = False
         self.train_seconds = 0.0
@@ -256,7 +260,7 @@ class Trainer:
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         try:
-            loss = train_epoch(
+            loss, first = train_epoch(
                 self.engine,
                 self.optimizer,
                 self.train_data,
@@ -271,6 +275,8 @@ class Trainer:
                 f"{bad.steps} (optim.lr {lr:g}); try a smaller optim.lr, train.grad_clip, or "
                 f"model.norm"
             ) from None
+        if self.initial_loss is None:
+            self.initial_loss = first
         self._check_divergence(epoch, loss, lr, start)
         values: dict[str, torch.Tensor] = {}
         if self.val_data is not None:
@@ -288,19 +294,23 @@ class Trainer:
         return record
 
     def _check_divergence(self, epoch: int, loss: float, lr: float, start: float) -> None:
-        """A finite loss that has grown past train.diverge_factor times the first epoch's fails
-        the run as a NaN does: a run that ends there has not learned, whatever its status says.
-        Reads the epoch's mean loss, already on the host: no extra device sync.
+        """An epoch's mean loss past train.diverge_factor times the untrained model's (the loss of
+        the first step) fails the run as a NaN does: a run that ends there has not learned,
+        whatever its status says. The reference is the first step's rather than the first
+        epoch's mean, which a large learning rate can already have blown up. Both numbers are
+        already on the host: no extra device sync.
         """
-        factor = self.config.train.diverge_factor
-        first = self.history[0]["train_loss"] if self.history else None
+        factor, first = self.config.train.diverge_factor, self.initial_loss
+        if first is None and self.history:  # a checkpoint written before it was kept
+            first = self.history[0]["train_loss"]
         if factor is None or first is None or not first > 0 or loss <= factor * first:
             return
         self.train_seconds += time.perf_counter() - start
         raise TrainingError(
             f"the training loss diverged: {loss:.4g} at epoch {epoch} is more than "
-            f"train.diverge_factor {factor:g} times the first epoch's {first:.4g} "
-            f"(optim.lr {lr:g}); try a smaller optim.lr, train.grad_clip, or model.norm"
+            f"train.diverge_factor {factor:g} times the untrained model's {first:.4g} (the "
+            f"first step's) (optim.lr {lr:g}); try a smaller optim.lr, train.grad_clip, or "
+            f"model.norm"
         )
 
     def _track_best(self, record: dict[str, float]) -> None:
@@ -344,6 +354,7 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "stopped_early": self.stopped_early,
             "train_seconds": self.train_seconds,
+            "initial_loss": self.initial_loss,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -364,3 +375,4 @@ class Trainer:
         self.bad_epochs = state["bad_epochs"]
         self.stopped_early = state["stopped_early"]
         self.train_seconds = state["train_seconds"]
+        self.initial_loss = state.get("initial_loss")

@@ -348,13 +348,29 @@ def test_a_diverging_finite_loss_fails_the_run_like_a_nan(tmp_path):
     assert result.exit_code == 1, result.output
     message = " ".join(result.stderr.split())
     assert "Traceback" not in result.output
-    assert "at epoch 3" in message and "the first epoch's 18.26" in message
+    assert "at epoch 2" in message and "times the untrained model's" in message
     assert "train.diverge_factor 1000" in message and "(optim.lr 1.3)" in message
     assert "try a smaller optim.lr, train.grad_clip, or model.norm" in message
     assert "the model from epoch 1 is kept" in message
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
-    assert summary["status"] == "failed" and summary["epochs_run"] == 2
+    assert summary["status"] == "failed" and summary["epochs_run"] == 1
     assert summary["saved_epoch"] == 1 and (tmp_path / "d" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+def test_a_loss_that_explodes_in_the_first_epoch_fails_the_run(tmp_path, activation):
+    """optim.lr=1e12 with a saturating activation: the loss jumps to about 1e10 within the first
+    epoch and stays there, finite; measured against the untrained model's loss it diverged."""
+    config = make_config(
+        data={"source": "moons", "n_samples": 400},
+        model={"hidden": [32, 32], "activation": activation},
+        optim={"lr": 1e12},
+        train={"epochs": 5, "batch_size": 64},
+    )
+    with pytest.raises(TrainingError, match="at epoch 1 .*the untrained model's"):
+        mlpcli.train(config, out=tmp_path, name="boom", quiet=True)
+    summary = json.loads((tmp_path / "boom" / "summary.json").read_text())
+    assert summary["status"] == "failed"
 
 
 def test_diverge_factor_null_never_stops_a_run(tmp_path):
