@@ -33,6 +33,7 @@ from .runs import (
     MetricsCsv,
     check_name_free,
     check_run_folder,
+    completed_run,
     create_run_dir,
     read_json,
     run_lock,
@@ -66,8 +67,6 @@ def prepare(config: Config, dataset: Dataset | None = None) -> Session:
     worker reuses one across trials).
     """
     device = resolve_device(config.train.device)
-    if dataset is None:  # a synthetic set's size is known before a row is drawn
-        memory.check_for(memory.before_loading(config), config, device)
     dataset = dataset or load_dataset(config)
     where = config.data.path or config.data.source
     prep = Preprocessor.fit(
@@ -223,9 +222,7 @@ def _check_resume(run_dir: Path, config: Config) -> Config:
     if not (run_dir / "config.yaml").is_file():
         raise RunError(f"--resume {run_dir}: not a run folder (no config.yaml)")
     saved = load_config(run_dir / "config.yaml")
-    if (run_dir / MODEL_FILE).is_file() and read_json(run_dir / "summary.json").get(
-        "status"
-    ) == "completed":
+    if completed_run(run_dir):
         raise RunError(f"--resume {run_dir}: this run has already completed")
     differ = differences(saved.to_dict(), config.to_dict())
     if differ:

@@ -6,7 +6,7 @@ need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import memory
 from .checkpoint import read_model_file
 from .config import Config, build_config
 from .data import Preprocessor, load_dataset
@@ -123,9 +122,6 @@ class Predictor:
                 f"older mlpcli), so {self.config.data.path} is not read; pass the labelled rows "
                 f"with --data"
             )
-        drawn = memory.before_loading(self.config)  # the metadata may claim any n_samples
-        if drawn is not None:
-            memory.check(replace(drawn, model_bytes=0, activation_bytes=0), self.config)
         frame = load_dataset(self.config).split(name)
         if recorded is not None:
             check_split(frame, name, recorded, self.config.data.path or self.config.data.source)

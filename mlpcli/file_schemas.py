@@ -25,10 +25,19 @@ from pydantic import (
     model_validator,
 )
 
+from .data.messages import cut, listed
 from .errors import CheckpointError
 
 Task = Literal["regression", "binary", "classification", "multilabel"]
 Number = StrictFloat | StrictInt
+
+
+def shown_key(loc: tuple[Any, ...]) -> str:
+    """A dotted key from a validation error's location; the keys come from the file, so each
+    part is cut short."""
+    return ".".join(cut(str(part)) for part in loc) or "(top level)"
+
+
 Label = StrictStr | StrictBool | StrictInt | StrictFloat
 Count = Annotated[StrictInt, Field(ge=0)]
 
@@ -151,7 +160,7 @@ def _validate(schema: type[BaseModel], path: Path, data: Any, what: str) -> Any:
         return schema.model_validate(data)
     except ValidationError as exc:
         problems = [
-            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
+            f"{shown_key(error['loc'])}: {error['msg']}"
             for error in exc.errors(include_input=False, include_url=False)[:5]
         ]
         raise CheckpointError(
@@ -197,8 +206,8 @@ def check_tensors(path: Path, found: Layout, expected: Layout, what: str = "the 
     extra = [k for k in found if k not in expected]
     if missing or extra:
         raise CheckpointError(
-            f"{path}: {what} do not match the model; missing: {', '.join(missing[:5]) or 'none'}; "
-            f"unexpected: {', '.join(extra[:5]) or 'none'}"
+            f"{path}: {what} do not match the model; missing: {listed(missing)}; "
+            f"unexpected: {listed(extra)}"
         )
     for key, (shape, dtype) in expected.items():
         got_shape, got_dtype = found[key]

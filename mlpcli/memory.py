@@ -67,6 +67,10 @@ class Estimate:
     def data_bytes(self) -> int:
         return self.tensor_bytes + self.table_bytes
 
+    def data_only(self) -> Estimate:
+        """The part held in host memory while a data set is drawn or read."""
+        return replace(self, model_bytes=0, activation_bytes=0)
+
     @property
     def total(self) -> int:
         return self.model_bytes + self.data_bytes + self.activation_bytes
@@ -79,7 +83,8 @@ def count_parameters(config: Config, in_dim: int, out_dim: int) -> int:
     count = sum(a * b + (b if model.bias else 0) for a, b in zip(sizes, sizes[1:]))
     if model.norm is not None:
         count += 2 * sum(model.hidden)  # a scale and a shift per unit
-    return count
+    learnable = [a for a in model.activations() if a["name"] == "swish" and a.get("learnable")]
+    return count + len(learnable)  # one beta per such layer
 
 
 def optimizer_state(config: Config) -> int:

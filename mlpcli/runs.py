@@ -26,12 +26,14 @@ if TYPE_CHECKING:
 
 
 LOCK_FILE = ".lock"
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.safetensors"
 CHECKPOINT = Path("checkpoints") / "last.pt"
 # What mlp reads and writes in a run folder, parents before their contents.
 RUN_LAYOUT = {
-    "config.yaml": "file",
-    "summary.json": "file",
+    CONFIG_FILE: "file",
+    SUMMARY_FILE: "file",
     "metrics.csv": "file",
     LOCK_FILE: "file",
     MODEL_FILE: "file",
@@ -44,7 +46,7 @@ RUN_LAYOUT = {
 SWEEP_LAYOUT = {
     "sweep.yaml": "file",
     "results.csv": "file",
-    "summary.json": "file",
+    SUMMARY_FILE: "file",
     LOCK_FILE: "file",
     "trials": "folder",
     "plots": "folder",
@@ -75,17 +77,27 @@ def check_sweep_folder(sweep_dir: Path) -> None:
         check_run_folder(trial)
 
 
+def completed_run(path: Path) -> bool:
+    """A run folder whose training completed: its summary says so and its model is there."""
+    path = Path(path)
+    try:
+        completed = read_json(path / SUMMARY_FILE).get("status") == "completed"
+    except RunError:
+        return False
+    return completed and (path / MODEL_FILE).is_file()
+
+
 def unfinished_run(path: Path) -> bool:
     """A run folder that `mlp train --resume` can continue: it has its config.yaml, and its
     summary says it did not complete (or it was stopped before writing a summary)."""
     path = Path(path)
     try:
         check_run_folder(path)
-        if not (path / "config.yaml").is_file():
+        if not (path / CONFIG_FILE).is_file():
             return False
-        if not (path / "summary.json").exists():
+        if not (path / SUMMARY_FILE).exists():
             return True
-        return read_json(path / "summary.json").get("status") in UNFINISHED
+        return read_json(path / SUMMARY_FILE).get("status") in UNFINISHED
     except RunError:
         return False
 

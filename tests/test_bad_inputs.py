@@ -411,5 +411,6 @@ def test_any_config_trains_or_fails_cleanly(raw, tmp_path_factory):
         assert len(runs) == 1 and (runs[0] / "model.safetensors").is_file()
     elif result.exit_code == 2:
         assert result.stderr.startswith("error: ") and not runs
-    else:
-        assert "training loss became" in result.stderr
+    else:  # a NaN at a step, or a finite loss past train.diverge_factor
+        message = " ".join(result.stderr.split())
+        assert "training loss became" in message or "training loss diverged" in message

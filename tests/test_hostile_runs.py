@@ -452,9 +452,9 @@ def test_control_characters_in_an_error_are_escaped(tmp_path):
     assert "\\x1b]2;TITLE\\x07\\x1b[2J" in result.stderr
 
 
-def test_labels_are_escaped_in_csv_to_a_terminal_and_exact_in_a_pipe(tmp_path):
+def train_with_label(tmp_path: Path, bad: str) -> Path:
+    """A run whose classes are 'good' and `bad`, and rows.csv to predict; returns the run."""
     csv = tmp_path / "labels.csv"
-    bad = "\x1b[2Jbad"
     rows = ["x,label"] + [f"{i / 10},{bad if i % 2 else 'good'}" for i in range(40)]
     csv.write_text("\n".join(rows) + "\n")
     config = tmp_path / "c.yaml"
@@ -464,7 +464,12 @@ def test_labels_are_escaped_in_csv_to_a_terminal_and_exact_in_a_pipe(tmp_path):
     )
     assert mlp("train", config, "--out", tmp_path, "--name", "r", "-q").exit_code == 0
     (tmp_path / "rows.csv").write_text("x\n0.1\n0.2\n0.3\n")
-    piped = mlp("predict", tmp_path / "r", tmp_path / "rows.csv", "--proba")
+    return tmp_path / "r"
+
+
+def test_labels_are_escaped_in_csv_to_a_terminal_and_exact_in_a_pipe(tmp_path):
+    run = train_with_label(tmp_path, "\x1b[2Jbad")
+    piped = mlp("predict", run, tmp_path / "rows.csv", "--proba")
     assert piped.exit_code == 0 and "\x1b[2Jbad" in piped.stdout  # byte-exact in a pipe
 
     from mlpcli.cli import terminal_safe
@@ -484,17 +489,8 @@ app(prog_name="mlp")
 def test_predict_to_a_terminal_escapes_control_characters(tmp_path):
     import pty
 
-    csv = tmp_path / "labels.csv"
     bad = "\x1b]2;T\x07"
-    rows = ["x,label"] + [f"{i / 10},{bad if i % 2 else 'good'}" for i in range(40)]
-    csv.write_text("\n".join(rows) + "\n")
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"data: {{source: csv, path: {csv}, target: label}}\nmodel: {{hidden: [4]}}\n"
-        "train: {epochs: 1}\n"
-    )
-    assert mlp("train", config, "--out", tmp_path, "--name", "r", "-q").exit_code == 0
-    (tmp_path / "rows.csv").write_text("x\n0.1\n0.2\n")
+    train_with_label(tmp_path, bad)
     leader, follower = pty.openpty()
     child = subprocess.Popen(
         [sys.executable, "-c", PTY_PREDICT, tmp_path / "r", tmp_path / "rows.csv", "--proba"],

@@ -49,6 +49,25 @@ def test_no_bias_and_norm_layers_change_the_parameter_count():
     assert memory.estimate(config(model={"norm": "batch"}), 0, 3, 2).parameters == 62 + 20
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"hidden": [8, 8]},
+        {"hidden": [8, 8], "bias": False},
+        {"hidden": [8, 8], "norm": "layer"},
+        {"hidden": [8, 8], "activation": {"name": "swish", "learnable": True}},
+        {"hidden": [5], "activation": [{"name": "swish", "learnable": True}], "norm": "batch"},
+        {"hidden": []},
+    ],
+)
+def test_the_parameter_count_is_build_mlps(model):
+    from mlpcli.model import build_mlp, count_parameters
+
+    cfg = config(model=model)
+    built = count_parameters(build_mlp(cfg.model, 3, 2))
+    assert memory.count_parameters(cfg, 3, 2) == built
+
+
 def test_data_and_activations_scale_with_rows_and_batch():
     cfg = config(train={"batch_size": 50})
     loaded = memory.estimate(cfg, rows=1000, in_dim=3, out_dim=2)

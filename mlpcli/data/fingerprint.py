@@ -26,9 +26,12 @@ def file_sha256(path: str | Path) -> str:
     """The sha256 of a regular file's bytes, read in chunks."""
     check_regular(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
     return digest.hexdigest()
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..registry import shown
+
+__all__ = ["cut", "listed", "rows", "shown"]
+
 MAX_SHOWN_CHARS = 80
 MAX_SHOWN_VALUES = 5
 
@@ -14,11 +18,6 @@ def cut(text: str) -> str:
     if len(text) > MAX_SHOWN_CHARS:
         return f"{text[: MAX_SHOWN_CHARS - 3]}... ({len(text):,} characters)"
     return text
-
-
-def shown(value: Any) -> str:
-    """A value as repr() writes it, cut short."""
-    return cut(repr(value))
 
 
 def listed(values: Iterable[Any], limit: int = MAX_SHOWN_VALUES, quote: bool = True) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import memory
 from ..config import Config, DataConfig
 from ..errors import ConfigError, DataError
 from ..registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, resolve
@@ -31,13 +32,18 @@ class Dataset:
     targets: list[str]
     task: str
     files: dict[str, str] = field(default_factory=dict)  # data.path, ... -> sha256
+    _fingerprint: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     def split(self, name: str) -> pd.DataFrame:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
     def fingerprint(self) -> dict[str, Any]:
-        """sha256 of the files read and of each split's rows, for the model file's metadata."""
-        return data_fingerprint(self.files, {n: self.split(n) for n in ("train", "val", "test")})
+        """sha256 of the files read and of each split's rows, for the model file's metadata;
+        computed once (a sweep worker's trials share one data set)."""
+        if self._fingerprint is None:
+            splits = {n: self.split(n) for n in ("train", "val", "test")}
+            self._fingerprint = data_fingerprint(self.files, splits)
+        return self._fingerprint
 
 
 def read_source(data: DataConfig, seed: int) -> pd.DataFrame:
@@ -107,6 +113,9 @@ def load_dataset(config: Config) -> Dataset:
     """Read the source, choose columns and task, and split (stratified for classes)."""
     data = config.data
     seed = data_seed(config)
+    drawn = memory.before_loading(config)
+    if drawn is not None:  # a synthetic set's size is known before a row is drawn
+        memory.check(drawn.data_only(), config)
     frame = read_source(data, seed)
     targets = target_columns(data, frame)
     features = feature_columns(data, frame, targets)

@@ -100,8 +100,7 @@ def run_trial(task: TrialTask, progress: Progress | None = None) -> TrialResult:
     from ..data import load_dataset
     from ..data.sources import data_seed
     from ..errors import MlpError
-    from ..memory import before_loading, check_for
-    from ..model import resolve_device
+    from ..runs import CONFIG_FILE, SUMMARY_FILE, read_json
 
     started = time.perf_counter()
     result = TrialResult(task.trial, "failed", task.run_dir)
@@ -109,14 +108,12 @@ def run_trial(task: TrialTask, progress: Progress | None = None) -> TrialResult:
         config = build_config(task.config)
         key = json.dumps([config.data.model_dump(mode="json"), data_seed(config), config.task])
         if key not in _datasets:
-            # A synthetic set's size is known before a row is drawn: check it fits first.
-            check_for(before_loading(config), config, resolve_device(config.train.device))
             if len(_datasets) >= MAX_CACHED_DATASETS:
                 _datasets.pop(next(iter(_datasets)))
             _datasets[key] = load_dataset(config)
-        if task.run_dir.is_dir() and not (task.run_dir / "config.yaml").exists():
+        if task.run_dir.is_dir() and not (task.run_dir / CONFIG_FILE).exists():
             # Stopped between making the folder and its first write: start it in place.
-            write_text_atomic(task.run_dir / "config.yaml", config.to_yaml())
+            write_text_atomic(task.run_dir / CONFIG_FILE, config.to_yaml())
         trained = train(
             config,
             out=task.run_dir.parent,
@@ -135,9 +132,9 @@ def run_trial(task: TrialTask, progress: Progress | None = None) -> TrialResult:
     except Exception as exc:  # a trial's crash must not end the sweep
         result.error = f"{exc.__class__.__name__}: {exc}"
     result.seconds = time.perf_counter() - started
-    if not result.summary and (task.run_dir / "summary.json").exists():
-        with contextlib.suppress(ValueError, OSError):
-            result.summary = json.loads((task.run_dir / "summary.json").read_text())
+    if not result.summary and (task.run_dir / SUMMARY_FILE).exists():
+        with contextlib.suppress(MlpError):  # read as every run file is: no links
+            result.summary = read_json(task.run_dir / SUMMARY_FILE)
     return result
 
 

@@ -19,9 +19,17 @@ from ..config import (
     set_key,
 )
 from ..console import err
-from ..errors import ConfigError, MlpError, RunError
-from ..registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES, TASKS
-from ..runs import check_sweep_folder, create_run_dir, read_json, run_lock, write_json
+from ..errors import ConfigError, RunError
+from ..registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES, TASKS, shown
+from ..runs import (
+    SUMMARY_FILE,
+    check_sweep_folder,
+    completed_run,
+    create_run_dir,
+    read_json,
+    run_lock,
+    write_json,
+)
 from .executor import Executor, TrialResult, TrialTask, make_executor, worker_count
 from .grid import Trial, expand, hidden_axis, parse_values
 from .results import best_point, point_stats, trial_row, write_results_csv
@@ -60,7 +68,9 @@ def with_plan(
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--grid '{item}': expected KEY=V1,V2,..., e.g. optim.lr=1e-3,1e-2")
+            raise ConfigError(
+                f"--grid {shown(item)}: expected KEY=V1,V2,..., e.g. optim.lr=1e-3,1e-2"
+            )
         if key in given:
             raise ConfigError(
                 f"--grid {key} is given twice; put all its values in one --grid {key}=V1,V2,..."
@@ -251,12 +261,9 @@ def _check_resume(sweep_dir: Path, config: Config) -> None:
 
 def _finished(trial: Trial, run_dir: Path) -> TrialResult | None:
     """The result of a trial that already completed in an earlier sweep run, else None."""
-    try:
-        summary = read_json(run_dir / "summary.json")
-    except MlpError:
+    if not completed_run(run_dir):
         return None
-    if summary.get("status") != "completed" or not (run_dir / "model.safetensors").exists():
-        return None
+    summary = read_json(run_dir / SUMMARY_FILE)
     return TrialResult(trial, "completed", run_dir, summary, seconds=summary.get("seconds", 0.0))
 
 
