@@ -312,7 +312,7 @@ class TrainConfig(Section):
     "Largest gradient norm; null for none."
     restore_best: bool = True
     "Keep the best epoch's weights (by the monitor, else val_loss); false keeps the last epoch's."
-    diverge_factor: float | None = Field(1000.0, gt=1)
+    diverge_factor: float | None = Field(1.0e4, gt=1)
     "Fail the run when an epoch's training loss exceeds this times the first step's; null: never."
     device: str = "auto"
     checkpoint_seconds: float = Field(10.0, ge=0)

@@ -348,12 +348,12 @@ def test_a_diverging_finite_loss_fails_the_run_like_a_nan(tmp_path):
     assert result.exit_code == 1, result.output
     message = " ".join(result.stderr.split())
     assert "Traceback" not in result.output
-    assert "at epoch 2" in message and "times the untrained model's" in message
-    assert "train.diverge_factor 1000" in message and "(optim.lr 1.3)" in message
+    assert "at epoch 3" in message and "times the untrained model's" in message
+    assert "train.diverge_factor 10000" in message and "(optim.lr 1.3)" in message
     assert "try a smaller optim.lr, train.grad_clip, or model.norm" in message
     assert "the model from epoch 1 is kept" in message
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
-    assert summary["status"] == "failed" and summary["epochs_run"] == 1
+    assert summary["status"] == "failed" and summary["epochs_run"] == 2
     assert summary["saved_epoch"] == 1 and (tmp_path / "d" / "model.safetensors").is_file()
 
 
