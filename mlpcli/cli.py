@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import typer
 from rich.markup import escape
 
-from .console import err, metrics_table, out, settings_text, sweep_table
+from .console import err, metrics_table, out, settings_text, summary_table, sweep_table
 from .errors import MlpError
 
 app = typer.Typer(
@@ -264,6 +264,30 @@ def sweep(
         for trial, reason in summary["failures"].items():
             err.print(f"[red]{trial} failed:[/] {escape(reason)}", soft_wrap=True)
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+@handle_errors
+def summary(
+    target: Path = typer.Argument(
+        ..., metavar="CONFIG|RUN", help="A config file, a run folder or a model file."
+    ),
+    overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides of a config."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """The network layer by layer: widths, activations, parameters, multiply-adds per row."""
+    from .summary import summarize
+
+    result = summarize(target, list(overrides or []))
+    if as_json:
+        _print_json(result)
+        return
+    out.print(summary_table(result))
+    per_row = result["params_per_train_row"]
+    out.print(
+        f"{result['params']:,} parameters · {result['multiply_adds']:,} multiply-adds per row"
+        + (f" · {per_row:g} parameters per training row" if per_row is not None else "")
+    )
 
 
 @config_app.command("show")

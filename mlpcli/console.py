@@ -68,3 +68,23 @@ def sweep_table(summary: dict[str, Any]) -> Table:
             cell(point, "val_loss"),
         )
     return table
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """One row per layer: width, activation, parameters, multiply-adds per row; then totals."""
+    name = summary.get("config") or summary.get("model") or ""
+    title = f"{name}: {summary['inputs']} inputs, {summary['task']}"
+    table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title))
+    for column in ("layer", "width", "activation", "params", "multiply-adds / row"):
+        table.add_column(column, justify="left" if column in ("layer", "activation") else "right")
+    for row in summary["layers"]:
+        table.add_row(
+            row["layer"],
+            f"{row['width']:,}",
+            row["activation"],
+            f"{row['params']:,}",
+            f"{row['multiply_adds']:,}",
+        )
+    table.add_section()
+    table.add_row("total", "", "", f"{summary['params']:,}", f"{summary['multiply_adds']:,}")
+    return table

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from .config import Config
 from .errors import ConfigError
 from .registry import shown
+from .summary import layer_rows
 
 if TYPE_CHECKING:
     import torch
@@ -78,13 +79,7 @@ class Estimate:
 
 def count_parameters(config: Config, in_dim: int, out_dim: int) -> int:
     """The parameters build_mlp makes for these sizes, without building it."""
-    model = config.model
-    sizes = [in_dim, *model.hidden, out_dim]
-    count = sum(a * b + (b if model.bias else 0) for a, b in zip(sizes, sizes[1:]))
-    if model.norm is not None:
-        count += 2 * sum(model.hidden)  # a scale and a shift per unit
-    learnable = [a for a in model.activations() if a["name"] == "swish" and a.get("learnable")]
-    return count + len(learnable)  # one beta per such layer
+    return sum(row.params for row in layer_rows(config.model, in_dim, out_dim))
 
 
 def optimizer_state(config: Config) -> int:
