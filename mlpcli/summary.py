@@ -117,7 +117,9 @@ def _of_model(path: Path) -> dict[str, Any]:
     config = build_config(metadata["config"])
     prep = Preprocessor.from_dict(metadata["preprocessor"])
     rows = 0
-    if (file.parent / SUMMARY_FILE).is_file():
-        rows = int(read_json(file.parent / SUMMARY_FILE).get("rows", {}).get("train", 0))
+    if (file.parent / SUMMARY_FILE).is_file():  # a run folder's: how many rows it trained on
+        counts = read_json(file.parent / SUMMARY_FILE).get("rows")
+        train = counts.get("train") if isinstance(counts, dict) else None
+        rows = train if isinstance(train, int) and not isinstance(train, bool) else 0
     summary = summarize_sizes(config, prep.in_dim, prep.out_dim, prep.task, rows)
     return {"model": str(file), **summary}
