@@ -21,7 +21,7 @@ from . import __version__, memory
 from .atomic import sweep_temporaries, write_text_atomic
 from .checkpoint import CheckpointSaver, load_checkpoint, save_model
 from .config import Config, as_config, differences, load_config
-from .data import Dataset, Preprocessor, load_dataset
+from .data import Dataset, Preprocessor, fit_preprocessor, load_dataset
 from .errors import CheckpointError, ConfigError, MlpError, RunError, TrainingError, WriteError
 from .file_schemas import check_tensors, tensor_layout
 from .model import build_mlp, count_parameters, resolve_device
@@ -69,14 +69,7 @@ def prepare(config: Config, dataset: Dataset | None = None) -> Session:
     device = resolve_device(config.train.device)
     dataset = dataset or load_dataset(config)
     where = config.data.path or config.data.source
-    prep = Preprocessor.fit(
-        dataset.train,
-        dataset.features,
-        dataset.targets,
-        dataset.task,
-        config.data.standardize,
-        where=f"{where} (train split)",
-    )
+    prep = fit_preprocessor(config, dataset)
     loss_fn = make_loss(config, dataset.task)
     check_monitor(config, dataset.task, has_val=len(dataset.val) > 0)
     rows = len(dataset.train) + len(dataset.val) + len(dataset.test)

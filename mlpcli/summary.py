@@ -89,17 +89,10 @@ def summarize(target: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def _of_config(config: Config) -> dict[str, Any]:
     """Sizes from the data as training reads and splits it (pandas, no torch)."""
-    from .data import Preprocessor, load_dataset
+    from .data import fit_preprocessor, load_dataset
 
     dataset = load_dataset(config)
-    prep = Preprocessor.fit(
-        dataset.train,
-        dataset.features,
-        dataset.targets,
-        dataset.task,
-        config.data.standardize,
-        where=f"{config.data.path or config.data.source} (train split)",
-    )
+    prep = fit_preprocessor(config, dataset)
     summary = summarize_sizes(config, prep.in_dim, prep.out_dim, dataset.task, len(dataset.train))
     return {"config": config.name, **summary}
 

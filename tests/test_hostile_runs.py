@@ -180,6 +180,19 @@ app(prog_name="mlp")
 """
 
 
+def eval_limited(model: Path) -> subprocess.CompletedProcess:
+    """`mlp eval MODEL` under a 3 GB address-space limit; it must refuse cleanly (exit 2)."""
+    done = subprocess.run(
+        [sys.executable, "-c", HUGE_CLAIM, str(model)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
 @pytest.mark.slow
 def test_a_model_claiming_a_huge_network_is_refused_before_building_it(runs, tmp_path):
     """A 14 GB network claimed by a 2 KB file: under a 3 GB address-space limit, eval must
@@ -190,14 +203,7 @@ def test_a_model_claiming_a_huge_network_is_refused_before_building_it(runs, tmp
     tensors = {f"{k}.weight": torch.zeros(s) for k, s in shapes.items()}
     tensors.update({f"{k}.bias": torch.zeros(s[0]) for k, s in shapes.items()})
     model = write_model(tmp_path / "model.safetensors", tensors, metadata)
-    done = subprocess.run(
-        [sys.executable, "-c", HUGE_CLAIM, str(model)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
+    done = eval_limited(model)
     assert "0.weight" in done.stderr and "(60000, 2)" in done.stderr, done.stderr
 
 
@@ -209,14 +215,7 @@ def test_a_model_claiming_a_huge_data_set_is_refused_before_drawing_it(runs, tmp
     metadata["config"]["data"]["n_samples"] = 400_000_000
     metadata.pop("data")  # as a model saved before fingerprints were recorded
     model = write_model(tmp_path / "model.safetensors", tensors, metadata)
-    done = subprocess.run(
-        [sys.executable, "-c", HUGE_CLAIM, str(model)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
+    done = eval_limited(model)
     assert "data.n_samples 400000000" in done.stderr and "GB" in done.stderr, done.stderr
 
 

@@ -1,6 +1,6 @@
 """Data: sources (synthetic, bundled, files), splits, and the Preprocessor that travels with a model."""
 
 from .preprocess import Preprocessor
-from .sources import Dataset, load_dataset
+from .sources import Dataset, fit_preprocessor, load_dataset
 
-__all__ = ["Dataset", "Preprocessor", "load_dataset"]
+__all__ = ["Dataset", "Preprocessor", "fit_preprocessor", "load_dataset"]

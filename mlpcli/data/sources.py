@@ -15,7 +15,7 @@ from ..registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, resolve
 from .files import read_table
 from .fingerprint import data_fingerprint, file_hashes
 from .messages import rows
-from .preprocess import check_columns, check_values, infer_task
+from .preprocess import Preprocessor, check_columns, check_values, infer_task
 from .splits import part_size, split_frame
 from .synthetic import bundled
 
@@ -103,6 +103,19 @@ def check_enough_rows(n: int, test_fraction: float, val_fraction: float, data: D
             f"{' and '.join(asked)} (each split takes one row at least); use more rows, or set "
             f"those splits to 0 or pass data.val_path / data.test_path"
         )
+
+
+def fit_preprocessor(config: Config, dataset: Dataset) -> Preprocessor:
+    """The Preprocessor of a run: fitted on the training split only."""
+    where = config.data.path or config.data.source
+    return Preprocessor.fit(
+        dataset.train,
+        dataset.features,
+        dataset.targets,
+        dataset.task,
+        config.data.standardize,
+        where=f"{where} (train split)",
+    )
 
 
 def data_seed(config: Config) -> int:
