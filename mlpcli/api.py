@@ -27,6 +27,7 @@ from .file_schemas import check_tensors, tensor_layout
 from .model import build_mlp, count_parameters, resolve_device
 from .plots import loss_curve
 from .progress import Progress
+from .registry import main_metric
 from .runs import (
     CHECKPOINT,
     MODEL_FILE,
@@ -39,7 +40,7 @@ from .runs import (
     run_lock,
     write_json,
 )
-from .tasks import check_monitor, main_metric, make_loss
+from .tasks import check_monitor, make_loss
 from .trainer import Callback, Split, Trainer, evaluate, read_floats, target_scale
 
 

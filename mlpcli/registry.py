@@ -91,6 +91,16 @@ FILE_SOURCES: tuple[str, ...] = ("csv", "parquet", "npz")
 SOURCES: tuple[str, ...] = (*SYNTHETIC_SOURCES, *BUNDLED_SOURCES, *FILE_SOURCES)
 
 
+def main_metric(task: str) -> str:
+    """A task's headline metric: the first one it reports."""
+    return TASKS[task][2][0]
+
+
+def source_task(source: str) -> str | None:
+    """The task a synthetic or bundled source knows it has; None for files (their data tells)."""
+    return SYNTHETIC_SOURCES.get(source) or BUNDLED_SOURCES.get(source)
+
+
 def all_metric_names() -> set[str]:
     return {m for _, _, metrics in TASKS.values() for m in metrics} | {"loss"}
 

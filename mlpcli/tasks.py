@@ -40,10 +40,6 @@ def check_monitor(config: Config, task: str, has_val: bool) -> None:
             )
 
 
-def main_metric(task: str) -> str:
-    return TASKS[task][2][0]
-
-
 def is_better(metric: str, new: float, old: float | None, min_delta: float = 0.0) -> bool:
     if old is None:
         return new == new  # NaN is never an improvement

@@ -12,12 +12,11 @@ from torch import nn
 
 from mlpcli.config import build_config
 from mlpcli.errors import ConfigError
-from mlpcli.registry import LOSSES, MAXIMISED_METRICS, TASKS, resolve
+from mlpcli.registry import LOSSES, MAXIMISED_METRICS, TASKS, main_metric, resolve
 from mlpcli.tasks import (
     check_monitor,
     compute_metrics,
     is_better,
-    main_metric,
     make_loss,
     transform,
 )

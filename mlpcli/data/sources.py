@@ -11,7 +11,7 @@ import pandas as pd
 from .. import memory
 from ..config import Config, DataConfig
 from ..errors import ConfigError, DataError
-from ..registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, resolve
+from ..registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, resolve, source_task
 from .files import read_table
 from .fingerprint import data_fingerprint, file_hashes
 from .messages import rows
@@ -137,8 +137,7 @@ def load_dataset(config: Config) -> Dataset:
     check_values(frame, features, targets, str(data.path or data.source))
     task: str = config.task
     if task == "auto":
-        known = {**SYNTHETIC_SOURCES, **BUNDLED_SOURCES}
-        task = known[data.source] if data.source in known else infer_task(frame, targets)
+        task = source_task(data.source) or infer_task(frame, targets)
     if task in ("binary", "classification") and len(targets) != 1:
         raise ConfigError(
             f"task: {task} takes one target column, got {len(targets)} ({', '.join(targets)}); "

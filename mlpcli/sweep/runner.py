@@ -20,7 +20,7 @@ from ..config import (
 )
 from ..console import err
 from ..errors import ConfigError, RunError
-from ..registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES, TASKS, shown
+from ..registry import main_metric, shown, source_task
 from ..runs import (
     SUMMARY_FILE,
     check_sweep_folder,
@@ -239,10 +239,8 @@ class _Run:
 def known_metric(config: Config) -> str | None:
     """The sweep's main metric when the config alone tells the task (a set task, or a built-in
     data source); None when only the data file can tell."""
-    task: str = config.task
-    if task == "auto":
-        task = {**SYNTHETIC_SOURCES, **BUNDLED_SOURCES}.get(config.data.source, "auto")
-    return TASKS[task][2][0] if task in TASKS else None
+    task = source_task(config.data.source) if config.task == "auto" else config.task
+    return main_metric(task) if task is not None else None
 
 
 def _check_resume(sweep_dir: Path, config: Config) -> None:

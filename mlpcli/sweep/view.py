@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..console import err
-from ..registry import TASKS
+from ..registry import TASKS, main_metric
 from .executor import TrialProgress, TrialResult
 from .grid import Trial
 
@@ -52,7 +52,7 @@ class SweepView:
     def on_progress(self, event: TrialProgress) -> None:
         """A trial started or finished an epoch."""
         if self.metric is None and event.task in TASKS:
-            self.metric = TASKS[event.task][2][0]
+            self.metric = main_metric(event.task)
         if event.trial.index not in self.results:
             self.running[event.trial.index] = event
         if self.live is not None:
