@@ -19,9 +19,11 @@ import torch
 
 from . import __version__, memory
 from .atomic import sweep_temporaries, write_text_atomic
+from .baseline import add_baseline
 from .checkpoint import CheckpointSaver, load_checkpoint, save_model
 from .config import Config, as_config, differences, load_config
 from .data import Dataset, Preprocessor, fit_preprocessor, load_dataset
+from .diagnostics import DIAGNOSTICS_FILE, Diagnostics
 from .errors import CheckpointError, ConfigError, MlpError, RunError, TrainingError, WriteError
 from .file_schemas import check_tensors, tensor_layout
 from .model import build_mlp, count_parameters, resolve_device
@@ -171,8 +173,14 @@ def _run(
 ) -> TrainResult:
     """Fit with the run folder's callbacks and finish the folder however fitting ends."""
     trainer = session.trainer
+    diagnostics = session.config.train.diagnostics
     trainer.callbacks = [
         MetricsCsv(run_dir / "metrics.csv"),
+        *(
+            [Diagnostics(run_dir / DIAGNOSTICS_FILE, diagnostics.every, diagnostics.rows)]
+            if diagnostics is not None
+            else []
+        ),
         CheckpointSaver(run_dir / CHECKPOINT, every=session.config.train.checkpoint_seconds),
         Progress(main_metric(session.dataset.task), quiet=quiet),
         *callbacks,
@@ -181,9 +189,12 @@ def _run(
     try:
         write_json(run_dir / "summary.json", {**summary, **_summary(session, run_dir, "running")})
         _fit(session, run_dir, started, resume_hint)
-        return TrainResult(run_dir, _finish(session, run_dir, "completed", started))
+        summary = _finish(session, run_dir, "completed", started)
     except WriteError as exc:  # a full or read-only disk: the last checkpoint is intact
         raise WriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
+    if session.config.train.baseline:  # once the MLP is saved, so that it cannot change it
+        summary = add_baseline(session, run_dir, summary, quiet)
+    return TrainResult(run_dir, summary)
 
 
 def _fit(session: Session, run_dir: Path, started: float, resume_hint: str) -> None:
@@ -195,7 +206,10 @@ def _fit(session: Session, run_dir: Path, started: float, resume_hint: str) -> N
         _finish(session, run_dir, "failed", started)
         where = f"run folder: {run_dir}"
         if trainer.best_state is not None:
-            where = f"the model from epoch {trainer.best_epoch} is kept; {where}"
+            where = (
+                f"the model from epoch {trainer.best_epoch} is kept; {where}; `mlp inspect "
+                f"{run_dir} --at last` shows each layer's gradients before it failed"
+            )
         raise TrainingError(f"{exc} ({where})") from None
     except KeyboardInterrupt as exc:
         _finish(session, run_dir, "stopped", started, final=False)

@@ -39,6 +39,7 @@ from torch import nn
 
 from .model import Swish
 from .optim_step import functional_step
+from .probe import LayerProbe
 
 aten = torch.ops.aten
 
@@ -243,6 +244,9 @@ class Backprop:
         """The model's forward pass, block by block in training mode, keeping what backward()
         needs: each block's input, pre-activation z, activation a and dropout mask.
         """
+        return self._forward(x, y)
+
+    def _forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.inputs: list[torch.Tensor] = []
         self.pre: list[torch.Tensor] = []
         self.post: list[torch.Tensor] = []
@@ -261,10 +265,14 @@ class Backprop:
         loss, self.output_grad = self.loss_and_grad(a, y, self.loss_fn)
         return loss
 
-    def backward(self) -> None:
-        """Gradients of the last loss() into the flat parameter's .grad."""
+    def backward(self, deltas: list[torch.Tensor] | None = None) -> None:
+        """Gradients of the last loss() into the flat parameter's .grad; each block's dL/dz is
+        also put into `deltas` (output block first) when a list is given.
+        """
         d = self.output_grad
         for k in range(len(self.blocks) - 1, -1, -1):
+            if deltas is not None:
+                deltas.append(d)
             torch.mm(d.t(), self.inputs[k], out=self.weight_grads[k])
             if self.bias_grads[k] is not None:
                 torch.sum(d, dim=0, out=self.bias_grads[k])
@@ -287,6 +295,25 @@ class Backprop:
         if self.stepping is None or self.stepping[0] is not optimizer:
             self.stepping = (optimizer, functional_step(optimizer) or optimizer.step)
         self.stepping[1]()
+
+    def probe(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[LayerProbe]]:
+        """The batch-mean loss and every block's z, a, dL/dz and dL/dW, in eval mode. The
+        gradients pass through the flat .grad buffer, which the next update() overwrites whole.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                loss = float(self._forward(x, y))
+                deltas: list[torch.Tensor] = []
+                self.backward(deltas)
+        finally:
+            self.model.train(was_training)
+        deltas.reverse()
+        return loss, [
+            LayerProbe(w, z, a, d, g.clone())
+            for w, z, a, d, g in zip(self.weights, self.pre, self.post, deltas, self.weight_grads)
+        ]
 
     def state_dict(self) -> dict[str, Any]:
         return {}  # nothing beyond the model and the optimiser

@@ -22,7 +22,15 @@ from typing import Any, TypeVar
 import typer
 from rich.markup import escape
 
-from .console import err, metrics_table, out, settings_text, summary_table, sweep_table
+from .console import (
+    err,
+    inspect_table,
+    metrics_table,
+    out,
+    settings_text,
+    summary_table,
+    sweep_table,
+)
 from .errors import MlpError
 
 app = typer.Typer(
@@ -126,6 +134,9 @@ def train(
     resume: Path = typer.Option(None, "--resume", help="Continue this run from its checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    baseline: bool = typer.Option(
+        False, "--baseline", help="Also train a linear model (hidden: []) on the same split."
+    ),
 ) -> None:
     """Train the model a config describes and write a run folder."""
     from .api import train as run_training
@@ -135,12 +146,24 @@ def train(
         extra.append(f"train.device={device}")
     if seed is not None:
         extra.append(f"seed={seed}")
+    if baseline:
+        extra.append("train.baseline=true")  # so the run's config.yaml records it
     result = run_training(config, extra, out=out_dir, name=name, resume=resume, quiet=quiet)
-    if as_json:
-        _print_json({"run_dir": str(result.run_dir), **result.summary})
-        return
     summary = result.summary
-    out.print(metrics_table(summary.get("metrics", {}), title=f"run {result.run_dir}"))
+    failed = summary.get("baseline", {}).get("failed")
+    if failed:
+        reason = escape(terminal_safe(failed))
+        err.print(f"[yellow]note:[/] the linear baseline failed: {reason}", soft_wrap=True)
+    if as_json:
+        _print_json({"run_dir": str(result.run_dir), **summary})
+        return
+    out.print(
+        metrics_table(
+            summary.get("metrics", {}),
+            title=f"run {result.run_dir}",
+            baseline=summary.get("baseline"),
+        )
+    )
     out.print(
         f"{_kept_epoch(summary)}{' (stopped early)' if summary['stopped_early'] else ''} · "
         f"{summary['params']:,} parameters · {summary['device']} · "
@@ -226,6 +249,9 @@ def sweep(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    baseline: bool = typer.Option(
+        False, "--baseline", help="Add a linear model (hidden: []) as one more point."
+    ),
 ) -> None:
     """Train a grid of variations of a config and compare them in one table and plot."""
     from .sweep import run_sweep
@@ -233,7 +259,7 @@ def sweep(
 
     result = run_sweep(
         config,
-        list(overrides or []),
+        list(overrides or []) + (["train.baseline=true"] if baseline else []),
         hidden=parse_values(hidden, "--hidden") if hidden else None,
         depth=parse_values(depth, "--depth") if depth else None,
         grid=list(grid or []),
@@ -288,6 +314,68 @@ def summary(
         f"{result['params']:,} parameters · {result['multiply_adds']:,} multiply-adds per row"
         + (f" · {per_row:g} parameters per training row" if per_row is not None else "")
     )
+
+
+@app.command()
+@handle_errors
+def plot(
+    target: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder, a model file, or a sweep folder (--boundary)."
+    ),
+    boundary: bool = typer.Option(
+        False, "--boundary", help="Decision regions or output surface over two features."
+    ),
+    features: str = typer.Option(
+        None, "--features", help="The two numeric features, e.g. x1,x2 (default: the first two)."
+    ),
+    neurons: bool = typer.Option(
+        False, "--neurons", help="With --boundary: each first-layer unit over the same grid."
+    ),
+    detectors: bool = typer.Option(
+        False, "--detectors", help="First-layer weights as images (image inputs)."
+    ),
+) -> None:
+    """Draw what a trained network learned into the run's plots/ folder."""
+    if (features is not None or neurons) and not boundary:
+        flag = "--features" if features is not None else "--neurons"
+        raise typer.BadParameter("applies to --boundary; add --boundary", param_hint=flag)
+    if not (boundary or detectors):
+        hint = "--boundary / --detectors"
+        raise typer.BadParameter("give one of them, or both", param_hint=hint)
+    from .figures import plot_run
+
+    names = [n.strip() for n in features.split(",")] if features is not None else None
+    result = plot_run(
+        target, boundary=boundary, detectors=detectors, features=names, neurons=neurons
+    )
+    for note in result.notes:
+        err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
+    for path in result.paths:
+        err.print(f"wrote {escape(terminal_safe(str(path)))}")
+
+
+@app.command()
+@handle_errors
+def inspect(
+    run: Path = typer.Argument(..., help="A run folder."),
+    at: str = typer.Option("best", "--at", help="init, best or last: which weights to inspect."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Why the network learns or fails: gradients, dead and saturated units, layer by layer."""
+    if at not in ("init", "best", "last"):
+        raise typer.BadParameter(f"'{at}'; accepted: init, best, last", param_hint="--at")
+    from .inspection import inspect_run
+
+    report, written = inspect_run(run, at)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    title = escape(terminal_safe(f"{run} at {at} (epoch {report.epoch})"))
+    out.print(inspect_table(report.layers, title=title))
+    out.print(report.verdict)
+    for line in report.advice:
+        out.print(f"  - {escape(line)}", soft_wrap=True)
+    err.print(f"wrote {', '.join(escape(terminal_safe(str(p))) for p in written)}", soft_wrap=True)
 
 
 @config_app.command("show")

@@ -135,6 +135,18 @@ class DataConfig(Section):
     "Scale numeric features to zero mean and unit variance, fitted on the training split only."
     seed: Seed | None = None
     "Seed of the synthetic rows and the splits; default: the top-level seed."
+    image_shape: list[StrictInt] | None = None
+    "Height and width when the features are an image's pixels (digits: [8, 8]); for --detectors."
+
+    @field_validator("image_shape")
+    @classmethod
+    def _image_shape_form(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) != 2 or min(value) <= 0):
+            raise ValueError(
+                f"data.image_shape: expected [height, width], two positive integers, "
+                f"got {shown(value)}"
+            )
+        return value
 
     @field_validator("target", mode="before")
     @classmethod
@@ -304,6 +316,13 @@ class EarlyStoppingConfig(Section):
         return self.monitor.removeprefix("val_") in MAXIMISED_METRICS
 
 
+class DiagnosticsConfig(Section):
+    every: Annotated[StrictInt, Field(gt=0)] | Literal["auto"] = "auto"
+    "Epochs between two records; auto: as often as costs at most 5% of the training time."
+    rows: StrictInt = Field(1024, gt=0)
+    "Training rows (a fixed sample) the per-layer statistics are computed on."
+
+
 class TrainConfig(Section):
     epochs: StrictInt = Field(100, gt=0)
     batch_size: StrictInt = Field(64, gt=0)
@@ -325,6 +344,22 @@ class TrainConfig(Section):
     "bf16 or fp16: mixed precision (autocast) on a GPU; weights and optimiser stay in fp32."
     compile: bool = False
     "torch.compile the model (with CUDA graphs for small models on a GPU)."
+    diagnostics: DiagnosticsConfig | None = Field(default_factory=DiagnosticsConfig)
+    "Per-layer gradients, dead and saturated units in diagnostics.csv; false or null: none."
+    baseline: bool = False
+    "Also train a linear model (hidden: []) on the same split and report it beside the MLP."
+
+    @field_validator("diagnostics", mode="before")
+    @classmethod
+    def _diagnostics_switch(cls, value: Any) -> Any:
+        # true: the defaults; false: off, written as null like every other switched-off key
+        if value is None or isinstance(value, (dict, DiagnosticsConfig)):
+            return value
+        if isinstance(value, bool):
+            return {} if value else None
+        raise ValueError(
+            f"train.diagnostics: expected true, false or {{every: N, rows: N}}, got {shown(value)}"
+        )
 
     @field_validator("device")
     @classmethod

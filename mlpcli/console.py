@@ -6,9 +6,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+# How the linear model of `--baseline` is named in tables, plots and messages.
+BASELINE_LABEL = "linear baseline"
 
 
 def format_record(record: dict[str, float], metric: str) -> str:
@@ -17,20 +21,40 @@ def format_record(record: dict[str, float], metric: str) -> str:
     return "  ".join(f"{k} {record[k]:.4f}" for k in keys if k in record)
 
 
-def metrics_table(metrics: dict[str, dict[str, float]], title: str | None = None) -> Table:
-    """Metric rows, one column per split."""
+def metrics_table(
+    metrics: dict[str, dict[str, float]],
+    title: str | None = None,
+    baseline: dict[str, Any] | None = None,
+) -> Table:
+    """Metric rows, one column per split. With a baseline (summary.json's `baseline` block), the
+    MLP's rows come first and the linear baseline's follow under the same columns, each under a
+    heading, so that the two read against each other for any task's metrics."""
     splits = [s for s in metrics if metrics[s]]
     # As wide as the title, so that a long path is not folded into the table's width.
     table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title or ""))
     table.add_column("metric")
     for split in splits:
         table.add_column(split, justify="right")
-    names = list(dict.fromkeys(k for s in splits for k in metrics[s]))
-    for name in names:
-        table.add_row(
-            name, *(f"{metrics[s][name]:.4f}" if name in metrics[s] else "" for s in splits)
-        )
+    if baseline is None:
+        _metric_rows(table, metrics, splits)
+        return table
+    table.add_row(Text("MLP", style="bold"))
+    _metric_rows(table, metrics, splits)
+    table.add_section()
+    heading = f"{BASELINE_LABEL} ({baseline.get('params', 0):,} parameters)"
+    if "failed" in baseline:
+        table.add_row(Text(f"{heading}: failed", style="bold yellow"))
+    else:
+        table.add_row(Text(heading, style="bold"))
+        _metric_rows(table, baseline.get("metrics", {}), splits)
     return table
+
+
+def _metric_rows(table: Table, metrics: dict[str, dict[str, float]], splits: list[str]) -> None:
+    names = list(dict.fromkeys(k for s in splits for k in metrics.get(s, {})))
+    for name in names:
+        values = [metrics.get(s, {}) for s in splits]
+        table.add_row(name, *(f"{v[name]:.4f}" if name in v else "" for v in values))
 
 
 def settings_text(settings: dict[str, Any]) -> str:
@@ -59,8 +83,12 @@ def sweep_table(summary: dict[str, Any]) -> Table:
         return f"{point[f'{key}_mean']:.3f}\n± {point[f'{key}_std']:.3f}"
 
     for point in summary["points"]:
+        if point.get("baseline"):
+            table.add_section()  # a reference, not one of the grid's points
         table.add_row(
-            settings_text(point["settings"]),
+            f"{BASELINE_LABEL} (hidden=[])"
+            if point.get("baseline")
+            else settings_text(point["settings"]),
             f"{point['completed']}/{point['trials']}",
             f"{point.get('params', '-'):,}" if "params" in point else "-",
             cell(point, f"train_{metric}"),
@@ -87,4 +115,31 @@ def summary_table(summary: dict[str, Any]) -> Table:
         )
     table.add_section()
     table.add_row("total", "", "", f"{summary['params']:,}", f"{summary['multiply_adds']:,}")
+    return table
+
+
+def _fraction(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def inspect_table(layers: list[dict[str, Any]], title: str | None = None) -> Table:
+    """One row per hidden layer: width, activation, params, gradient ratio to the last hidden
+    layer, dead and saturated shares, and the flags raised."""
+    table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title or ""))
+    for column in ("layer", "width", "activation", "params", "grad ratio", "dead", "saturated"):
+        table.add_column(column, justify="left" if column == "activation" else "right")
+    table.add_column("flags")
+    for row in layers:
+        ratio = row["grad_ratio"]
+        table.add_row(
+            str(row["layer"]),
+            f"{row['width']:,}",
+            row["activation"],
+            f"{row['params']:,}",
+            "-" if ratio is None else f"{ratio:.2g}",
+            _fraction(row["dead"]),
+            _fraction(row["saturated"]),
+            ", ".join(row["flags"]),
+            style="red" if row["flags"] else None,
+        )
     return table

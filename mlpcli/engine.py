@@ -3,6 +3,8 @@
 Both engines offer the same two calls, so the loop does not care which one runs:
     loss = engine.loss(x, y)            # forward pass, training mode
     engine.update(optimizer, clip)      # gradients, clipping, one optimiser step
+and a look inside for the diagnostics, changing nothing:
+    loss, layers = engine.probe(x, y)   # per Linear layer: z, a, dL/dz, dL/dW
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from .backprop import Backprop, unsupported
 from .config import TrainConfig
 from .errors import ConfigError
+from .probe import LayerProbe, probe_model
 
 # Models below this many parameters are launch-bound on a GPU: CUDA graphs replay a whole step.
 CUDA_GRAPH_PARAMS = 1_000_000
@@ -43,6 +46,11 @@ class Engine(Protocol):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
     def update(self, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None: ...
+
+    def probe(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[LayerProbe]]:
+        """The loss and each Linear layer's z, a, dL/dz and dL/dW on a batch, in eval mode,
+        leaving the parameters, their gradients and every random state untouched."""
+        ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -113,6 +121,10 @@ class Autograd:
             nn.utils.clip_grad_norm_(self.parameters, grad_clip)
         self.scaler.step(optimizer)
         self.scaler.update()
+
+    def probe(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[LayerProbe]]:
+        # The eager fp32 model: diagnostics describe the network, not the kernels that train it.
+        return probe_model(self.model, self.loss_fn, x, y)
 
     def state_dict(self) -> dict[str, Any]:
         return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
+
+from .console import BASELINE_LABEL
 
 
 def loss_curve(
@@ -118,16 +121,22 @@ def _legend_height(entries: int) -> float:
 
 
 def sweep_curves(
-    points: list[dict[str, Any]], path: Path, metric: str, x_key: str, title: str
+    points: list[dict[str, Any]],
+    path: Path,
+    metric: str,
+    x_key: str,
+    title: str,
+    baseline: dict[str, Any] | None = None,
 ) -> Path:
     """Train (solid, dots) and validation (dashed, squares) loss and metric against width or
-    parameter count, mean over seeds with a band of one standard deviation."""
+    parameter count, mean over seeds with a band of one standard deviation; the linear
+    baseline's point, if given, as horizontal lines across both plots."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
     series = _series(points, x_key)
     failed = [p for p in points if _failed(p)]
-    entries = len(series) + 2 + (1 if failed else 0)
+    entries = len(series) + 2 + (1 if failed else 0) + (1 if baseline else 0)
     height = 4.2 + _legend_height(entries)
     fig, axes = plt.subplots(1, 2, figsize=(11, height))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -157,6 +166,8 @@ def sweep_curves(
                     color=colour,
                     alpha=0.15,
                 )
+    if baseline is not None:
+        handles.append(_baseline_lines(axes, baseline, metric))
     for split, style in SPLIT_STYLE.items():
         handles.append(
             Line2D(
@@ -186,13 +197,49 @@ def sweep_curves(
     return _save(fig, path)
 
 
+BASELINE_COLOUR = "dimgray"
+
+
+def _baseline_lines(axes: Any, baseline: dict[str, Any], metric: str) -> Any:
+    """The linear baseline (width 0, which a log axis cannot show) as horizontal lines: train
+    solid, validation dashed, each with a band of one standard deviation. Returns its legend
+    entry."""
+    from matplotlib.lines import Line2D
+
+    if _failed(baseline):
+        return Line2D([], [], label=f"{BASELINE_LABEL}: {FAILED_LABEL}", **FAILED_STYLE)
+    for ax, name in zip(axes, ("loss", metric)):
+        for split, style in SPLIT_STYLE.items():
+            mean = baseline.get(f"{split}_{name}_mean")
+            if not isinstance(mean, (int, float)) or not math.isfinite(mean):
+                continue
+            std = baseline.get(f"{split}_{name}_std", 0.0)
+            ax.axhline(mean, color=BASELINE_COLOUR, linestyle=style["linestyle"], linewidth=1.5)
+            if std > 0:
+                ax.axhspan(mean - std, mean + std, color=BASELINE_COLOUR, alpha=0.12, linewidth=0)
+            if split == "val":  # named beside the axes too, where it covers no data
+                ax.annotate(
+                    BASELINE_LABEL.replace(" ", "\n"),
+                    (1.0, mean),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                    color=BASELINE_COLOUR,
+                    fontsize=7,
+                )
+    return Line2D([], [], color=BASELINE_COLOUR, linewidth=3, label=BASELINE_LABEL)
+
+
 def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: str) -> Path:
     """Train and validation metric per grid point, mean over seeds with one-std error bars."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
     labels = [
-        " ".join(f"{k.split('.')[-1]}={v}" for k, v in p["settings"].items()) or "base"
+        BASELINE_LABEL
+        if p.get("baseline")
+        else " ".join(f"{k.split('.')[-1]}={v}" for k, v in p["settings"].items()) or "base"
         for p in points
     ]
     failed = [i for i, p in enumerate(points) if _failed(p)]

@@ -86,6 +86,9 @@ BUNDLED_SOURCES: dict[str, str] = {
     "digits": "classification",
     "diabetes": "regression",
 }
+# Sources whose features are an image's pixels, row by row: (height, width), read by
+# `mlp plot --detectors`; a config sets data.image_shape for its own files.
+IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}
 # The user's own files, by format.
 FILE_SOURCES: tuple[str, ...] = ("csv", "parquet", "npz")
 SOURCES: tuple[str, ...] = (*SYNTHETIC_SOURCES, *BUNDLED_SOURCES, *FILE_SOURCES)

@@ -39,8 +39,14 @@ RUN_LAYOUT = {
     MODEL_FILE: "file",
     str(CHECKPOINT.parent): "folder",
     str(CHECKPOINT): "file",
+    "diagnostics.csv": "file",
+    "inspect.json": "file",
     "plots": "folder",
     "plots/loss.png": "file",
+    "plots/gradients.png": "file",
+    "plots/units.png": "file",
+    "plots/boundary.png": "file",
+    "plots/detectors.png": "file",
 }
 # A sweep folder: its own files, and one run folder per trial under trials/.
 SWEEP_LAYOUT = {

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ..bounded_yaml import safe_load
+from ..console import BASELINE_LABEL
 from ..errors import ConfigError
 from ..registry import shown
 
@@ -28,6 +29,7 @@ class Trial:
     point: int  # the grid point; trials that differ only by seed share it
     settings: dict[str, Any] = field(hash=False)
     seed: int = 0
+    baseline: bool = False  # the linear baseline's point (train.baseline), not a grid point
 
     @property
     def name(self) -> str:
@@ -35,6 +37,8 @@ class Trial:
 
     def label(self) -> str:
         """'model.hidden=[16] optim.lr=0.01' for tables and messages."""
+        if self.baseline:
+            return f"{BASELINE_LABEL} (model.hidden=[])"
         return " ".join(f"{k}={format_value(v)}" for k, v in self.settings.items()) or "(base)"
 
 

@@ -30,6 +30,7 @@ from ..runs import (
     run_lock,
     write_json,
 )
+from .baseline import baseline_trials, check_baseline_key
 from .executor import Executor, TrialResult, TrialTask, make_executor, worker_count
 from .grid import Trial, expand, hidden_axis, parse_values
 from .results import best_point, point_stats, trial_row, write_results_csv
@@ -108,11 +109,13 @@ def with_plan(
 def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
     """Every trial and its resolved config, all validated before anything runs."""
     sweep = config.sweep
+    check_baseline_key(sweep)
     trials = expand(sweep.grid, sweep.zip, sweep.seeds, config.seed)
     base = config.to_dict()
     base.pop("sweep")
     if base["data"]["seed"] is None:
         base["data"]["seed"] = config.seed  # seeds vary the training, not the rows
+    base["train"]["baseline"] = False  # the sweep's baseline is one point, not one per trial
     configs = []
     problems: dict[str, list[str]] = {}  # a problem, once, with the points that have it
     for trial in trials:
@@ -126,6 +129,9 @@ def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
             problems.setdefault(body or header, []).append(header)
     if problems:
         raise ConfigError("\n".join(_once(body, headers) for body, headers in problems.items()))
+    if config.train.baseline:
+        extra, extra_configs = baseline_trials(config, trials, base)
+        trials, configs = trials + extra, configs + extra_configs
     return trials, configs
 
 
@@ -284,10 +290,13 @@ def _write_summary(
         write_results_csv(sweep_dir / "results.csv", rows)
     keys = list(trials[0].settings) if trials else []
     points = point_stats(rows, keys)
+    for point in points:
+        if any(t.baseline and t.point == point["point"] for t in trials):
+            point["baseline"] = True  # a reference beside the grid, never its best point
     failed = [r for r in results.values() if r.status == "failed"]
     if failed and status == "completed":
         status = "failed"
-    best = best_point(points, metric)
+    best = best_point([p for p in points if not p.get("baseline")], metric)
     completed = [r for r in results.values() if r.status == "completed"]
     summary = {
         "name": sweep_dir.name,
@@ -308,6 +317,10 @@ def _write_summary(
     write_json(sweep_dir / "summary.json", summary)
     if completed:
         _plot(sweep_dir, points, metric)
+        if status != "stopped":  # an interrupted sweep exits now; --resume draws it later
+            from .boundaries import sweep_boundaries
+
+            sweep_boundaries(sweep_dir, trials)  # only for data with two input features
     return summary
 
 
@@ -315,9 +328,13 @@ def _plot(sweep_dir: Path, points: list[dict[str, Any]], metric: str) -> None:
     from ..plots import sweep_curves, sweep_points
 
     title = sweep_dir.name
-    if len({p.get("width") for p in points}) > 1 and all("width" in p for p in points):
-        sweep_curves(points, sweep_dir / "plots" / "vs_width.png", metric, "width", title)
-        if len({p["depth"] for p in points}) > 1:
-            sweep_curves(points, sweep_dir / "plots" / "vs_params.png", metric, "params", title)
+    # The baseline's width is 0, which a log axis cannot show: the curves draw it as a line.
+    grid = [p for p in points if not p.get("baseline")]
+    baseline = next((p for p in points if p.get("baseline")), None)
+    if len({p.get("width") for p in grid}) > 1 and all("width" in p for p in grid):
+        sweep_curves(grid, sweep_dir / "plots" / "vs_width.png", metric, "width", title, baseline)
+        if len({p["depth"] for p in grid}) > 1:
+            path = sweep_dir / "plots" / "vs_params.png"
+            sweep_curves(grid, path, metric, "params", title, baseline)
     else:
         sweep_points(points, sweep_dir / "plots" / "by_point.png", metric, title)

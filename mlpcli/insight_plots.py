@@ -1,0 +1,333 @@
+"""Figures of what a network learned: decision regions or output surfaces with the data's points,
+the first hidden layer's units over the same grid, and first-layer weights as images.
+
+matplotlib is imported only when a figure is drawn (plots._pyplot); files are written through
+plots._save, atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .boundary import BoundaryGrid, NeuronMaps
+from .detectors import Detectors
+from .plots import _pyplot, _save
+
+MAX_PANELS = 6  # labels (multilabel) or outputs (multi-output regression) drawn side by side
+PANEL_INCHES = 4.6
+REGION_ALPHA = 0.55  # how strongly regions are shaded; the points are drawn at full colour
+PROBABILITY_MAP = "RdBu_r"  # P = 0 blue, 0.5 white, 1 red
+SIGNED_MAP = "RdBu_r"  # activations and weights: negative blue, 0 white, positive red
+SURFACE_MAP = "viridis"
+# Train and test points differ by marker; their colour is their label or target.
+SPLIT_MARKERS: dict[str, dict[str, Any]] = {
+    "train": {"marker": "o", "s": 14},
+    "test": {"marker": "^", "s": 26},
+}
+
+
+def panels(grid: BoundaryGrid) -> list[tuple[str, int]]:
+    """(title, output column) of each region panel; column -1 is the argmax over classes."""
+    prep = grid.predictor.preprocessor
+    target = prep.targets[0]
+    if grid.task == "binary":
+        return [(f"P({target} = {prep.labels[1]})", 0)]
+    if grid.task == "classification":
+        return [(f"most likely {target} (shade: its probability)", -1)]
+    if grid.task == "multilabel":
+        return [(f"P({label} = 1)", i) for i, label in enumerate(prep.labels[:MAX_PANELS])]
+    return [(f"predicted {t}", i) for i, t in enumerate(prep.targets[:MAX_PANELS])]
+
+
+def class_colours(count: int) -> np.ndarray:
+    """One RGB colour per class (tab10, tab20 beyond ten classes, then repeating)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if count <= 10 else "tab20"]
+    return np.array([cmap(i % cmap.N)[:3] for i in range(count)])
+
+
+def draw_regions(ax: Any, grid: BoundaryGrid, column: int, norm: Any = None) -> Any:
+    """Shade one panel: a probability with its 0.5 contour, the argmax class blended toward
+    white as its probability falls, or a regression surface with contour lines. Returns the
+    mappable for a colour bar (None for classes, which a legend explains)."""
+    xs, ys = grid.xs, grid.ys
+    if grid.task in ("binary", "multilabel"):
+        p = grid.surface(grid.outputs[:, column])
+        filled = ax.contourf(
+            xs, ys, p, levels=np.linspace(0, 1, 21), cmap=PROBABILITY_MAP, alpha=REGION_ALPHA
+        )
+        ax.contour(xs, ys, p, levels=[0.5], colors="black", linewidths=1.4)
+        return filled
+    if grid.task == "classification":
+        probs = grid.outputs.reshape(len(ys), len(xs), -1)
+        count = probs.shape[-1]
+        best, top = probs.argmax(axis=-1), probs.max(axis=-1)
+        # 1/count (a tie of all classes) is white; a certain prediction the full region shade.
+        strength = np.clip((top - 1 / count) / (1 - 1 / count), 0, 1)[..., None]
+        rgb = 1 - REGION_ALPHA * strength * (1 - class_colours(count)[best])
+        extent = (xs[0], xs[-1], ys[0], ys[-1])
+        ax.imshow(rgb, origin="lower", extent=extent, aspect="auto", interpolation="nearest")
+        return None
+    values = grid.surface(grid.values()[:, column])
+    filled = ax.contourf(xs, ys, values, levels=15, cmap=SURFACE_MAP, norm=norm, alpha=0.85)
+    lines = ax.contour(xs, ys, values, levels=filled.levels[1::2], colors="black", linewidths=0.5)
+    ax.clabel(lines, fontsize=7, fmt="%.3g")
+    return filled
+
+
+def _two_colours() -> np.ndarray:
+    """The colours of class 0 and class 1 (or label 0 and 1): the probability map's two ends."""
+    from matplotlib import colormaps
+
+    return np.array([colormaps[PROBABILITY_MAP](v)[:3] for v in (0.08, 0.92)])
+
+
+def _point_colours(grid: BoundaryGrid, frame: Any, column: int, norm: Any) -> dict[str, Any]:
+    """scatter() arguments that colour rows by their class, their label, or their target."""
+    prep = grid.predictor.preprocessor
+    if grid.task == "multilabel":
+        return {"c": _two_colours()[frame[prep.labels[column]].astype(int).to_numpy()]}
+    if grid.task == "regression":
+        values = frame[prep.targets[column]].to_numpy(dtype=np.float64)
+        return {"c": values, "cmap": SURFACE_MAP, "norm": norm}
+    index = {label: i for i, label in enumerate(prep.labels)}
+    codes = np.array([index.get(v, 0) for v in frame[prep.targets[0]].tolist()])
+    colours = _two_colours() if grid.task == "binary" else class_colours(len(prep.labels))
+    return {"c": colours[codes]}
+
+
+def draw_points(ax: Any, grid: BoundaryGrid, column: int, norm: Any = None) -> list[Any]:
+    """The train and test rows over the regions, coloured by their label or target; returns
+    legend handles for the two markers."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for split, style in SPLIT_MARKERS.items():
+        frame = grid.train if split == "train" else grid.test
+        if frame is None or len(frame) == 0:
+            continue
+        x, y = (frame[f].to_numpy(dtype=np.float64) for f in grid.features)
+        colour = _point_colours(grid, frame, column, norm)
+        edge = "white" if split == "train" else "black"
+        ax.scatter(x, y, **style, **colour, edgecolors=edge, linewidths=0.5, zorder=3)
+        marker = Line2D([], [], linestyle="none", color="grey", marker=style["marker"])
+        marker.set(markeredgecolor=edge, label=f"{split} ({len(frame)})")
+        handles.append(marker)
+    return handles
+
+
+def _class_handles(grid: BoundaryGrid) -> list[Any]:
+    """Legend patches for the classes (or a label's 0 and 1); none for regression."""
+    from matplotlib.patches import Patch
+
+    prep = grid.predictor.preprocessor
+    if grid.task == "binary":
+        names = [f"{prep.targets[0]} = {label}" for label in prep.labels]
+        return [Patch(color=c, label=n) for c, n in zip(_two_colours(), names)]
+    if grid.task == "multilabel":
+        return [Patch(color=c, label=f"label = {v}") for c, v in zip(_two_colours(), (0, 1))]
+    if grid.task != "classification":
+        return []
+    colours = class_colours(len(prep.labels))
+    target = prep.targets[0]
+    return [Patch(color=c, label=f"{target} = {label}") for c, label in zip(colours, prep.labels)]
+
+
+def _regression_norm(grid: BoundaryGrid, column: int) -> Any:
+    """One colour scale for the surface and the points' targets, so a point that matches the
+    surface disappears into it."""
+    from matplotlib.colors import Normalize
+
+    values = [grid.values()[:, column]]
+    prep = grid.predictor.preprocessor
+    for frame in (grid.train, grid.test):
+        if frame is not None and len(frame):
+            values.append(frame[prep.targets[column]].to_numpy(dtype=np.float64))
+    joined = np.concatenate(values)
+    return Normalize(float(joined.min()), float(joined.max()))
+
+
+def draw_panel(ax: Any, grid: BoundaryGrid, title: str, column: int) -> tuple[Any, list[Any]]:
+    """Regions and points on one axes; returns the colour-bar mappable and legend handles."""
+    norm = _regression_norm(grid, column) if grid.task == "regression" else None
+    mappable = draw_regions(ax, grid, column, norm)
+    handles = draw_points(ax, grid, column, norm)
+    ax.set(xlabel=grid.features[0], ylabel=grid.features[1], title=title)
+    ax.set_xlim(grid.xs[0], grid.xs[-1])
+    ax.set_ylim(grid.ys[0], grid.ys[-1])
+    return mappable, handles
+
+
+def held_text(grid: BoundaryGrid, limit: int = 4) -> str:
+    """'x3 = 0.12, colour = red and 2 more' for the features held fixed; '' for none."""
+    items = [
+        f"{c} = {v:.3g}" if isinstance(v, float) else f"{c} = {v}" for c, v in grid.held.items()
+    ]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def boundary_figure(
+    grid: BoundaryGrid, path: Path, title: str, neurons: NeuronMaps | None = None
+) -> Path:
+    """The region panels side by side, with the points on top; with `neurons`, a grid of small
+    maps under them, one per first-hidden-layer unit over the same two features."""
+    plt = _pyplot()
+    shown = panels(grid)
+    width = max(PANEL_INCHES * len(shown) + 1.2, 9.0 if neurons else 0.0)
+    columns = min(8, len(neurons.units)) if neurons else 1
+    side = width / columns
+    rows = math.ceil(len(neurons.units) / columns) if neurons else 0
+    top_height = PANEL_INCHES + 1.4
+    bottom_height = rows * side + 0.6
+    fig = plt.figure(figsize=(width, top_height + bottom_height), layout="constrained")
+    if neurons:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, bottom_height])
+        neuron_panels(bottom, grid, neurons, columns)
+    else:
+        top = fig
+    axes = np.atleast_1d(top.subplots(1, len(shown)))
+    handles: list[Any] = []
+    for ax, (panel_title, column) in zip(axes, shown):
+        mappable, handles = draw_panel(ax, grid, panel_title, column)
+        if grid.task == "regression":  # each output on its own scale
+            top.colorbar(mappable, ax=ax, shrink=0.85, label=panel_title)
+    if grid.task in ("binary", "multilabel"):  # one probability scale for every panel
+        top.colorbar(mappable, ax=list(axes), shrink=0.85, label="probability")
+    handles = _class_handles(grid) + handles
+    if handles:
+        top.legend(
+            handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8
+        )
+    held = held_text(grid)
+    top.suptitle(title + (f"\nother features held at: {held}" if held else ""), fontsize=11)
+    return _save(fig, path)
+
+
+def neuron_panels(fig: Any, grid: BoundaryGrid, neurons: NeuronMaps, columns: int) -> None:
+    """One small map per unit: its activation over the grid, each on its own scale centred on 0
+    (red positive, blue negative), titled with the unit's number (1 = the layer's first)."""
+    rows = math.ceil(len(neurons.units) / columns)
+    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+    extent = (grid.xs[0], grid.xs[-1], grid.ys[0], grid.ys[-1])
+    for ax, unit, values in zip(axes, neurons.units, neurons.maps):
+        limit = float(np.abs(values).max()) or 1.0
+        ax.imshow(
+            values,
+            origin="lower",
+            extent=extent,
+            aspect="auto",
+            cmap=SIGNED_MAP,
+            vmin=-limit,
+            vmax=limit,
+            interpolation="bilinear",
+        )
+        ax.set_title(f"unit {unit + 1}", fontsize=7, pad=2)
+    _bare(axes, len(neurons.units))
+    left = neurons.total - len(neurons.units)
+    fig.suptitle(
+        f"first hidden layer ({neurons.activation}): {len(neurons.units)} of {neurons.total} "
+        f"units, the most active first (mean |activation| over the grid)"
+        + (f"; {left} not drawn" if left else "")
+        + "; each on its own scale, red > 0 > blue",
+        fontsize=9,
+    )
+
+
+def _bare(axes: Any, used: int) -> None:
+    """Small panels without ticks; the grid's spare panels hidden."""
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[used:]:
+        ax.set_axis_off()
+
+
+def detectors_figure(detectors: Detectors, path: Path, title: str) -> Path:
+    """Each unit's incoming weights as an image on one colour scale centred on 0: red pixels
+    excite the unit, blue ones inhibit it."""
+    plt = _pyplot()
+    from matplotlib import colormaps
+
+    count = len(detectors.units)
+    columns = min(8, count)
+    rows = math.ceil(count / columns)
+    height, width = detectors.images.shape[1:]
+    side = min(1.4, 11.0 / columns)
+    fig = plt.figure(
+        figsize=(columns * side + 1.2, rows * side * height / width + 1.2), layout="constrained"
+    )
+    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+    limit = float(np.nanmax(np.abs(detectors.images))) or 1.0
+    cmap = colormaps[SIGNED_MAP].with_extremes(bad="0.75")  # grey: a pixel constant in training
+    image = None
+    for ax, unit, weights in zip(axes, detectors.units, detectors.images):
+        image = ax.imshow(weights, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(f"unit {unit + 1}", fontsize=7, pad=2)
+    _bare(axes, count)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.6, label="weight (on standardised pixels)")
+    left = detectors.total - count
+    fig.suptitle(
+        f"{title}\nfirst-layer weights as {height}x{width} images: {count} of {detectors.total} "
+        f"units, ordered by {detectors.ranked_by}"
+        + (f"; {left} not drawn" if left else "")
+        + "\nred pixels excite a unit, blue ones inhibit it"
+        + ("; grey: constant in the training rows" if np.isnan(detectors.images).any() else ""),
+        fontsize=10,
+    )
+    return _save(fig, path)
+
+
+def sweep_boundaries_figure(
+    grids: list[tuple[str, BoundaryGrid | None]], path: Path, title: str
+) -> Path:
+    """One region panel per sweep point (None: no trial of it completed), titled with the
+    point's settings."""
+    plt = _pyplot()
+    columns = min(4, len(grids))
+    rows = math.ceil(len(grids) / columns)
+    side = 3.6
+    fig = plt.figure(
+        figsize=(columns * side + 0.6, rows * (side + 0.3) + 1.0), layout="constrained"
+    )
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    handles: list[Any] = []
+    mappable = None
+    drawn = [g for _, g in grids if g is not None]
+    for ax, (label, grid) in zip(axes, grids):
+        if grid is None:
+            ax.text(
+                0.5,
+                0.5,
+                "no trial completed",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="tab:red",
+            )
+            ax.set(title=label, xticks=[], yticks=[])
+            continue
+        mappable, handles = draw_panel(ax, grid, label, panels(grid)[0][1])
+        ax.title.set_fontsize(9)
+        if grid.task == "regression":  # each panel on its own scale
+            fig.colorbar(mappable, ax=ax, shrink=0.8)
+    for ax in axes[len(grids) :]:
+        ax.set_axis_off()
+    if drawn and drawn[0].task in ("binary", "multilabel"):
+        fig.colorbar(mappable, ax=list(axes), shrink=0.6, label="probability")
+    if drawn:
+        handles = _class_handles(drawn[0]) + handles
+        what = panels(drawn[0])[0][0]
+        title = f"{title}: {what}, first seed of each point"
+    if handles:
+        fig.legend(
+            handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8
+        )
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)

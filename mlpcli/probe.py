@@ -1,0 +1,76 @@
+"""One look inside a network on a batch: per layer, what went in and out and the gradients.
+
+Diagnostics and `mlp inspect` read these; each engine offers `probe(x, y)`, and any model can be
+probed by autograd with probe_model(). A probe runs in eval mode (no dropout, norm layers on
+their running statistics), reads the gradients without storing them in any parameter's .grad,
+and draws no random numbers, so it leaves training exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LayerProbe:
+    """One Linear layer of the network and what follows it up to the next Linear."""
+
+    weight: torch.Tensor  # the Linear's weight (out x in)
+    pre: torch.Tensor  # z: the Linear's output, rows x units
+    post: torch.Tensor  # a: the layer's activation output (z itself for the output layer)
+    grad_pre: torch.Tensor  # dL/dz of the batch-mean loss, rows x units
+    grad_weight: torch.Tensor  # dL/dW of the batch-mean loss
+
+
+def layer_groups(model: nn.Sequential) -> list[list[nn.Module]]:
+    """The model's children cut before each Linear: [Linear, norm?, activation?, dropout?]."""
+    groups: list[list[nn.Module]] = []
+    for module in model.children():
+        if isinstance(module, nn.Linear) or not groups:
+            groups.append([module])
+        else:
+            groups[-1].append(module)
+    return groups
+
+
+def probe_model(
+    model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[float, list[LayerProbe]]:
+    """The batch-mean loss and one LayerProbe per Linear layer, by autograd."""
+    if not isinstance(model, nn.Sequential):
+        raise TypeError("probing needs an nn.Sequential")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            pres: list[torch.Tensor] = []
+            posts: list[torch.Tensor] = []
+            weights: list[torch.Tensor] = []
+            a = x
+            for group in layer_groups(model):
+                linear = group[0]
+                if not isinstance(linear, nn.Linear):
+                    raise TypeError("probing needs a model that starts with a Linear layer")
+                z = linear(a)
+                a = z
+                post = z
+                for module in group[1:]:
+                    a = module(a)
+                    if not isinstance(module, (nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)):
+                        post = a
+                pres.append(z)
+                posts.append(post)
+                weights.append(linear.weight)
+            loss = loss_fn(a, y)
+            grads = torch.autograd.grad(loss, [*pres, *weights])
+    finally:
+        model.train(was_training)
+    n = len(pres)
+    probes = [
+        LayerProbe(w.detach(), z.detach(), p.detach(), gz, gw)
+        for w, z, p, gz, gw in zip(weights, pres, posts, grads[:n], grads[n:])
+    ]
+    return float(loss.detach()), probes
