@@ -65,3 +65,19 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "mlpcli", "--help"], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0 and "predict" in result.stdout
+
+
+def test_synthetic_sources_and_file_splits_import_no_sklearn(tmp_path):
+    """Every synthetic source, and a CSV file split with stratified classes, is read and split
+    without scikit-learn (only the bundled real sets need it)."""
+    table = tmp_path / "rows.csv"
+    table.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{'xyz'[i % 3]}\n" for i in range(30)))
+    code = (
+        "from mlpcli.config import build_config\n"
+        "from mlpcli.data.sources import load_dataset\n"
+        "from mlpcli.registry import SYNTHETIC_SOURCES\n"
+        "for source in SYNTHETIC_SOURCES:\n"
+        "    load_dataset(build_config({'data': {'source': source, 'n_samples': 50}}))\n"
+        f"load_dataset(build_config({{'data': {{'source': 'csv', 'path': {str(table)!r}}}}}))"
+    )
+    assert "sklearn" not in imported_after(code)
