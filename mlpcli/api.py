@@ -22,14 +22,15 @@ from .atomic import sweep_temporaries, write_text_atomic
 from .baseline import add_baseline
 from .checkpoint import CheckpointSaver, load_checkpoint, save_model
 from .config import Config, as_config, differences, load_config
-from .data import Dataset, Preprocessor, fit_preprocessor, load_dataset
+from .data import Dataset, Preprocessor
 from .diagnostics import DIAGNOSTICS_FILE, Diagnostics
 from .errors import CheckpointError, ConfigError, MlpError, RunError, TrainingError, WriteError
 from .file_schemas import check_tensors, tensor_layout
 from .model import build_mlp, count_parameters, resolve_device
+from .plan import RunPlan, plan_run
 from .plots import loss_curve
 from .progress import Progress
-from .registry import main_metric
+from .registry import LOSSES, main_metric, resolve
 from .runs import (
     CHECKPOINT,
     MODEL_FILE,
@@ -42,7 +43,6 @@ from .runs import (
     run_lock,
     write_json,
 )
-from .tasks import check_monitor, make_loss
 from .trainer import Callback, Split, Trainer, evaluate, read_floats, target_scale
 
 
@@ -63,21 +63,18 @@ class Session:
     splits: dict[str, Split]
 
 
-def prepare(config: Config, dataset: Dataset | None = None) -> Session:
-    """Data, preprocessing, model, loss and trainer; every user error surfaces here.
+def prepare(config: Config, dataset: Dataset | None = None, plan: RunPlan | None = None) -> Session:
+    """Data, preprocessing, model, loss and trainer; every user error surfaces here, those that
+    need no torch first (plan.plan_run, which a caller may have run already).
 
     A dataset already loaded for this config's data section and seed may be passed in (a sweep
     worker reuses one across trials).
     """
+    plan = plan or plan_run(config, dataset)
+    dataset, prep = plan.dataset, plan.prep
     device = resolve_device(config.train.device)
-    dataset = dataset or load_dataset(config)
+    memory.check_for(plan.needs, config, device)
     where = config.data.path or config.data.source
-    prep = fit_preprocessor(config, dataset)
-    loss_fn = make_loss(config, dataset.task)
-    check_monitor(config, dataset.task, has_val=len(dataset.val) > 0)
-    rows = len(dataset.train) + len(dataset.val) + len(dataset.test)
-    needs = memory.estimate(config, rows, prep.in_dim, prep.out_dim)
-    memory.check_for(needs, config, device)
     splits = {
         name: Split.from_frame(prep, dataset.split(name), device, f"{where} ({name} split)")
         for name in ("train", "val", "test")
@@ -88,7 +85,7 @@ def prepare(config: Config, dataset: Dataset | None = None) -> Session:
     trainer = Trainer(
         config,
         model,
-        loss_fn,
+        resolve(LOSSES[plan.loss][0])(),
         dataset.task,
         splits["train"],
         splits.get("val"),
@@ -107,18 +104,19 @@ def train(
     quiet: bool = False,
     callbacks: list[Callback] = (),  # type: ignore[assignment]
     dataset: Dataset | None = None,
+    plan: RunPlan | None = None,
 ) -> TrainResult:
     """Train a config (a file path or a Config) and write its run folder.
 
     With resume, continue the run folder from its last checkpoint; the config must match the
-    run's own config.yaml.
+    run's own config.yaml. A plan (plan.plan_run of the same config) spares checking again.
     """
     started = time.perf_counter()
     config = as_config(config, overrides)
     if resume is None:
         if name is not None:
             check_name_free(Path(out), name)
-        session = prepare(config, dataset)
+        session = prepare(config, dataset, plan)
         run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
         write_text_atomic(run_dir / "config.yaml", config.to_yaml())
         with run_lock(run_dir):
@@ -132,7 +130,8 @@ def train(
         # Stopped before the first epoch ended: nothing to load, start the run afresh in place.
         checkpoint = run_dir / CHECKPOINT
         state = load_checkpoint(checkpoint) if checkpoint.exists() else None
-        session = prepare(config, dataset)
+        same = plan is not None and plan.config.to_dict() == config.to_dict()
+        session = prepare(config, dataset, plan if same else None)
         if state is not None:
             # load_state_dict would silently cast int or bool weights: compare kinds first.
             expected = tensor_layout(session.trainer.model.state_dict())

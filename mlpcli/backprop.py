@@ -244,6 +244,8 @@ class Backprop:
         """The model's forward pass, block by block in training mode, keeping what backward()
         needs: each block's input, pre-activation z, activation a and dropout mask.
         """
+        # A training step's entry point, which wrappers may count or time; probe() runs the
+        # same forward pass without being one.
         return self._forward(x, y)
 
     def _forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -296,21 +298,21 @@ class Backprop:
             self.stepping = (optimizer, functional_step(optimizer) or optimizer.step)
         self.stepping[1]()
 
-    def probe(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[LayerProbe]]:
-        """The batch-mean loss and every block's z, a, dL/dz and dL/dW, in eval mode. The
+    def probe(self, x: torch.Tensor, y: torch.Tensor) -> list[LayerProbe]:
+        """Every block's z, a, dL/dz and dL/dW for the batch-mean loss, in eval mode. The
         gradients pass through the flat .grad buffer, which the next update() overwrites whole.
         """
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                loss = float(self._forward(x, y))
+                self._forward(x, y)
                 deltas: list[torch.Tensor] = []
                 self.backward(deltas)
         finally:
             self.model.train(was_training)
         deltas.reverse()
-        return loss, [
+        return [
             LayerProbe(w, z, a, d, g.clone())
             for w, z, a, d, g in zip(self.weights, self.pre, self.post, deltas, self.weight_grads)
         ]

@@ -139,7 +139,8 @@ def train(
     ),
 ) -> None:
     """Train the model a config describes and write a run folder."""
-    from .api import train as run_training
+    from .config import load_config
+    from .plan import plan_run
 
     extra = list(overrides or [])
     if device is not None:
@@ -148,7 +149,13 @@ def train(
         extra.append(f"seed={seed}")
     if baseline:
         extra.append("train.baseline=true")  # so the run's config.yaml records it
-    result = run_training(config, extra, out=out_dir, name=name, resume=resume, quiet=quiet)
+    # Every mistake in the config or its data is reported before torch is imported.
+    plan = plan_run(load_config(config, extra))
+    from .api import train as run_training
+
+    result = run_training(
+        plan.config, out=out_dir, name=name, resume=resume, quiet=quiet, plan=plan
+    )
     summary = result.summary
     failed = summary.get("baseline", {}).get("failed")
     if failed:
@@ -286,6 +293,8 @@ def sweep(
             f"{summary['completed']} of {summary['trials']} trials completed, "
             f"{summary['failed']} failed · {result.sweep_dir}"
         )
+    for note in result.notes:
+        err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
     if summary["failed"]:
         for trial, reason in summary["failures"].items():
             err.print(f"[red]{trial} failed:[/] {escape(reason)}", soft_wrap=True)
@@ -326,7 +335,10 @@ def plot(
         False, "--boundary", help="Decision regions or output surface over two features."
     ),
     features: str = typer.Option(
-        None, "--features", help="The two numeric features, e.g. x1,x2 (default: the first two)."
+        None,
+        "--features",
+        help="The two numeric features, e.g. x1,x2; a name may hold a comma (default: the "
+        "first two).",
     ),
     neurons: bool = typer.Option(
         False, "--neurons", help="With --boundary: each first-layer unit over the same grid."
@@ -344,9 +356,8 @@ def plot(
         raise typer.BadParameter("give one of them, or both", param_hint=hint)
     from .figures import plot_run
 
-    names = [n.strip() for n in features.split(",")] if features is not None else None
     result = plot_run(
-        target, boundary=boundary, detectors=detectors, features=names, neurons=neurons
+        target, boundary=boundary, detectors=detectors, features=features, neurons=neurons
     )
     for note in result.notes:
         err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
@@ -362,9 +373,10 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Why the network learns or fails: gradients, dead and saturated units, layer by layer."""
-    if at not in ("init", "best", "last"):
-        raise typer.BadParameter(f"'{at}'; accepted: init, best, last", param_hint="--at")
-    from .inspection import inspect_run
+    from .inspection import AT, inspect_run
+
+    if at not in AT:
+        raise typer.BadParameter(f"'{at}'; accepted: {', '.join(AT)}", param_hint="--at")
 
     report, written = inspect_run(run, at)
     if as_json:
@@ -375,6 +387,8 @@ def inspect(
     out.print(report.verdict)
     for line in report.advice:
         out.print(f"  - {escape(line)}", soft_wrap=True)
+    for note in report.notes:
+        err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
     err.print(f"wrote {', '.join(escape(terminal_safe(str(p))) for p in written)}", soft_wrap=True)
 
 

@@ -319,8 +319,18 @@ class EarlyStoppingConfig(Section):
 class DiagnosticsConfig(Section):
     every: Annotated[StrictInt, Field(gt=0)] | Literal["auto"] = "auto"
     "Epochs between two records; auto: as often as costs at most 5% of the training time."
-    rows: StrictInt = Field(1024, gt=0)
+    rows: StrictInt = Field(1024, gt=0, le=65536)
     "Training rows (a fixed sample) the per-layer statistics are computed on."
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every_form(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value > 0):
+            return value
+        raise ValueError(
+            f"train.diagnostics.every: expected a number of epochs (1 or more) or auto, "
+            f"got {shown(value)}"
+        )
 
 
 class TrainConfig(Section):

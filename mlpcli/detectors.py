@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from torch import nn
 
-from .boundary import (
-    MAX_UNITS,
-    by_activity,
-    first_hidden_layer,
-    hidden_activations,
-    training_rows,
-)
+from .boundary import training_rows
 from .config import Config
 from .errors import ConfigError
 from .evaluate import Predictor, load
+from .first_layer import (
+    MAX_UNITS,
+    by_activity,
+    first_hidden_layer,
+    first_weights,
+    hidden_activations,
+)
 from .registry import IMAGE_SHAPES
 
 
@@ -72,9 +72,7 @@ def detector_weights(
     be drawn again)."""
     predictor = predictor or load(run)
     height, width = check_detectors(predictor)
-    first = first_hidden_layer(predictor)[0]
-    assert isinstance(first, nn.Linear)
-    weights = first.weight.detach().float().cpu().numpy()  # (units, inputs)
+    weights = first_weights(predictor)  # (units, inputs)
     train, reason = training_rows(predictor, run)
     if train is not None:
         order = by_activity(hidden_activations(predictor, train, "train split"))

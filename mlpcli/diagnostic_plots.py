@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .plots import _pyplot, _save
+from .plots import pyplot, save_figure
 
 GRADIENT_PANELS = {
     "grad_rms": "dL/dz per row (RMS)",
@@ -35,7 +35,7 @@ def _draw(
 ) -> Path:
     """One panel per statistic, one line per layer, coloured from input (dark) to output
     (light) so that depth reads as a gradient of colour."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [n for n in panels if any(r["name"] == n for r in history)]
     layers = sorted({r["layer"] for r in history})
     colours = plt.get_cmap("viridis")
@@ -67,7 +67,7 @@ def _draw(
     fig.legend(handles, labels, fontsize=8, loc="center right")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / width, 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def gradient_curves(

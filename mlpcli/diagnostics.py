@@ -10,7 +10,7 @@ sample of training rows and each hidden layer's statistics go to diagnostics.csv
     update_ratio     RMS of the weights' change per epoch since the last record / weight_rms
     act_mean         mean of the layer's activation outputs
     act_std          their standard deviation
-    dead             ReLU family: fraction of units whose input is <= 0 on every row
+    dead             relu: fraction of units whose output is 0 on every row
     saturated        sigmoid and tanh: fraction of units within 3% of a bound on most rows
 """
 
@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 DIAGNOSTICS_FILE = "diagnostics.csv"
 FIELDS = ("epoch", "layer", "name", "value")
 
-# Activations whose units die: no input on any row makes them fire, so they pass no gradient.
-DYING = frozenset({"relu", "leaky_relu", "elu"})
+# Activations whose units can die: a ReLU unit whose input is <= 0 on every row outputs 0 and
+# passes no gradient at all. (leaky_relu and elu keep a slope below 0, so theirs never die.)
+DYING = frozenset({"relu"})
 # Bounded activations, (low, high): a unit whose output sits near a bound passes almost none.
 BOUNDS: dict[str, tuple[float, float]] = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 # Share of the training time that diagnostics with every: auto may take.
@@ -59,9 +60,8 @@ def unit_counts(probe: LayerProbe, activation: str) -> dict[str, torch.Tensor]:
     """How many of a hidden layer's units are dead or saturated, where the activation can be.
 
     Both are read from the activation's outputs (a norm layer may sit between z and the
-    activation): a ReLU-family unit is dead when its output is <= 0 on every row, which for
-    relu, leaky_relu and elu means its input is; a sigmoid or tanh unit is saturated when its
-    output is within the margin of a bound on most rows.
+    activation): a ReLU unit is dead when its output is 0 on every row; a sigmoid or tanh unit
+    is saturated when its output is within the margin of a bound on most rows.
     """
     if activation in DYING:
         return {"dead": (probe.post.amax(dim=0) <= 0).sum()}
@@ -81,47 +81,63 @@ def layer_stats(
     previous: Sequence[torch.Tensor] | None = None,
     epochs: int = 1,
 ) -> list[dict[str, float]]:
-    """Each hidden layer's statistics (see the module's docstring); `previous` holds the
-    weights at the last record, `epochs` ago, for the update ratio.
+    """Each hidden layer's statistics (see the module's docstring), one per activation name;
+    `previous` holds the weights at the last record, `epochs` ago, for the update ratio.
 
     Built to be cheap enough for every epoch: one fused norm over every tensor, a few
     reductions per layer, and one host read for all of it.
     """
-    hidden = probes[: len(activations)]
-    if not hidden:
+    norm_keys: list[tuple[int, str]] = []
+    norm_inputs: list[torch.Tensor] = []
+    value_keys: list[tuple[int, str]] = []
+    values: list[torch.Tensor] = []
+    for k, (probe, activation) in enumerate(zip(probes, activations)):
+        mean = probe.post.mean()
+        norms = {
+            "grad_pre": probe.grad_pre,
+            "grad_weight": probe.grad_weight,
+            "weight": probe.weight,
+            "centred": probe.post - mean,
+        }
+        if previous is not None:
+            norms["change"] = probe.weight - previous[k]
+        norm_keys += [(k, name) for name in norms]
+        norm_inputs += norms.values()
+        counts = {"act_mean": mean, **unit_counts(probe, activation)}
+        value_keys += [(k, name) for name in counts]
+        values += counts.values()
+    if not norm_inputs:
         return []
-    means = [p.post.mean() for p in hidden]
-    tensors = [t for p in hidden for t in (p.grad_pre, p.grad_weight, p.weight)]
-    tensors += [p.post - m for p, m in zip(hidden, means)]
-    if previous is not None:
-        tensors += [p.weight - w for p, w in zip(hidden, previous)]
-    counts = [unit_counts(p, a) for p, a in zip(hidden, activations)]
-    norms = torch._foreach_norm(tensors)  # one kernel launch, as clip_grad_norm_ does
-    device_values = [*norms, *means, *(v for c in counts for v in c.values())]
-    numbers = torch.stack([v.float() for v in device_values]).tolist()
-    h = len(hidden)
-    per_layer, centred = numbers[: 3 * h], numbers[3 * h : 4 * h]
-    change = numbers[4 * h : 5 * h] if previous is not None else None
-    done = 5 * h if previous is not None else 4 * h
-    mean, counted = numbers[done : done + h], iter(numbers[done + h :])
+    norms_out = torch._foreach_norm(norm_inputs)  # one kernel launch, as clip_grad_norm_ does
+    numbers = torch.stack([v.float() for v in [*norms_out, *values]]).tolist()
+    got = dict(zip([*norm_keys, *value_keys], numbers))
     stats = []
-    for k, (probe, count) in enumerate(zip(hidden, counts)):
+    for k, probe in enumerate(probes[: len(activations)]):
         rows, units = probe.pre.shape
         size = probe.weight.numel()
-        grad_pre, grad_weight, weight = per_layer[3 * k : 3 * k + 3]
+        weight = got[k, "weight"]
         layer = {
             # per row: the batch-mean loss divides each row's gradient by the rows
-            "grad_rms": grad_pre / math.sqrt(rows * units) * rows,
-            "weight_grad_rms": grad_weight / math.sqrt(size),
+            "grad_rms": got[k, "grad_pre"] / math.sqrt(rows * units) * rows,
+            "weight_grad_rms": got[k, "grad_weight"] / math.sqrt(size),
             "weight_rms": weight / math.sqrt(size),
         }
-        if change is not None:
-            layer["update_ratio"] = change[k] / epochs / weight if weight > 0 else math.inf
-        layer["act_mean"] = mean[k]
-        layer["act_std"] = centred[k] / math.sqrt(rows * units)
-        layer.update({name: next(counted) / units for name in count})
+        if previous is not None:
+            change = got[k, "change"] / math.sqrt(size) / epochs
+            layer["update_ratio"] = change / layer["weight_rms"] if weight > 0 else math.inf
+        layer["act_mean"] = got[k, "act_mean"]
+        layer["act_std"] = got[k, "centred"] / math.sqrt(rows * units)
+        for name in ("dead", "saturated"):
+            if (k, name) in got:
+                layer[name] = got[k, name] / units
         stats.append(layer)
     return stats
+
+
+def hidden_weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The weights of every Linear layer but the output layer, input side first."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return [m.weight.detach() for m in linears[:-1]]
 
 
 def activation_names(config_model: Any) -> list[str]:
@@ -130,9 +146,9 @@ def activation_names(config_model: Any) -> list[str]:
 
 
 class Diagnostics(Callback):
-    """diagnostics.csv: at epoch 0 (the untrained network), then every `every` epochs; with
-    every "auto", as often as keeps its cost within AUTO_BUDGET of the training time so far,
-    and always at the first and the last epoch.
+    """diagnostics.csv: at epoch 0 (the untrained network), then every `every` epochs and at
+    the last; with every "auto", as often as keeps its cost within AUTO_BUDGET of the training
+    time so far, and always at the first and the last epoch.
 
     On resume the rows after the checkpoint's epoch (written before an interrupt) are dropped.
     """
@@ -149,8 +165,15 @@ class Diagnostics(Callback):
         self.x, self.y = data.x.index_select(0, index), data.y.index_select(0, index)
         self.activations = activation_names(trainer.config.model)
         if self.path.exists():  # a resumed run's: rows past its checkpoint are dropped
-            kept = [r for r in read_rows(self.path) if r["epoch"] <= trainer.epoch]
+            # (all of them for a run stopped in its first epoch, which starts afresh)
+            rows = read_rows(self.path) if trainer.epoch else []
+            kept = [r for r in rows if r["epoch"] <= trainer.epoch]
             write_text_atomic(self.path, rows_text(kept, header=True))
+            if trainer.epoch and any(r["epoch"] == trainer.epoch for r in kept):
+                # The weights of that record are the checkpoint's: the next update ratio is
+                # the one an uninterrupted run writes.
+                self.previous = [w.clone() for w in hidden_weights(trainer.model)]
+                self.last_epoch = trainer.epoch
         else:
             append_line(self.path, rows_text([], header=True))
         if trainer.epoch == 0:
@@ -165,7 +188,7 @@ class Diagnostics(Callback):
             affordable = self.spent + self.cost <= AUTO_BUDGET * trainer.train_seconds
             due = epoch == 1 or last or affordable
         else:
-            due = epoch % int(self.every) == 0
+            due = epoch % int(self.every) == 0 or last
         if due:
             self.record(trainer, epoch)
 
@@ -173,10 +196,9 @@ class Diagnostics(Callback):
         if not self.activations:
             return  # a linear model has no hidden layer to describe
         start = time.perf_counter()
-        _, probes = trainer.engine.probe(self.x, self.y)
-        hidden = probes[: len(self.activations)]
-        stats = layer_stats(hidden, self.activations, self.previous, epoch - self.last_epoch)
-        self.previous = [p.weight.clone() for p in hidden]
+        probes = trainer.engine.probe(self.x, self.y)
+        stats = layer_stats(probes, self.activations, self.previous, epoch - self.last_epoch)
+        self.previous = [p.weight.clone() for p in probes[: len(self.activations)]]
         self.last_epoch = epoch
         rows = [
             {"epoch": epoch, "layer": layer, "name": name, "value": value}

@@ -4,7 +4,7 @@ Both engines offer the same two calls, so the loop does not care which one runs:
     loss = engine.loss(x, y)            # forward pass, training mode
     engine.update(optimizer, clip)      # gradients, clipping, one optimiser step
 and a look inside for the diagnostics, changing nothing:
-    loss, layers = engine.probe(x, y)   # per Linear layer: z, a, dL/dz, dL/dW
+    layers = engine.probe(x, y)         # per Linear layer: z, a, dL/dz, dL/dW
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ class Engine(Protocol):
 
     def update(self, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None: ...
 
-    def probe(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[LayerProbe]]:
-        """The loss and each Linear layer's z, a, dL/dz and dL/dW on a batch, in eval mode,
-        leaving the parameters, their gradients and every random state untouched."""
+    def probe(self, x: torch.Tensor, y: torch.Tensor) -> list[LayerProbe]:
+        """Each Linear layer's z, a, dL/dz and dL/dW on a batch, in eval mode, leaving the
+        parameters, their gradients and every random state untouched."""
         ...
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -122,7 +122,7 @@ class Autograd:
         self.scaler.step(optimizer)
         self.scaler.update()
 
-    def probe(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[LayerProbe]]:
+    def probe(self, x: torch.Tensor, y: torch.Tensor) -> list[LayerProbe]:
         # The eager fp32 model: diagnostics describe the network, not the kernels that train it.
         return probe_model(self.model, self.loss_fn, x, y)
 

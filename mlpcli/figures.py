@@ -3,6 +3,7 @@ where they are written (a run's plots/ folder; for a model file, plots/ beside i
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,15 +30,17 @@ def plot_run(
     *,
     boundary: bool = False,
     detectors: bool = False,
-    features: list[str] | None = None,
+    features: str | None = None,
     neurons: bool = False,
     resolution: int | None = None,
 ) -> PlotResult:
     """Draw plots/boundary.png (with `neurons`, the first hidden layer's units under it) and/or
-    plots/detectors.png for a run; for a sweep folder, redraw its plots/boundaries.png."""
-    from .boundary import DEFAULT_RESOLUTION, boundary_grid, first_hidden_layer, neuron_maps
+    plots/detectors.png for a run; for a sweep folder, redraw its plots/boundaries.png.
+    `features` is --features as typed: two input column names joined by a comma."""
+    from .boundary import DEFAULT_RESOLUTION, boundary_grid, neuron_maps, parse_features
     from .detectors import check_detectors, detector_weights
     from .evaluate import load, model_path
+    from .first_layer import first_hidden_layer
     from .insight_plots import boundary_figure, detectors_figure
     from .sweep.runner import PLAN_FILE
 
@@ -55,7 +58,8 @@ def plot_run(
     result = PlotResult([])
     title = _title(target, predictor)
     if boundary:
-        grid = boundary_grid(target, features, resolution or DEFAULT_RESOLUTION, predictor)
+        names = parse_features(features, predictor) if features is not None else None
+        grid = boundary_grid(target, names, resolution or DEFAULT_RESOLUTION, predictor)
         result.notes.extend(_boundary_notes(grid))
         maps = neuron_maps(grid) if neurons else None
         if maps is not None and len(maps.units) < maps.total:
@@ -81,21 +85,37 @@ def _boundary_notes(grid: BoundaryGrid) -> list[str]:
 
 
 def _plot_sweep(
-    sweep_dir: Path, detectors: bool, features: list[str] | None, neurons: bool
+    sweep_dir: Path, detectors: bool, features: str | None, neurons: bool
 ) -> PlotResult:
     from .sweep.boundaries import redraw_sweep_boundaries
 
-    for flag, given in (
-        ("--detectors", detectors),
-        ("--features", features),
-        ("--neurons", neurons),
-    ):
-        if given:
+    asked = {
+        "--detectors": ["--detectors"] if detectors else [],
+        "--features": ["--boundary", "--features", features] if features is not None else [],
+        "--neurons": ["--boundary", "--neurons"] if neurons else [],
+    }
+    for flag, args in asked.items():
+        if args:
             raise ConfigError(
-                f"{flag}: {sweep_dir} is a sweep folder, where only --boundary applies; draw one "
-                f"of its trials instead: mlp plot {sweep_dir / 'trials' / 'trial-000'} {flag}"
+                f"{flag}: {sweep_dir} is a sweep folder, where only --boundary applies; "
+                + _one_trial_instead(sweep_dir, args)
             )
     return PlotResult([redraw_sweep_boundaries(sweep_dir)])
+
+
+def _one_trial_instead(sweep_dir: Path, args: list[str]) -> str:
+    """'draw one of its trials instead: mlp plot <its first completed trial> <args>'."""
+    from .config import load_config
+    from .runs import check_sweep_folder
+    from .sweep.boundaries import first_completed
+    from .sweep.runner import PLAN_FILE, plan_trials
+
+    check_sweep_folder(sweep_dir)
+    trials, _ = plan_trials(load_config(sweep_dir / PLAN_FILE))
+    trial = first_completed(sweep_dir, trials)
+    if trial is None:
+        return "no trial of it has completed yet to draw instead"
+    return "draw one of its trials instead: " + shlex.join(["mlp", "plot", str(trial), *args])
 
 
 def _title(target: Path, predictor: Predictor) -> str:

@@ -1,8 +1,8 @@
 """Figures of what a network learned: decision regions or output surfaces with the data's points,
 the first hidden layer's units over the same grid, and first-layer weights as images.
 
-matplotlib is imported only when a figure is drawn (plots._pyplot); files are written through
-plots._save, atomically.
+matplotlib is imported only when a figure is drawn (plots.pyplot); files are written through
+plots.save_figure, atomically.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from .boundary import BoundaryGrid, NeuronMaps
 from .detectors import Detectors
-from .plots import _pyplot, _save
+from .plots import pyplot, save_figure
 
 MAX_PANELS = 6  # labels (multilabel) or outputs (multi-output regression) drawn side by side
 PANEL_INCHES = 4.6
@@ -53,8 +53,9 @@ def class_colours(count: int) -> np.ndarray:
 
 def draw_regions(ax: Any, grid: BoundaryGrid, column: int, norm: Any = None) -> Any:
     """Shade one panel: a probability with its 0.5 contour, the argmax class blended toward
-    white as its probability falls, or a regression surface with contour lines. Returns the
-    mappable for a colour bar (None for classes, which a legend explains)."""
+    white as its probability falls, or a regression surface on the colour scale `norm` with
+    contour lines. Returns the mappable for a colour bar (None for classes, which a legend
+    explains)."""
     xs, ys = grid.xs, grid.ys
     if grid.task in ("binary", "multilabel"):
         p = grid.surface(grid.outputs[:, column])
@@ -73,11 +74,33 @@ def draw_regions(ax: Any, grid: BoundaryGrid, column: int, norm: Any = None) -> 
         extent = (xs[0], xs[-1], ys[0], ys[-1])
         ax.imshow(rgb, origin="lower", extent=extent, aspect="auto", interpolation="nearest")
         return None
+    return draw_surface(ax, grid, column, norm)
+
+
+def draw_surface(ax: Any, grid: BoundaryGrid, column: int, norm: Any) -> Any:
+    """A regression output's surface, filled in bands of the colour scale `norm` (which also
+    spans the points' targets), with labelled contour lines at the surface's own levels, so a
+    nearly flat surface still shows its shape. Returns a mappable for `norm`'s whole range."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.ticker import MaxNLocator
+
+    xs, ys = grid.xs, grid.ys
+    norm = norm or _regression_norm(grid, column)
     values = grid.surface(grid.values()[:, column])
-    filled = ax.contourf(xs, ys, values, levels=15, cmap=SURFACE_MAP, norm=norm, alpha=0.85)
-    lines = ax.contour(xs, ys, values, levels=filled.levels[1::2], colors="black", linewidths=0.5)
-    ax.clabel(lines, fontsize=7, fmt="%.3g")
-    return filled
+    bands = MaxNLocator(15).tick_values(norm.vmin, norm.vmax)
+    ax.contourf(xs, ys, values, levels=bands, cmap=SURFACE_MAP, norm=norm, alpha=0.85)
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    if high > low:
+        lines = ax.contour(
+            xs,
+            ys,
+            values,
+            levels=MaxNLocator(7).tick_values(low, high)[1:-1],
+            colors="black",
+            linewidths=0.5,
+        )
+        ax.clabel(lines, fontsize=7, fmt="%.3g")
+    return ScalarMappable(norm=norm, cmap=SURFACE_MAP)
 
 
 def _two_colours() -> np.ndarray:
@@ -108,7 +131,7 @@ def draw_points(ax: Any, grid: BoundaryGrid, column: int, norm: Any = None) -> l
 
     handles = []
     for split, style in SPLIT_MARKERS.items():
-        frame = grid.train if split == "train" else grid.test
+        frame = grid.shown(split)
         if frame is None or len(frame) == 0:
             continue
         x, y = (frame[f].to_numpy(dtype=np.float64) for f in grid.features)
@@ -116,9 +139,16 @@ def draw_points(ax: Any, grid: BoundaryGrid, column: int, norm: Any = None) -> l
         edge = "white" if split == "train" else "black"
         ax.scatter(x, y, **style, **colour, edgecolors=edge, linewidths=0.5, zorder=3)
         marker = Line2D([], [], linestyle="none", color="grey", marker=style["marker"])
-        marker.set(markeredgecolor=edge, label=f"{split} ({len(frame)})")
+        marker.set(markeredgecolor=edge, label=_split_label(grid, split, len(frame)))
         handles.append(marker)
     return handles
+
+
+def _split_label(grid: BoundaryGrid, split: str, drawn: int) -> str:
+    """'train (150)', or 'train (2000 of 50000, a sample)' when not every row is drawn."""
+    full = grid.train if split == "train" else grid.test
+    total = len(full) if full is not None else drawn
+    return f"{split} ({drawn})" if drawn == total else f"{split} ({drawn} of {total}, a sample)"
 
 
 def _class_handles(grid: BoundaryGrid) -> list[Any]:
@@ -139,17 +169,23 @@ def _class_handles(grid: BoundaryGrid) -> list[Any]:
 
 
 def _regression_norm(grid: BoundaryGrid, column: int) -> Any:
-    """One colour scale for the surface and the points' targets, so a point that matches the
-    surface disappears into it."""
+    """One colour scale over the surface and the drawn points' targets, so that a point that
+    matches the surface disappears into it and one that does not can be read off the bar."""
     from matplotlib.colors import Normalize
 
     values = [grid.values()[:, column]]
     prep = grid.predictor.preprocessor
-    for frame in (grid.train, grid.test):
+    for split in ("train", "test"):
+        frame = grid.shown(split)
         if frame is not None and len(frame):
             values.append(frame[prep.targets[column]].to_numpy(dtype=np.float64))
     joined = np.concatenate(values)
-    return Normalize(float(joined.min()), float(joined.max()))
+    joined = joined[np.isfinite(joined)]
+    low, high = (float(joined.min()), float(joined.max())) if len(joined) else (0.0, 1.0)
+    if high == low:  # everything one value: a band around it
+        pad = abs(low) * 0.05 or 1.0
+        low, high = low - pad, high + pad
+    return Normalize(low, high)
 
 
 def draw_panel(ax: Any, grid: BoundaryGrid, title: str, column: int) -> tuple[Any, list[Any]]:
@@ -177,7 +213,7 @@ def boundary_figure(
 ) -> Path:
     """The region panels side by side, with the points on top; with `neurons`, a grid of small
     maps under them, one per first-hidden-layer unit over the same two features."""
-    plt = _pyplot()
+    plt = pyplot()
     shown = panels(grid)
     width = max(PANEL_INCHES * len(shown) + 1.2, 9.0 if neurons else 0.0)
     columns = min(8, len(neurons.units)) if neurons else 1
@@ -206,7 +242,7 @@ def boundary_figure(
         )
     held = held_text(grid)
     top.suptitle(title + (f"\nother features held at: {held}" if held else ""), fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def neuron_panels(fig: Any, grid: BoundaryGrid, neurons: NeuronMaps, columns: int) -> None:
@@ -251,7 +287,7 @@ def _bare(axes: Any, used: int) -> None:
 def detectors_figure(detectors: Detectors, path: Path, title: str) -> Path:
     """Each unit's incoming weights as an image on one colour scale centred on 0: red pixels
     excite the unit, blue ones inhibit it."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib import colormaps
 
     count = len(detectors.units)
@@ -281,26 +317,43 @@ def detectors_figure(detectors: Detectors, path: Path, title: str) -> Path:
         + ("; grey: constant in the training rows" if np.isnan(detectors.images).any() else ""),
         fontsize=10,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def _same_axes(a: BoundaryGrid, b: BoundaryGrid) -> bool:
+    return a.features == b.features and np.array_equal(a.xs, b.xs) and np.array_equal(a.ys, b.ys)
+
+
+def _outer_labels_only(ax: Any, index: int, columns: int, count: int) -> None:
+    """Tick labels and axis names on the left column and on the lowest panel of each column."""
+    if index + columns < count:  # a panel below shows them
+        ax.tick_params(labelbottom=False)
+        ax.set_xlabel("")
+    if index % columns:
+        ax.tick_params(labelleft=False)
+        ax.set_ylabel("")
 
 
 def sweep_boundaries_figure(
     grids: list[tuple[str, BoundaryGrid | None]], path: Path, title: str
 ) -> Path:
     """One region panel per sweep point (None: no trial of it completed), titled with the
-    point's settings."""
-    plt = _pyplot()
+    point's settings. Panels over the same axes share them, their tick labels on the outer
+    edges only."""
+    plt = pyplot()
     columns = min(4, len(grids))
     rows = math.ceil(len(grids) / columns)
     side = 3.6
     fig = plt.figure(
         figsize=(columns * side + 0.6, rows * (side + 0.3) + 1.0), layout="constrained"
     )
-    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    drawn = [g for _, g in grids if g is not None]
+    same = all(_same_axes(g, drawn[0]) for g in drawn)
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False, sharex=same, sharey=same))
+    axes = axes.ravel()
     handles: list[Any] = []
     mappable = None
-    drawn = [g for _, g in grids if g is not None]
-    for ax, (label, grid) in zip(axes, grids):
+    for i, (ax, (label, grid)) in enumerate(zip(axes, grids)):
         if grid is None:
             ax.text(
                 0.5,
@@ -311,10 +364,13 @@ def sweep_boundaries_figure(
                 transform=ax.transAxes,
                 color="tab:red",
             )
-            ax.set(title=label, xticks=[], yticks=[])
+            ax.set_title(label)
+            ax.set_axis_off()  # not its ticks: they may be shared with the other panels
             continue
         mappable, handles = draw_panel(ax, grid, label, panels(grid)[0][1])
         ax.title.set_fontsize(9)
+        if same:
+            _outer_labels_only(ax, i, columns, len(grids))
         if grid.task == "regression":  # each panel on its own scale
             fig.colorbar(mappable, ax=ax, shrink=0.8)
     for ax in axes[len(grids) :]:
@@ -330,4 +386,4 @@ def sweep_boundaries_figure(
             handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8
         )
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)

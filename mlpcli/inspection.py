@@ -17,21 +17,29 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint
-from .config import Config
-from .diagnostics import DIAGNOSTICS_FILE, DYING, layer_stats, read_rows, sample_rows
+from .config import Config, DiagnosticsConfig, load_config
+from .data import Preprocessor, fit_preprocessor, load_dataset
+from .diagnostics import (
+    DIAGNOSTICS_FILE,
+    DYING,
+    activation_names,
+    layer_stats,
+    read_rows,
+    sample_rows,
+)
 from .errors import CheckpointError, RunError
-from .evaluate import Predictor, expected_layout, load
+from .evaluate import expected_layout, load
 from .file_schemas import check_tensors, tensor_layout
 from .model import build_mlp
 from .probe import probe_model
-from .runs import CHECKPOINT, check_run_folder, write_json
-from .summary import activation_text
+from .registry import FILE_SOURCES
+from .runs import CHECKPOINT, CONFIG_FILE, MODEL_FILE, check_run_folder, write_json
+from .summary import layer_rows
 from .tasks import make_loss
 from .trainer import Split
 
 INSPECT_FILE = "inspect.json"
 AT = ("init", "best", "last")
-DEFAULT_ROWS = 1024
 
 # Gradient ratio to the last hidden layer below / above which a layer's gradients vanish or
 # explode; fraction of a layer's units above which the layer is called dead or saturated.
@@ -48,6 +56,7 @@ class Inspection:
     flags: list[str]
     advice: list[str]
     verdict: str
+    notes: list[str]  # what the report could not check, for the user to read
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,23 +66,27 @@ class Inspection:
             "flags": self.flags,
             "advice": self.advice,
             "verdict": self.verdict,
+            "notes": self.notes,
         }
 
 
 def diagnose(
-    model: nn.Module, config: Config, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
+    model: nn.Module,
+    config: Config,
+    loss_fn: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Per hidden layer: width, activation, params, grad_ratio, dead, saturated and flags
     (dead and saturated are None where the activation has no such state); and the flags of
     the whole network, in the order they first appear."""
-    specs = config.model.activations()
-    names = [spec["name"] for spec in specs]
-    _, probes = probe_model(model, loss_fn, x, y)
-    stats = layer_stats(probes, names)
-    last = stats[-1]["grad_rms"] if stats else 0.0
+    stats = layer_stats(probe_model(model, loss_fn, x, y), activation_names(config.model))
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    # Parameters as mlp summary counts them: with a norm layer's and a learnable Swish's.
+    rows = layer_rows(config.model, linears[0].in_features, linears[-1].out_features)
+    last = stats[-1]["grad_rms"] if stats else 0.0
     layers: list[dict[str, Any]] = []
-    for k, (layer, spec, linear) in enumerate(zip(stats, specs, linears), start=1):
+    for layer, row in zip(stats, rows):
         ratio = layer["grad_rms"] / last if last > 0 else None
         dead, saturated = layer.get("dead"), layer.get("saturated")
         flags = [
@@ -88,10 +101,10 @@ def diagnose(
         ]
         layers.append(
             {
-                "layer": k,
-                "width": linear.out_features,
-                "activation": activation_text(spec),
-                "params": sum(p.numel() for p in linear.parameters()),
+                "layer": int(row.layer),
+                "width": row.width,
+                "activation": row.activation,
+                "params": row.params,
                 "grad_ratio": ratio,
                 "grad_rms": layer["grad_rms"],
                 "dead": dead,
@@ -103,10 +116,9 @@ def diagnose(
     return layers, found
 
 
-def advice_for(flag: str, layers: list[dict[str, Any]], config: Config) -> str:
+def advice_for(flag: str, layers: list[dict[str, Any]]) -> str:
     """One sentence per flag, with the numbers that raised it and the keys that fix it."""
     hit = [layer for layer in layers if flag in layer["flags"]]
-    where = ", ".join(str(layer["layer"]) for layer in hit)
     last = layers[-1]["layer"]
     names = {layer["activation"].split()[0] for layer in hit}
     if flag in ("vanishing", "exploding"):
@@ -121,23 +133,26 @@ def advice_for(flag: str, layers: list[dict[str, Any]], config: Config) -> str:
                 f"{head}; use model.init xavier_normal (tanh, sigmoid) or kaiming_normal (relu), "
                 f"model.norm batch, train.grad_clip, or a smaller optim.lr"
             )
-        fix = "model.init kaiming_normal" if names <= DYING else "model.activation relu"
+        fix = (
+            "model.init kaiming_normal"
+            if names <= DYING
+            else "model.activation relu with model.init kaiming_normal (or tanh with "
+            "model.init xavier_normal)"
+        )
         return (
-            f"{head}: the layers below learn slowly; use {fix} with model.init kaiming_normal "
-            f"(or tanh with xavier_normal), model.norm batch, or fewer layers"
+            f"{head}: the layers below learn slowly; use {fix}, model.norm batch, or fewer layers"
         )
     fractions = ", ".join(f"{layer[flag]:.0%} in layer {layer['layer']}" for layer in hit)
     if flag == "dead":
         return (
-            f"dead: {fractions} of the units never fire on the sample, so they get no "
-            f"gradient; use a smaller optim.lr, model.activation leaky_relu or elu, or "
+            f"dead: {fractions} of the ReLU units output 0 on every row of the sample, so they "
+            f"get no gradient; use a smaller optim.lr, model.activation leaky_relu or elu, or "
             f"model.init kaiming_normal"
         )
     return (
         f"saturated: {fractions} of the units sit at a bound of their {'/'.join(sorted(names))} "
         f"on most rows, where its slope is nearly 0; keep data.standardize true, use model.init "
-        f"xavier_normal, a smaller optim.lr, model.norm batch, or model.activation relu (layers "
-        f"{where})"
+        f"xavier_normal, a smaller optim.lr, model.norm batch, or model.activation relu"
     )
 
 
@@ -151,21 +166,58 @@ def verdict_text(layers: list[dict[str, Any]], flags: list[str]) -> str:
     return f"healthy: gradients reach every layer{spread}; no layer mostly dead or saturated"
 
 
-def weights_at(run_dir: Path, predictor: Predictor, at: str) -> tuple[nn.Module, int]:
+@dataclass
+class RunNetwork:
+    """What inspecting a run needs besides its weights: config, preprocessing, training rows."""
+
+    config: Config
+    prep: Preprocessor
+    train: Any  # the training split's rows (a DataFrame)
+    saved: nn.Module | None  # model.safetensors's network, when the run saved one
+    saved_epoch: int
+    notes: list[str]
+
+
+def read_run(run_dir: Path) -> RunNetwork:
+    """The run's config and preprocessing from its model file (checking that the data is still
+    what it was trained on) or, for a run that saved no model yet (stopped or failed early),
+    from config.yaml, fitting the preprocessing again as training did."""
+    if (run_dir / MODEL_FILE).exists():
+        predictor = load(run_dir)
+        epoch = int(predictor.metadata.get("epoch", 0))
+        frame = predictor.split("train")
+        return RunNetwork(
+            predictor.config, predictor.preprocessor, frame, predictor.model, epoch, []
+        )
+    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / CHECKPOINT).is_file():
+        load(run_dir)  # raises the error eval gives for a folder without a model
+    config = load_config(run_dir / CONFIG_FILE)
+    dataset = load_dataset(config)
+    notes = []
+    if config.data.source in FILE_SOURCES:
+        notes.append(
+            f"this run saved no {MODEL_FILE}, which records the sha256 of its data, so "
+            f"{config.data.path} was read without checking that it is the file it trained on"
+        )
+    return RunNetwork(config, fit_preprocessor(config, dataset), dataset.train, None, 0, notes)
+
+
+def weights_at(run_dir: Path, run: RunNetwork, at: str) -> tuple[nn.Module, int]:
     """The run's network as initialised (rebuilt from its seed), at its best or last epoch
     (from the resume checkpoint, else the saved model), and that epoch's number."""
-    config, prep = predictor.config, predictor.preprocessor
+    config, prep = run.config, run.prep
     if at == "init":
-        torch.manual_seed(config.seed)  # as training built it: the seed, then build_mlp
-        return build_mlp(config.model, prep.in_dim, prep.out_dim), 0
+        with torch.random.fork_rng():  # the caller's random state is left as it was
+            torch.manual_seed(config.seed)  # as training built it: the seed, then build_mlp
+            return build_mlp(config.model, prep.in_dim, prep.out_dim), 0
     checkpoint = run_dir / CHECKPOINT
     if not checkpoint.exists():
-        if at == "last":
+        if at == "last" or run.saved is None:
             raise CheckpointError(
-                f"{checkpoint}: missing; --at last reads the run's resume checkpoint; "
-                f"use --at best or --at init"
+                f"{checkpoint}: missing; --at {at} reads the run's resume checkpoint; "
+                f"use --at {'best' if run.saved is not None else 'init'}"
             )
-        return predictor.model, int(predictor.metadata.get("epoch", 0))
+        return run.saved, run.saved_epoch
     state = load_checkpoint(checkpoint)
     best = state["best"]["state"]
     weights, epoch = (
@@ -189,34 +241,39 @@ def inspect_run(run: str | Path, at: str = "best") -> tuple[Inspection, list[Pat
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: not a run folder; mlp inspect reads a run folder")
     check_run_folder(run_dir)
-    predictor = load(run_dir)
-    config = predictor.config
-    model, epoch = weights_at(run_dir, predictor, at)
-    frame = predictor.split("train")
-    data = Split.from_frame(predictor.preprocessor, frame, torch.device("cpu"), "train split")
-    diagnostics = config.train.diagnostics
-    rows = diagnostics.rows if diagnostics is not None else DEFAULT_ROWS
+    network = read_run(run_dir)
+    config = network.config
+    model, epoch = weights_at(run_dir, network, at)
+    data = Split.from_frame(network.prep, network.train, torch.device("cpu"), "train split")
+    rows = (config.train.diagnostics or DiagnosticsConfig()).rows
     index = sample_rows(len(data), rows, config.seed)
-    loss_fn = make_loss(config, predictor.task)
+    loss_fn = make_loss(config, network.prep.task)
     layers, flags = diagnose(model, config, loss_fn, data.x[index], data.y[index])
     report = Inspection(
         at,
         epoch,
         layers,
         flags,
-        [advice_for(flag, layers, config) for flag in flags],
+        [advice_for(flag, layers) for flag in flags],
         verdict_text(layers, flags),
+        network.notes,
     )
     write_json(run_dir / INSPECT_FILE, report.to_dict())
-    written = [run_dir / INSPECT_FILE]
-    history = read_rows(run_dir / DIAGNOSTICS_FILE)
-    if history:
-        from .diagnostic_plots import gradient_curves, unit_curves
+    return report, [run_dir / INSPECT_FILE, *_draw_history(run_dir, config, at, epoch)]
 
-        hidden = config.model.hidden
-        shape = f"{hidden}" if len(str(hidden)) <= 30 else f"{len(hidden)} layers"
-        title, mark = f"{run_dir.name} · hidden {shape}", (epoch, f"{at}: epoch {epoch}")
+
+def _draw_history(run_dir: Path, config: Config, at: str, epoch: int) -> list[Path]:
+    """plots/gradients.png and plots/units.png from diagnostics.csv, where it has their rows."""
+    from .diagnostic_plots import GRADIENT_PANELS, UNIT_PANELS, gradient_curves, unit_curves
+
+    history = read_rows(run_dir / DIAGNOSTICS_FILE)
+    hidden = config.model.hidden
+    shape = f"{hidden}" if len(str(hidden)) <= 30 else f"{len(hidden)} layers"
+    title, mark = f"{run_dir.name} · hidden {shape}", (epoch, f"{at}: epoch {epoch}")
+    names = {row["name"] for row in history}
+    written = []
+    if names & set(GRADIENT_PANELS):
         written.append(gradient_curves(history, run_dir / "plots" / "gradients.png", title, mark))
-        if any(r["name"] in ("dead", "saturated") for r in history):
-            written.append(unit_curves(history, run_dir / "plots" / "units.png", title, mark))
-    return report, written
+    if names & set(UNIT_PANELS):
+        written.append(unit_curves(history, run_dir / "plots" / "units.png", title, mark))
+    return written

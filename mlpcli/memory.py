@@ -35,6 +35,7 @@ FLOAT = 4  # bytes of a float32
 TABLE_FLOAT = 8  # bytes of a float64 in a drawn table
 TABLE_COPIES = 2  # the table and its train / val / test splits
 ACTIVATION_VALUES = 3  # kept per unit and row: pre-activation, activation, gradient
+PROBE_VALUES = 4  # a diagnostics probe keeps those for every layer at once, and a mask
 EVAL_BATCH = 65536  # rows per evaluation batch (trainer.EVAL_BATCH, without importing torch)
 
 # Optimiser state: values kept per parameter.
@@ -101,12 +102,14 @@ def estimate(
     batch = min(config.train.batch_size, rows) if rows else config.train.batch_size
     training = batch * widest * layers * ACTIVATION_VALUES * FLOAT
     evaluation = min(EVAL_BATCH, rows) * widest * 2 * FLOAT  # one layer's input and output
+    sample = config.train.diagnostics.rows if config.train.diagnostics else 0
+    probe = min(sample, rows) * (sum(config.model.hidden) + out_dim) * PROBE_VALUES * FLOAT
     return Estimate(
         parameters=parameters,
         model_bytes=parameters * FLOAT * copies,
         tensor_bytes=rows * (in_dim + out_dim) * FLOAT,
         table_bytes=rows * table_columns * TABLE_FLOAT * TABLE_COPIES,
-        activation_bytes=max(training, evaluation),
+        activation_bytes=max(training, evaluation, probe),
         rows=rows,
     )
 

@@ -21,7 +21,7 @@ def loss_curve(
     """Train and validation loss per epoch, and the headline validation metric beside them;
     a dashed line marks the epoch whose weights were kept and, where it is another one, a
     dotted line the best epoch by the monitor."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     has_metric = any(f"val_{metric}" in r for r in history)
     fig, axes = plt.subplots(1, 2 if has_metric else 1, figsize=(10 if has_metric else 5.5, 4))
@@ -49,19 +49,22 @@ def loss_curve(
     axes[0].legend()
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only backend, imported on first use. Text is never read as
+    mathtext: column and run names such as `$x$` or `a$_$b` are drawn as they are written."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     """Write the figure as a PNG under its final name only once it is complete."""
     from .atomic import atomic_write, make_folder
 
@@ -69,7 +72,7 @@ def _save(fig: Any, path: Path) -> Path:
         make_folder(path.parent)
         atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     finally:
-        _pyplot().close(fig)
+        pyplot().close(fig)
     return path
 
 
@@ -131,7 +134,7 @@ def sweep_curves(
     """Train (solid, dots) and validation (dashed, squares) loss and metric against width or
     parameter count, mean over seeds with a band of one standard deviation; the linear
     baseline's point, if given, as horizontal lines across both plots."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     series = _series(points, x_key)
@@ -194,7 +197,7 @@ def sweep_curves(
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     _legend_below(fig, handles, height)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 BASELINE_COLOUR = "dimgray"
@@ -233,7 +236,7 @@ def _baseline_lines(axes: Any, baseline: dict[str, Any], metric: str) -> Any:
 
 def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: str) -> Path:
     """Train and validation metric per grid point, mean over seeds with one-std error bars."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     labels = [
@@ -279,4 +282,4 @@ def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: s
     ax.set(ylabel=metric, title=title)
     ax.grid(alpha=0.3)
     _legend_below(fig, handles, height)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -38,8 +38,8 @@ def layer_groups(model: nn.Sequential) -> list[list[nn.Module]]:
 
 def probe_model(
     model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> tuple[float, list[LayerProbe]]:
-    """The batch-mean loss and one LayerProbe per Linear layer, by autograd."""
+) -> list[LayerProbe]:
+    """One LayerProbe per Linear layer for the batch-mean loss, by autograd."""
     if not isinstance(model, nn.Sequential):
         raise TypeError("probing needs an nn.Sequential")
     was_training = model.training
@@ -69,8 +69,7 @@ def probe_model(
     finally:
         model.train(was_training)
     n = len(pres)
-    probes = [
+    return [
         LayerProbe(w.detach(), z.detach(), p.detach(), gz, gw)
         for w, z, p, gz, gw in zip(weights, pres, posts, grads[:n], grads[n:])
     ]
-    return float(loss.detach()), probes

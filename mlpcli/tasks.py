@@ -5,39 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import Config, check_loss_fits, default_loss
-from .errors import ConfigError
+from .config import Config
 from .registry import LOSSES, MAXIMISED_METRICS, TASKS, resolve
 
 
 def make_loss(config: Config, task: str) -> nn.Module:
     """The configured loss, or the task's default; a loss that does not fit the task is an error."""
-    name = default_loss(task) if config.loss == "auto" else config.loss
-    try:
-        check_loss_fits(name, task)
-    except ValueError as exc:
-        raise ConfigError(f"{exc} (the data makes this a {task} task)") from None
-    return resolve(LOSSES[name][0])()
+    from .plan import loss_name
 
-
-def check_monitor(config: Config, task: str, has_val: bool) -> None:
-    """Early stopping must watch a metric this task reports, on a split that exists."""
-    stop = config.train.early_stopping
-    if stop is None:
-        return
-    metric = stop.monitor.removeprefix("val_")
-    if stop.monitor.startswith("val_"):
-        if not has_val:
-            raise ConfigError(
-                f"train.early_stopping.monitor: '{stop.monitor}' needs validation rows; "
-                f"set data.val_split > 0 or data.val_path, or monitor train_loss"
-            )
-        if metric != "loss" and metric not in TASKS[task][2]:
-            accepted = ", ".join(["val_loss", *(f"val_{m}" for m in TASKS[task][2]), "train_loss"])
-            raise ConfigError(
-                f"train.early_stopping.monitor: '{stop.monitor}' is not reported for a {task} "
-                f"task; accepted: {accepted}"
-            )
+    return resolve(LOSSES[loss_name(config, task)][0])()
 
 
 def is_better(metric: str, new: float, old: float | None, min_delta: float = 0.0) -> bool:

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import yaml
+from conftest import InterruptAt
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -142,16 +143,10 @@ def test_an_interrupted_baseline_keeps_the_completed_run(tmp_path, monkeypatch):
     assert summary["baseline"] == {"params": 3, "failed": "interrupted by SIGTERM"}
 
 
-class InterruptAt(mlpcli.callbacks.Callback):
-    def on_epoch_end(self, trainer, record):
-        if record["epoch"] == 3:
-            raise KeyboardInterrupt
-
-
 def test_a_resumed_run_gets_its_baseline_when_the_mlp_completes(tmp_path):
     config = build_config({**XOR, "train": {"epochs": 6, "baseline": True}})
     with pytest.raises(KeyboardInterrupt):
-        mlpcli.train(config, out=tmp_path, name="r", quiet=True, callbacks=[InterruptAt()])
+        mlpcli.train(config, out=tmp_path, name="r", quiet=True, callbacks=[InterruptAt(3)])
     stopped = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert stopped["status"] == "stopped" and "baseline" not in stopped
     resumed = mlpcli.train(config, resume=tmp_path / "r", quiet=True)
@@ -219,7 +214,7 @@ def test_sweep_curves_draw_the_baseline_as_a_labelled_horizontal_line(tmp_path, 
         drawn["fig"] = fig
         return path
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save_figure", keep)
     points = [
         {
             "settings": {},

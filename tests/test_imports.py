@@ -81,3 +81,43 @@ def test_synthetic_sources_and_file_splits_import_no_sklearn(tmp_path):
         f"load_dataset(build_config({{'data': {{'source': 'csv', 'path': {str(table)!r}}}}}))"
     )
     assert "sklearn" not in imported_after(code)
+
+
+def exit_code_and_imports(args: list[str]) -> tuple[int, set[str]]:
+    code = (
+        "from mlpcli.cli import app\n"
+        f"try:\n    app({args!r}, prog_name='mlp')\nexcept SystemExit as e:\n"
+        "    print('exit', e.code)"
+    )
+    script = (
+        "import sys\n" + code + "\n"
+        f"print('heavy:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    lines = result.stdout.strip().splitlines()
+    exit_line = next(line for line in lines if line.startswith("exit "))
+    return int(exit_line.split()[1]), set(filter(None, lines[-1].removeprefix("heavy:").split(",")))
+
+
+def test_config_and_data_errors_of_train_and_sweep_come_before_torch(tmp_path):
+    """A typo in a key, a value, a data file or a loss that does not fit the data's task is
+    reported (exit 2) without importing torch: in the time `mlp config show` takes."""
+    out = str(tmp_path / "runs")
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(f"data: {{source: csv, path: {tmp_path / 'nope.csv'}}}\n")
+    cases = [
+        ["train", "configs/moons.yaml", "model.hidden=oops", "--out", out],
+        ["train", "configs/moons.yaml", "optim.lrr=0.1", "--out", out],
+        ["train", str(missing), "--out", out],
+        ["train", "configs/moons.yaml", "loss=mse", "--out", out],
+        ["train", "configs/moons.yaml", "train.early_stopping={monitor: val_r2}", "--out", out],
+        ["sweep", str(missing), "--hidden", "2,3", "--out", out],
+        ["sweep", "configs/moons.yaml", "--grid", "loss=bce,mse", "--out", out],
+    ]
+    for args in cases:
+        code, heavy = exit_code_and_imports(args)
+        assert code == 2, args
+        assert "torch" not in heavy, args
+    assert not (tmp_path / "runs").exists()  # no run or sweep folder was made

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import InterruptAt
 from typer.testing import CliRunner
 
 import mlpcli
 from mlpcli.cli import app
 from mlpcli.config import load_config
 from mlpcli.diagnostics import read_rows
-from mlpcli.inspection import diagnose, inspect_run
+from mlpcli.inspection import advice_for, diagnose, inspect_run
 from mlpcli.model import build_mlp
 from mlpcli.tasks import make_loss
 
@@ -31,8 +32,14 @@ def trained(tmp_path, *overrides, name=None):
     return mlpcli.train(VANISHING, [*QUICK, *overrides], out=tmp_path, name=name, quiet=True)
 
 
-def test_ten_sigmoid_layers_with_default_init_are_flagged_vanishing(tmp_path):
-    report, _ = inspect_run(trained(tmp_path).run_dir, "init")
+@pytest.fixture(scope="module")
+def sigmoid_run(tmp_path_factory):
+    """configs/vanishing.yaml as shipped (ten sigmoid layers), trained briefly; read-only."""
+    return trained(tmp_path_factory.mktemp("runs")).run_dir
+
+
+def test_ten_sigmoid_layers_with_default_init_are_flagged_vanishing(sigmoid_run):
+    report, _ = inspect_run(sigmoid_run, "init")
     assert len(report.layers) == 10
     assert report.layers[0]["grad_ratio"] < 1e-3
     assert report.layers[-1]["grad_ratio"] == 1.0
@@ -70,47 +77,119 @@ def test_a_first_layer_biased_to_minus_100_is_reported_all_dead():
     assert "dead" in flags
 
 
-def test_init_is_rebuilt_from_the_seed_as_training_built_it(tmp_path):
-    run = trained(tmp_path, "train.diagnostics={every: 1}").run_dir
+def grad_rms_at(run, epoch):
+    rows = read_rows(run / "diagnostics.csv")
+    return {r["layer"]: r["value"] for r in rows if r["epoch"] == epoch and r["name"] == "grad_rms"}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["model.hidden=[8,8]", "model.norm=batch", "model.dropout=0.2", "model.activation=relu"],
+        ["model.hidden=[8]", "model.activation={name: swish, learnable: true}"],
+        ["data.source=multilabel", "model.hidden=[8,8]", "model.activation=tanh"],
+    ],
+    ids=["sigmoid", "batchnorm-dropout", "learnable-swish", "multilabel"],
+)
+def test_init_is_rebuilt_from_the_seed_as_training_built_it(tmp_path, overrides):
+    """The probe of the rebuilt weights equals diagnostics.csv's record of epoch 0, which
+    training made on the weights it really started from."""
+    run = trained(tmp_path, *overrides, "train.diagnostics={every: 1}").run_dir
     report, _ = inspect_run(run, "init")
-    at_zero = {
-        r["layer"]: r["value"]
-        for r in read_rows(run / "diagnostics.csv")
-        if r["epoch"] == 0 and r["name"] == "grad_rms"
-    }
+    at_zero = grad_rms_at(run, 0)
+    assert len(at_zero) == len(report.layers) > 0
     for layer in report.layers:
         assert layer["grad_rms"] == pytest.approx(at_zero[layer["layer"]], rel=1e-5)
 
 
-def test_best_and_last_come_from_the_checkpoint(tmp_path):
+def test_best_and_last_are_the_weights_of_those_epochs(tmp_path):
     result = mlpcli.train(
         VANISHING,
-        [
-            "train.epochs=4",
-            "data.n_samples=400",
-            "model.activation=relu",
-            "train.restore_best=false",
-        ],
+        [*QUICK, "train.epochs=6", "model.activation=relu", "optim.lr=0.05"],
         out=tmp_path,
         quiet=True,
     )
-    summary = result.summary
-    best, _ = inspect_run(result.run_dir, "best")
-    last, _ = inspect_run(result.run_dir, "last")
-    assert best.epoch == summary["best_epoch"] and last.epoch == summary["epochs_run"] == 4
-    if best.epoch != last.epoch:
-        assert best.layers[0]["grad_rms"] != last.layers[0]["grad_rms"]
+    run, summary = result.run_dir, result.summary
+    best, _ = inspect_run(run, "best")
+    last, _ = inspect_run(run, "last")
+    assert best.epoch == summary["best_epoch"] and last.epoch == summary["epochs_run"] == 6
+    for report in (best, last):
+        recorded = grad_rms_at(run, report.epoch)
+        for layer in report.layers:
+            assert layer["grad_rms"] == pytest.approx(recorded[layer["layer"]], rel=1e-5)
 
 
-def test_the_command_prints_the_table_and_writes_its_files(tmp_path):
-    run = trained(tmp_path).run_dir
+def test_params_per_layer_are_counted_as_mlp_summary_counts_them(tmp_path):
+    run = trained(tmp_path, "model.hidden=[16,16]", "model.norm=batch").run_dir
+    report, _ = inspect_run(run, "init")
+    summary = json.loads(mlp("summary", run, "--json").stdout)
+    assert (
+        [layer["params"] for layer in report.layers]
+        == [row["params"] for row in summary["layers"][:-1]]
+        == [2 * 16 + 16 + 32, 16 * 16 + 16 + 32]
+    )
+
+
+def test_a_stopped_run_without_a_model_file_is_inspected_from_its_checkpoint(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        mlpcli.train(
+            VANISHING,
+            [*QUICK, "train.checkpoint_seconds=0"],
+            out=tmp_path,
+            name="s",
+            quiet=True,
+            callbacks=[InterruptAt(1)],
+        )
+    run = tmp_path / "s"
+    assert not (run / "model.safetensors").exists()
+    report, _ = inspect_run(run, "last")
+    assert report.epoch == 1 and "vanishing" in report.flags and report.notes == []
+    assert mlp("inspect", run, "--at", "init").exit_code == 0
+
+
+def test_the_advice_names_each_fix_once():
+    layers = [
+        {"layer": 1, "activation": "relu", "grad_ratio": 1e-4, "flags": ["vanishing"]},
+        {"layer": 2, "activation": "relu", "grad_ratio": 1.0, "flags": []},
+    ]
+    line = advice_for("vanishing", layers)
+    assert line.count("kaiming_normal") == 1 and "0.0001 of layer 2's" in line
+    sigmoid = [{**layer, "activation": "sigmoid"} for layer in layers]
+    assert "model.activation relu" in advice_for("vanishing", sigmoid)
+
+
+def test_the_command_prints_the_table_and_writes_its_files(sigmoid_run):
+    run = sigmoid_run
     result = mlp("inspect", run, "--at", "init")
     assert result.exit_code == 0, result.output
     assert "vanishing" in result.stdout and "kaiming_normal" in result.stdout
-    for name in ("inspect.json", "plots/gradients.png", "plots/units.png"):
-        assert (run / name).read_bytes()[:4] in (b"\x89PNG", b"{\n  ")
+    for name in ("plots/gradients.png", "plots/units.png"):
+        assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((run / "inspect.json").read_text())
     assert saved["at"] == "init" and saved["flags"] == ["vanishing"]
+    assert saved == json.loads(mlp("inspect", run, "--at", "init", "--json").stdout)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "epoch,layer,name,value\n0,1,weight_rms,0.5\n",  # rows, but none a figure draws
+        "not,a,csv\n\x00\x01garbage",
+        "epoch,layer,name,value\n0,1,grad_rms,nan\n1,1,grad_rms,inf\nx,y,z,w\n",
+    ],
+    ids=["no-drawable-rows", "garbage", "odd-values"],
+)
+def test_an_odd_diagnostics_file_never_breaks_inspect(sigmoid_run, tmp_path, text):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(sigmoid_run, run)
+    (run / "plots" / "gradients.png").unlink()
+    (run / "diagnostics.csv").write_text(text)
+    result = mlp("inspect", run)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
 
 
 def test_json_has_the_promised_shape_with_fractions(tmp_path):
@@ -139,9 +218,8 @@ def test_a_linear_model_has_nothing_to_diagnose(tmp_path):
         (["--at", "first"], ["--at", "init, best, last"]),
     ],
 )
-def test_bad_usage_exits_2(tmp_path, args, needles):
-    run = trained(tmp_path).run_dir
-    result = mlp("inspect", run, *args)
+def test_bad_usage_exits_2(sigmoid_run, args, needles):
+    result = mlp("inspect", sigmoid_run, *args)
     assert result.exit_code == 2
     for needle in needles:
         assert needle in result.output

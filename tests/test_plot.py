@@ -3,21 +3,28 @@ detectors against the weights themselves, the sweep's panels, and every refusal 
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
+from conftest import assert_exit_2
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
 import mlpcli
-from mlpcli.boundary import boundary_grid, hidden_activations, neuron_maps
+from mlpcli.boundary import boundary_grid, neuron_maps, parse_features
 from mlpcli.cli import app
 from mlpcli.config import build_config
 from mlpcli.detectors import detector_weights
+from mlpcli.errors import ConfigError
 from mlpcli.evaluate import load
+from mlpcli.figures import plot_run
+from mlpcli.first_layer import first_hidden_layer, hidden_activations
 from mlpcli.sweep import run_sweep
 from mlpcli.sweep.executor import InlineExecutor
 
@@ -32,13 +39,6 @@ def mlp(*args):
 def train(out, name, data, hidden=(8,), **extra):
     config = build_config({"name": name, "data": data, "model": {"hidden": list(hidden)}, **QUICK})
     return mlpcli.train(config, [*extra.get("overrides", [])], out=out, name=name, quiet=True)
-
-
-def assert_exit_2(result, *needles):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +236,249 @@ def test_a_sweep_on_more_features_draws_no_panels(runs, tmp_path):
     result = run_sweep(config, hidden=[2], out=tmp_path, quiet=True, executor=InlineExecutor())
     assert not (result.sweep_dir / "plots" / "boundaries.png").exists()
     assert_exit_2(mlp("plot", result.sweep_dir, "--boundary"), "exactly two", "4 input features")
+
+
+# ------------------------------------------------------------ names, sizes and colour scales
+
+
+def keep_figures(monkeypatch):
+    """The figures insight_plots would write, kept in a list instead."""
+    import mlpcli.insight_plots as insight_plots
+
+    figures = []
+    monkeypatch.setattr(insight_plots, "save_figure", lambda fig, path: figures.append(fig) or path)
+    return figures
+
+
+def write_config(path, name, data, hidden=(4,)):
+    config = {"name": name, "data": data, "model": {"hidden": list(hidden)}, **QUICK}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({"$\\bad$": rng.normal(size=120), "x": rng.normal(size=120)})
+    table["y"] = (table["$\\bad$"] + table["x"] > 0).astype(int)
+    table.to_csv(tmp_path / "d.csv", index=False)
+    data = {"source": "csv", "path": str(tmp_path / "d.csv"), "target": "y"}
+    config = write_config(tmp_path / "d.yaml", "a$_$b", data)
+    trained = mlp("train", config, "--out", tmp_path, "--name", "a$_$b", "-q")
+    assert trained.exit_code == 0, trained.output
+    run = tmp_path / "a$_$b"
+    result = mlp("plot", run, "--boundary", "--neurons")
+    assert result.exit_code == 0, result.output
+    assert imread(run / "plots" / "boundary.png").ndim == 3
+    out = tmp_path / "sweeps"
+    swept = mlp(
+        "sweep", config, "--hidden", "2,3", "--out", out, "--name", "s$_$", "-q", "--workers", "1"
+    )
+    assert swept.exit_code == 0, swept.output
+    assert "note:" not in swept.stderr
+    assert imread(out / "s$_$" / "plots" / "boundaries.png").ndim == 3
+
+
+def test_a_boundaries_figure_that_fails_is_a_note_not_a_failed_sweep(tmp_path, monkeypatch):
+    import mlpcli.sweep.boundaries as boundaries
+
+    def broken(sweep_dir, trials):
+        raise ValueError("no room\nsecond line of a long message")
+
+    monkeypatch.setattr(boundaries, "sweep_boundaries", broken)
+    config = write_config(tmp_path / "m.yaml", "m", {"source": "moons", "n_samples": 120})
+    result = mlp(
+        "sweep", config, "--hidden", "2", "--out", tmp_path, "--name", "s", "-q", "--workers", "1"
+    )
+    assert result.exit_code == 0, result.output
+    drawn = tmp_path / "s" / "plots" / "boundaries.png"
+    assert f"note: {drawn} was not drawn: ValueError: no room" in result.stderr
+    assert "second line" not in result.stderr and "Traceback" not in result.output
+    assert json.loads((tmp_path / "s" / "summary.json").read_text())["status"] == "completed"
+
+
+def test_an_error_in_the_trials_is_not_hidden_by_the_boundaries_figure(tmp_path, monkeypatch):
+    import mlpcli.sweep.boundaries as boundaries
+
+    calls = []
+    monkeypatch.setattr(boundaries, "sweep_boundaries", lambda *args: calls.append(args))
+
+    class LostAfterOne:
+        def run(self, tasks, progress=None):
+            yield from InlineExecutor().run(tasks[:1], progress)
+            raise RuntimeError("executor lost")
+
+    config = build_config({"name": "e", "data": {"source": "moons", "n_samples": 120}, **QUICK})
+    with pytest.raises(RuntimeError, match="executor lost"):
+        run_sweep(
+            config, hidden=[2, 3], out=tmp_path, name="e", quiet=True, executor=LostAfterOne()
+        )
+    assert calls == []  # drawn only once the sweep is over
+    assert json.loads((tmp_path / "e" / "summary.json").read_text())["completed"] == 1
+
+
+def sweep_panels(sweep_dir, monkeypatch):
+    """The grids sweep_boundaries draws, and the splits it draws again to get them."""
+    import mlpcli.insight_plots as insight_plots
+    from mlpcli.config import load_config
+    from mlpcli.evaluate import Predictor
+    from mlpcli.sweep.boundaries import sweep_boundaries
+    from mlpcli.sweep.runner import PLAN_FILE, plan_trials
+
+    grids, splits = [], []
+    monkeypatch.setattr(
+        insight_plots, "sweep_boundaries_figure", lambda g, path, title: grids.extend(g) or path
+    )
+    split = Predictor.split
+    monkeypatch.setattr(
+        Predictor, "split", lambda self, name: splits.append(name) or split(self, name)
+    )
+    sweep_boundaries(sweep_dir, plan_trials(load_config(sweep_dir / PLAN_FILE))[0])
+    return [grid for _, grid in grids], splits
+
+
+@pytest.mark.parametrize(
+    "varied, shared", [("optim.lr=0.01,0.03", True), ("data.noise=0.1,0.3", False)]
+)
+def test_sweep_panels_draw_the_points_once_when_the_rows_are_the_same(
+    tmp_path, monkeypatch, varied, shared
+):
+    config = build_config({"name": "p", "data": {"source": "moons", "n_samples": 150}, **QUICK})
+    result = run_sweep(config, grid=[varied], out=tmp_path, quiet=True, executor=InlineExecutor())
+    grids, splits = sweep_panels(result.sweep_dir, monkeypatch)
+    assert len(grids) == 2 and all(len(g.xs) == len(g.ys) == 60 for g in grids)
+    assert (grids[0].points is grids[1].points) == shared
+    assert splits == ["train", "test"] * (1 if shared else 2)
+    for grid in grids:  # the points drawn are each trial's own rows
+        own = grid.predictor.split("train")
+        pd.testing.assert_frame_equal(grid.train, own)
+
+
+def test_features_may_name_columns_that_hold_commas(tmp_path):
+    rng = np.random.default_rng(2)
+    table = pd.DataFrame({c: rng.normal(size=100) for c in ("a b", "x,2", "c")})
+    table["y"] = (table["a b"] > table["x,2"]).astype(int)
+    table.to_csv(tmp_path / "commas.csv", index=False)
+    run = train(tmp_path, "commas", {"source": "csv", "path": str(tmp_path / "commas.csv")}).run_dir
+    assert parse_features(" x,2 , a b", load(run)) == ["x,2", "a b"]
+    result = mlp("plot", run, "--boundary", "--features", "c,x,2")
+    assert result.exit_code == 0, result.output
+    refused = mlp("plot", run, "--boundary", "--features", "a b")
+    assert_exit_2(refused, "expected two names, e.g. --features 'a b,x,2'")
+    example = shlex.split(refused.stderr.split("e.g. ")[1])
+    again = mlp("plot", run, "--boundary", *example)  # the example given is accepted
+    assert again.exit_code == 0, again.output
+    assert_exit_2(mlp("plot", run, "--boundary", "--features", "a b,x,3"), "'x,3'", "x,2")
+
+
+def test_features_that_read_two_ways_are_refused():
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(preprocessor=SimpleNamespace(features=["a", "b,c", "a,b", "c"]))
+    with pytest.raises(ConfigError, match="'a' and 'b,c' or as 'a,b' and 'c'"):
+        parse_features("a,b,c", model)
+    assert parse_features("a,nope", model) == ["a", "nope"]  # left for choose_features to refuse
+
+
+def test_the_sweep_refusals_suggest_commands_that_work(tmp_path):
+    config = build_config({"name": "r", "data": {"source": "moons", "n_samples": 120}, **QUICK})
+    result = run_sweep(config, hidden=[3], out=tmp_path, quiet=True, executor=InlineExecutor())
+    for flags in (["--neurons"], ["--detectors"], ["--features", "x2,x1"]):
+        refused = mlp("plot", result.sweep_dir, "--boundary", *flags)
+        assert_exit_2(refused, flags[0], "sweep folder", "trial-000")
+        if flags != ["--detectors"]:  # moons has no image shape: that refusal is its own
+            command = shlex.split(refused.stderr.split("instead: ")[1])
+            assert command[:2] == ["mlp", "plot"]
+            followed = mlp(*command[1:])
+            assert followed.exit_code == 0, followed.output
+
+
+def test_large_splits_are_drawn_as_a_seeded_sample(runs, monkeypatch):
+    from matplotlib.collections import PathCollection
+
+    import mlpcli.boundary as boundary
+
+    monkeypatch.setattr(boundary, "MAX_POINTS", 50)
+    figures = keep_figures(monkeypatch)
+    result = plot_run(runs["moons"], boundary=True)
+    grid = boundary_grid(runs["moons"], resolution=5)
+    assert len(grid.train) == 120 and len(grid.test) == 40
+    scattered = [c for c in figures[0].axes[0].collections if isinstance(c, PathCollection)]
+    assert sorted(len(c.get_offsets()) for c in scattered) == [40, 50]
+    shown = grid.shown("train")
+    assert shown.index.isin(grid.train.index).all() and shown.equals(grid.shown("train"))
+    labels = [t.get_text() for legend in figures[0].legends for t in legend.get_texts()]
+    assert "train (50 of 120, a sample)" in labels and "test (40)" in labels
+    assert "50 of the 120 train rows are drawn (a sample)" in result.notes
+
+
+def test_a_wide_model_is_scored_piece_by_piece(tmp_path, monkeypatch):
+    import tracemalloc
+
+    import mlpcli.boundary as boundary
+
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame(rng.normal(size=(60, 200)), columns=[f"f{i}" for i in range(200)])
+    table["y"] = (table["f0"] > 0).astype(int)
+    table.to_csv(tmp_path / "wide.csv", index=False)
+    run = train(tmp_path, "wide", {"source": "csv", "path": str(tmp_path / "wide.csv")}).run_dir
+    predictor = load(run)
+    monkeypatch.setattr(boundary, "CHUNK_CELLS", 1 << 16)  # 327 grid rows at a time
+    tracemalloc.start()
+    grid = boundary_grid(run, resolution=60, predictor=predictor)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5e6  # the whole grid as one frame: 3,600 rows x 200 features x 8 bytes = 5.8 MB
+    some = grid.rows(1790, 1810)  # row i is (xs[i % n], ys[i // n]), the others held
+    index = np.arange(1790, 1810)
+    np.testing.assert_array_equal(some["f0"], grid.xs[index % 60])
+    np.testing.assert_array_equal(some["f1"], grid.ys[index // 60])
+    assert (some["f7"] == grid.held["f7"]).all()
+    np.testing.assert_allclose(grid.outputs[1790:1810], predictor.outputs(some), atol=1e-6)
+    assert list(some.columns) == predictor.preprocessor.features
+
+
+def test_without_rows_or_recorded_means_the_grid_spans_a_default_range(runs, tmp_path):
+    data = {
+        "source": "csv",
+        "path": str(runs["classes"].parent / "classes.csv"),
+        "standardize": False,
+    }
+    run = train(tmp_path, "raw", data).run_dir
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(run / "model.safetensors", alone / "model.safetensors")
+    grid = boundary_grid(alone / "model.safetensors", resolution=5)
+    assert (grid.xs[0], grid.xs[-1], grid.ys[0], grid.ys[-1]) == (-3, 3, -3, 3)
+    assert grid.held["extra"] == 0.0
+    result = mlp("plot", alone / "model.safetensors", "--boundary")
+    assert result.exit_code == 0, result.output
+    assert "the axes span -3 to 3, a default range" in result.stderr
+    assert "held at 0, a default" in result.stderr and "data.standardize: false" in result.stderr
+    assert "scaler" not in result.stderr
+
+
+def test_the_regression_colour_bar_spans_the_surface_and_the_targets(runs, monkeypatch):
+    figures = keep_figures(monkeypatch)
+    plot_run(runs["surface"], boundary=True)
+    bars = [ax for ax in figures[0].axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1
+    grid = boundary_grid(runs["surface"])
+    surface = grid.values()[:, 0]
+    values = np.concatenate([surface, grid.train["z"], grid.test["z"]])
+    assert values.min() < surface.min() or values.max() > surface.max()  # the points reach out
+    low, high = sorted(bars[0].get_ylim())
+    assert (low, high) == pytest.approx((values.min(), values.max()))
+
+
+def test_the_first_layer_keeps_its_norm_and_leaves_out_dropout(tmp_path):
+    overrides = ["model.norm=batch", "model.dropout=0.3"]
+    run = train(tmp_path, "normed", {"source": "moons", "n_samples": 120}, overrides=overrides)
+    predictor = load(run.run_dir)
+    layer = first_hidden_layer(predictor)
+    assert [type(m) for m in layer] == [torch.nn.Linear, torch.nn.BatchNorm1d, torch.nn.ReLU]
+    rows = predictor.split("train")
+    model = predictor.model
+    x = torch.from_numpy(predictor.preprocessor.transform(rows))
+    with torch.no_grad():
+        oracle = torch.relu(model[1](model[0](x))).numpy()
+    np.testing.assert_allclose(hidden_activations(predictor, rows, "train"), oracle, atol=1e-6)

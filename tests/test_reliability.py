@@ -21,10 +21,10 @@ from pathlib import Path
 import procs
 import pytest
 import torch
+from conftest import InterruptAt
 from typer.testing import CliRunner
 
 import mlpcli
-from mlpcli.callbacks import Callback
 from mlpcli.checkpoint import load_checkpoint, load_model_file
 from mlpcli.cli import app
 from mlpcli.config import load_config
@@ -306,15 +306,6 @@ def small_disk(tmp_path):
         pytest.skip("cannot mount a tmpfs here; the patched-write tests cover this")
     yield folder
     subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-class InterruptAt(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, trainer, record) -> None:
-        if record["epoch"] == self.epoch:
-            raise KeyboardInterrupt
 
 
 def interrupted_run(config: Path, out: Path, epoch: int) -> tuple[Path, bytes]:

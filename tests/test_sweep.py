@@ -328,7 +328,7 @@ def test_sweep_plots_tell_splits_apart_keep_the_legend_off_the_data_and_mark_fai
     from mlpcli import plots
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
     points = single_point_series(failed_point=2)
     if kind == "curves":
         plots.sweep_curves(points, tmp_path / "p.png", "accuracy", "width", "t")

@@ -12,9 +12,9 @@ from torch import nn
 
 from mlpcli.config import build_config
 from mlpcli.errors import ConfigError
+from mlpcli.plan import check_monitor
 from mlpcli.registry import LOSSES, MAXIMISED_METRICS, TASKS, main_metric, resolve
 from mlpcli.tasks import (
-    check_monitor,
     compute_metrics,
     is_better,
     make_loss,

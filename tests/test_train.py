@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import InterruptAt
 from safetensors.torch import load_file
 
 import mlpcli
@@ -168,15 +169,6 @@ def test_same_seed_gives_bitwise_identical_weights(tmp_path):
     c = weights(run(tmp_path, seed=1, **sections))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
-
-
-class InterruptAt(Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, trainer, record):
-        if record["epoch"] == self.epoch:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("stop_at", [1, 3, 6])
@@ -520,7 +512,7 @@ def legend_of(monkeypatch, **kept):
     from mlpcli import plots
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
     history = [
         {"epoch": e, "train_loss": 1 / e, "val_loss": 1 / e + (e - 3) ** 2 / 50, "val_acc": 0.5}
         for e in range(1, 9)

@@ -1,17 +1,28 @@
 """A sweep's plots/boundaries.png: one decision-region panel per grid point, from the first
-seed's trial that completed, drawn when the sweep's data has exactly two input features."""
+seed's trial that completed, drawn when the sweep's data has exactly two input features.
+
+Each model is loaded once; the data's points are drawn once for every trial that was trained on
+the same rows (a sweep over model or optimiser settings), and the small panels use a coarser grid
+than `mlp plot`.
+"""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..console import settings_text
 from ..errors import DataError
 from ..runs import SUMMARY_FILE, check_sweep_folder, completed_run, read_json
 from .grid import Trial
 
+if TYPE_CHECKING:
+    from ..boundary import BoundaryGrid, Points
+    from ..evaluate import Predictor
+
 BOUNDARIES_FILE = Path("plots") / "boundaries.png"
-RESOLUTION = 120  # grid points per axis in each (small) panel
+RESOLUTION = 60  # grid points per axis in each (small) panel
 MAX_PANELS = 36  # points drawn, the first ones in the plan's order
 
 
@@ -28,40 +39,74 @@ def first_seeds(sweep_dir: Path, trials: list[Trial]) -> list[tuple[str, Path | 
     return [chosen[p] for p in sorted(chosen)]
 
 
-def not_two_features(run: Path) -> str | None:
+def first_completed(sweep_dir: Path, trials: list[Trial]) -> Path | None:
+    """The folder of the first trial, in point order, that completed."""
+    return next((run for _, run in first_seeds(sweep_dir, trials) if run is not None), None)
+
+
+def not_two_features(predictor: Predictor) -> str | None:
     """Why a model's inputs cannot be drawn in one plane (None: exactly two numeric ones)."""
     from ..boundary import numeric_features
     from ..data.messages import listed
-    from ..evaluate import load
 
-    predictor = load(run)
     features = predictor.preprocessor.features
-    if len(features) == 2 == len(numeric_features(predictor)):
-        return None
     numeric = len(numeric_features(predictor))
+    if len(features) == 2 == numeric:
+        return None
     return f"its models read {len(features)} input features ({numeric} numeric: {listed(features)})"
+
+
+def same_rows(a: Predictor, b: Predictor) -> bool:
+    """Whether two trials were trained and tested on the same rows: the same data section,
+    data seed, task and columns, and the same recorded sha256 of their files and splits."""
+    from ..data.fingerprint import recorded_fingerprint
+    from ..data.sources import data_seed
+
+    prep_a, prep_b = a.preprocessor, b.preprocessor
+    return (
+        a.config.data == b.config.data
+        and data_seed(a.config) == data_seed(b.config)
+        and a.config.task == b.config.task
+        and (prep_a.features, prep_a.targets) == (prep_b.features, prep_b.targets)
+        and recorded_fingerprint(a.metadata) == recorded_fingerprint(b.metadata)
+    )
 
 
 def sweep_boundaries(sweep_dir: Path, trials: list[Trial]) -> Path | None:
     """Draw plots/boundaries.png when the sweep's models read exactly two numeric features;
     None (nothing drawn) otherwise or when no trial completed."""
-    from ..boundary import BoundaryGrid, boundary_grid
+    from ..evaluate import load
     from ..insight_plots import sweep_boundaries_figure
 
     picks = first_seeds(sweep_dir, trials)
     first = next((run for _, run in picks if run is not None), None)
-    if first is None or not_two_features(first) is not None:
+    if first is None or not_two_features(load(first)) is not None:
         return None
     title = sweep_dir.name
     if len(picks) > MAX_PANELS:
         title += f" (the first {MAX_PANELS} of {len(picks)} points)"
     grids: list[tuple[str, BoundaryGrid | None]] = []
+    drawn: list[tuple[Predictor, Points]] = []  # the rows drawn so far, and a model of each
     for label, run in picks[:MAX_PANELS]:
         if run is None:
             grids.append((label, None))  # a panel that says no trial completed
         else:
-            grids.append((_with_score(label, run), boundary_grid(run, resolution=RESOLUTION)))
+            grids.append((_with_score(label, run), _panel(run, drawn)))
     return sweep_boundaries_figure(grids, sweep_dir / BOUNDARIES_FILE, title)
+
+
+def _panel(run: Path, drawn: list[tuple[Predictor, Points]]) -> BoundaryGrid:
+    """One trial's grid, on the points already drawn for a trial with the same rows, if any
+    (else its own, added to `drawn`)."""
+    from ..boundary import boundary_grid
+    from ..evaluate import load
+
+    predictor = load(run)
+    points = next((p for owner, p in drawn if same_rows(owner, predictor)), None)
+    grid = boundary_grid(run, resolution=RESOLUTION, predictor=predictor, points=points)
+    if points is None:
+        drawn.append((predictor, grid.points))
+    return grid
 
 
 def _with_score(label: str, run: Path) -> str:
@@ -74,19 +119,25 @@ def _with_score(label: str, run: Path) -> str:
 
 def redraw_sweep_boundaries(sweep_dir: Path) -> Path:
     """plots/boundaries.png of an existing sweep folder, from its plan and finished trials."""
+    from ..boundary import numeric_features
     from ..config import load_config
+    from ..evaluate import load
     from .runner import PLAN_FILE, plan_trials
 
     check_sweep_folder(sweep_dir)
     trials, _ = plan_trials(load_config(sweep_dir / PLAN_FILE))
-    first = next((run for _, run in first_seeds(sweep_dir, trials) if run is not None), None)
+    first = first_completed(sweep_dir, trials)
     if first is None:
         raise DataError(f"{sweep_dir}: no trial of this sweep completed; nothing to draw")
-    reason = not_two_features(first)
+    predictor = load(first)
+    reason = not_two_features(predictor)
     if reason is not None:
+        numeric = numeric_features(predictor)
+        pick = f" --features {shlex.quote(','.join(numeric[:2]))}" if len(numeric) > 2 else ""
+        instead = f"; plot one trial instead: mlp plot {shlex.quote(str(first))} --boundary{pick}"
         raise DataError(
-            f"{sweep_dir}: boundaries.png needs exactly two numeric input features, and {reason}; "
-            f"plot one trial instead: mlp plot {first} --boundary --features A,B"
+            f"{sweep_dir}: boundaries.png needs exactly two numeric input features, and {reason}"
+            + (instead if len(numeric) >= 2 else "")
         )
     path = sweep_boundaries(sweep_dir, trials)
     assert path is not None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..config import (
     set_key,
 )
 from ..console import err
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, MlpError, RunError
 from ..registry import main_metric, shown, source_task
 from ..runs import (
     SUMMARY_FILE,
@@ -43,6 +44,7 @@ PLAN_FILE = "sweep.yaml"
 class SweepResult:
     sweep_dir: Path
     summary: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what was not drawn, and why
 
     @property
     def failed(self) -> int:
@@ -135,6 +137,27 @@ def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
     return trials, configs
 
 
+def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> None:
+    """Read and check each distinct data section once, and every trial's loss and early-stopping
+    monitor against the task its data makes, before a folder is made or a worker started: a
+    missing file or a bad column is one error (exit 2), not every trial failing with it."""
+    from ..plan import check_monitor, loss_name, plan_run
+
+    tasks: dict[str, tuple[str, bool]] = {}  # data section -> (task, has validation rows)
+    for trial, raw in zip(trials, configs):
+        config = build_config(raw, source=f"sweep point {trial.label()}")
+        key = json.dumps(raw["data"], sort_keys=True)
+        try:
+            if key not in tasks:
+                plan = plan_run(config)
+                tasks[key] = (plan.dataset.task, len(plan.dataset.val) > 0)
+            task, has_val = tasks[key]
+            loss_name(config, task)
+            check_monitor(config, task, has_val)
+        except ConfigError as exc:
+            raise ConfigError(f"sweep point {trial.label()}: {exc}") from None
+
+
 def _once(body: str, headers: list[str]) -> str:
     """A problem shared by several points, named with its first point and how many more."""
     more = len(set(headers)) - 1
@@ -164,6 +187,7 @@ def run_sweep(
     source = "the config" if isinstance(config, Config) else str(config)
     config = with_plan(as_config(config, overrides), hidden, depth, grid, seeds, source)
     trials, configs = plan_trials(config)
+    check_trial_data(trials, configs)
     if resume is not None:
         sweep_dir = Path(resume)
         if not (sweep_dir / PLAN_FILE).is_file():
@@ -239,7 +263,9 @@ class _Run:
                 time.perf_counter() - started,
                 self.workers,
             )
-        return SweepResult(self.sweep_dir, summary)
+        # Only once the summary is safe on disk and no error is on its way out.
+        notes = _draw_boundaries(self.sweep_dir, self.trials) if summary["completed"] else []
+        return SweepResult(self.sweep_dir, summary, notes)
 
 
 def known_metric(config: Config) -> str | None:
@@ -317,11 +343,22 @@ def _write_summary(
     write_json(sweep_dir / "summary.json", summary)
     if completed:
         _plot(sweep_dir, points, metric)
-        if status != "stopped":  # an interrupted sweep exits now; --resume draws it later
-            from .boundaries import sweep_boundaries
-
-            sweep_boundaries(sweep_dir, trials)  # only for data with two input features
     return summary
+
+
+def _draw_boundaries(sweep_dir: Path, trials: list[Trial]) -> list[str]:
+    """plots/boundaries.png (only for data with two input features); a figure that cannot be
+    drawn is a note, never a failure of the trials that completed."""
+    from .boundaries import BOUNDARIES_FILE, sweep_boundaries
+
+    try:
+        sweep_boundaries(sweep_dir, trials)
+    except Exception as exc:  # whatever stops the figure, the sweep's results stand
+        first = (str(exc).strip().splitlines() or [""])[0]  # no traceback, one line
+        if not isinstance(exc, MlpError):  # an unexpected error: name its kind too
+            first = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        return [f"{sweep_dir / BOUNDARIES_FILE} was not drawn: {first}"]
+    return []
 
 
 def _plot(sweep_dir: Path, points: list[dict[str, Any]], metric: str) -> None:
