@@ -140,7 +140,6 @@ def train(
 ) -> None:
     """Train the model a config describes and write a run folder."""
     from .config import load_config
-    from .plan import plan_run
 
     extra = list(overrides or [])
     if device is not None:
@@ -149,8 +148,12 @@ def train(
         extra.append(f"seed={seed}")
     if baseline:
         extra.append("train.baseline=true")  # so the run's config.yaml records it
-    # Every mistake in the config or its data is reported before torch is imported.
-    plan = plan_run(load_config(config, extra))
+    # Every mistake in the config or its data is reported before torch is imported; one in
+    # the config alone, before pandas too.
+    checked = load_config(config, extra)
+    from .plan import plan_run
+
+    plan = plan_run(checked)
     from .api import train as run_training
 
     result = run_training(

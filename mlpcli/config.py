@@ -318,7 +318,7 @@ class EarlyStoppingConfig(Section):
 
 class DiagnosticsConfig(Section):
     every: Annotated[StrictInt, Field(gt=0)] | Literal["auto"] = "auto"
-    "Epochs between two records; auto: as often as costs at most 5% of the training time."
+    "Epochs between two records (and the last epoch); auto: as often as costs 3% of training."
     rows: StrictInt = Field(1024, gt=0, le=65536)
     "Training rows (a fixed sample) the per-layer statistics are computed on."
 

@@ -43,7 +43,7 @@ DYING = frozenset({"relu"})
 # Bounded activations, (low, high): a unit whose output sits near a bound passes almost none.
 BOUNDS: dict[str, tuple[float, float]] = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 # Share of the training time that diagnostics with every: auto may take.
-AUTO_BUDGET = 0.04
+AUTO_BUDGET = 0.03
 SATURATION_MARGIN = 0.03  # of the bound's magnitude: |tanh| > 0.97, sigmoid < 0.03 or > 0.97
 
 

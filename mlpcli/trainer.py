@@ -223,8 +223,11 @@ class Trainer:
     def fit(self) -> None:
         """Train from the current epoch to the last (or an early stop); keeps the best weights."""
         cfg = self.config.train
-        for cb in self.callbacks:
-            cb.on_train_start(self)
+        # The callbacks' work too runs on the training's threads: a probe on more threads
+        # would wake a thread pool that then competes with the training steps.
+        with cpu_threads(self.threads):
+            for cb in self.callbacks:
+                cb.on_train_start(self)
         try:
             with cpu_threads(self.threads):
                 while self.epoch < cfg.epochs and not self.stopped_early:
