@@ -183,8 +183,8 @@ class Diagnostics(Callback):
         epoch = trainer.epoch
         last = epoch >= trainer.config.train.epochs or trainer.stopped_early
         if self.every == "auto":
-            # The records at epochs 0, 1 and the last are always made (and the first pays
-            # for warming up); the others are made while they fit in the budget.
+            # The records at epochs 0, 1 and the last are always made; the others while all
+            # records since epoch 0 fit in the budget.
             affordable = self.spent + self.cost <= AUTO_BUDGET * trainer.train_seconds
             due = epoch == 1 or last or affordable
         else:
@@ -207,7 +207,7 @@ class Diagnostics(Callback):
         ]
         append_line(self.path, rows_text(rows, header=False))
         self.cost = time.perf_counter() - start
-        if epoch > 1:
+        if epoch > 0:  # the untrained network's record also pays for warming up: not counted
             self.spent += self.cost
 
 

@@ -147,28 +147,9 @@ def sweep_curves(
     for i, (label, line) in enumerate(series.items()):
         colour = colours[i % len(colours)]
         handles.append(Line2D([], [], color=colour, linewidth=3, label=label or "all points"))
-        line = [p for p in line if not _failed(p)]
-        xs = [p[x_key] for p in line]
+        completed = [p for p in line if not _failed(p)]
         for ax, name in zip(axes, ("loss", metric)):
-            for split, style in SPLIT_STYLE.items():
-                mean = [p.get(f"{split}_{name}_mean", float("nan")) for p in line]
-                std = [p.get(f"{split}_{name}_std", 0.0) for p in line]
-                ax.plot(
-                    xs,
-                    mean,
-                    linestyle=style["linestyle"],
-                    marker=style["marker"],
-                    color=colour,
-                    markerfacecolor=colour if split == "train" else "white",
-                    markersize=7,
-                )
-                ax.fill_between(
-                    xs,
-                    [m - s for m, s in zip(mean, std)],
-                    [m + s for m, s in zip(mean, std)],
-                    color=colour,
-                    alpha=0.15,
-                )
+            _draw_series(ax, completed, x_key, name, colour)
     if baseline is not None:
         handles.append(_baseline_lines(axes, baseline, metric))
     for split, style in SPLIT_STYLE.items():
@@ -198,6 +179,31 @@ def sweep_curves(
     fig.suptitle(title)
     _legend_below(fig, handles, height)
     return save_figure(fig, path)
+
+
+def _draw_series(ax: Any, line: list[dict[str, Any]], x_key: str, name: str, colour: str) -> None:
+    """One line of points on one plot: its train and validation means, each with a band of
+    one standard deviation."""
+    xs = [p[x_key] for p in line]
+    for split, style in SPLIT_STYLE.items():
+        mean = [p.get(f"{split}_{name}_mean", float("nan")) for p in line]
+        std = [p.get(f"{split}_{name}_std", 0.0) for p in line]
+        ax.plot(
+            xs,
+            mean,
+            linestyle=style["linestyle"],
+            marker=style["marker"],
+            color=colour,
+            markerfacecolor=colour if split == "train" else "white",
+            markersize=7,
+        )
+        ax.fill_between(
+            xs,
+            [m - s for m, s in zip(mean, std)],
+            [m + s for m, s in zip(mean, std)],
+            color=colour,
+            alpha=0.15,
+        )
 
 
 BASELINE_COLOUR = "dimgray"
