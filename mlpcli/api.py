@@ -30,7 +30,7 @@ from .model import build_mlp, count_parameters, resolve_device
 from .plan import RunPlan, plan_run
 from .plots import loss_curve
 from .progress import Progress
-from .registry import LOSSES, main_metric, resolve
+from .registry import main_metric
 from .runs import (
     CHECKPOINT,
     MODEL_FILE,
@@ -43,6 +43,7 @@ from .runs import (
     run_lock,
     write_json,
 )
+from .tasks import make_loss
 from .trainer import Callback, Split, Trainer, evaluate, read_floats, target_scale
 
 
@@ -85,7 +86,7 @@ def prepare(config: Config, dataset: Dataset | None = None, plan: RunPlan | None
     trainer = Trainer(
         config,
         model,
-        resolve(LOSSES[plan.loss][0])(),
+        make_loss(config, dataset.task),
         dataset.task,
         splits["train"],
         splits.get("val"),

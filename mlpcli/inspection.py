@@ -18,7 +18,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .config import Config, DiagnosticsConfig, load_config
-from .data import Preprocessor, fit_preprocessor, load_dataset
+from .data import Preprocessor
 from .diagnostics import (
     DIAGNOSTICS_FILE,
     DYING,
@@ -31,6 +31,7 @@ from .errors import CheckpointError, RunError
 from .evaluate import expected_layout, load
 from .file_schemas import check_tensors, tensor_layout
 from .model import build_mlp
+from .plan import plan_run
 from .probe import probe_model
 from .registry import FILE_SOURCES
 from .runs import CHECKPOINT, CONFIG_FILE, MODEL_FILE, check_run_folder, write_json
@@ -192,14 +193,14 @@ def read_run(run_dir: Path) -> RunNetwork:
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / CHECKPOINT).is_file():
         load(run_dir)  # raises the error eval gives for a folder without a model
     config = load_config(run_dir / CONFIG_FILE)
-    dataset = load_dataset(config)
+    plan = plan_run(config)  # the data and preprocessing as training made them
     notes = []
     if config.data.source in FILE_SOURCES:
         notes.append(
             f"this run saved no {MODEL_FILE}, which records the sha256 of its data, so "
             f"{config.data.path} was read without checking that it is the file it trained on"
         )
-    return RunNetwork(config, fit_preprocessor(config, dataset), dataset.train, None, 0, notes)
+    return RunNetwork(config, plan.prep, plan.dataset.train, None, 0, notes)
 
 
 def weights_at(run_dir: Path, run: RunNetwork, at: str) -> tuple[nn.Module, int]:
@@ -244,11 +245,13 @@ def inspect_run(run: str | Path, at: str = "best") -> tuple[Inspection, list[Pat
     network = read_run(run_dir)
     config = network.config
     model, epoch = weights_at(run_dir, network, at)
-    data = Split.from_frame(network.prep, network.train, torch.device("cpu"), "train split")
     rows = (config.train.diagnostics or DiagnosticsConfig()).rows
-    index = sample_rows(len(data), rows, config.seed)
+    # The rows diagnostics.csv was computed on: the same seeded sample of the training split.
+    index = sample_rows(len(network.train), rows, config.seed).numpy()
+    sample = network.train.iloc[index]
+    data = Split.from_frame(network.prep, sample, torch.device("cpu"), "train split")
     loss_fn = make_loss(config, network.prep.task)
-    layers, flags = diagnose(model, config, loss_fn, data.x[index], data.y[index])
+    layers, flags = diagnose(model, config, loss_fn, data.x, data.y)
     report = Inspection(
         at,
         epoch,

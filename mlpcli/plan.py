@@ -24,7 +24,6 @@ class RunPlan:
     config: Config
     dataset: Dataset
     prep: Preprocessor
-    loss: str  # the loss's name in registry.LOSSES
     needs: memory.Estimate
 
 
@@ -36,14 +35,14 @@ def plan_run(config: Config, dataset: Dataset | None = None) -> RunPlan:
     """
     dataset = dataset or load_dataset(config)
     prep = fit_preprocessor(config, dataset)
-    loss = loss_name(config, dataset.task)
+    loss_name(config, dataset.task)  # raises when the loss does not fit the data's task
     check_monitor(config, dataset.task, has_val=len(dataset.val) > 0)
     rows = len(dataset.train) + len(dataset.val) + len(dataset.test)
     needs = memory.estimate(config, rows, prep.in_dim, prep.out_dim)
     # The data is read into host memory whatever the device: check that part now; the model's
     # share is checked once the device is known.
     memory.check(replace(needs, model_bytes=0, activation_bytes=0), config)
-    return RunPlan(config, dataset, prep, loss, needs)
+    return RunPlan(config, dataset, prep, needs)
 
 
 def loss_name(config: Config, task: str) -> str:
