@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .model import Swish
-from .optim_step import functional_step
+from .optimizers import Optimizer
 from .probe import LayerProbe
 
 aten = torch.ops.aten
@@ -235,7 +235,6 @@ class Backprop:
             for block in self.blocks
         ]
         self.loss_and_grad = LOSS_GRADS[type(loss_fn)]
-        self.stepping: tuple[torch.optim.Optimizer, Callable[[], None]] | None = None
 
     def context(self) -> contextlib.AbstractContextManager[None]:
         return torch.no_grad()
@@ -290,13 +289,11 @@ class Backprop:
                 grad, module = activation
                 d = grad(d, self.pre[below], self.post[below], module)
 
-    def update(self, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    def update(self, optimizer: Optimizer, grad_clip: float | None) -> None:
         self.backward()
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(self.parameters, grad_clip)
-        if self.stepping is None or self.stepping[0] is not optimizer:
-            self.stepping = (optimizer, functional_step(optimizer) or optimizer.step)
-        self.stepping[1]()
+        optimizer.step()
 
     def probe(self, x: torch.Tensor, y: torch.Tensor) -> list[LayerProbe]:
         """Every block's z, a, dL/dz and dL/dW for the batch-mean loss, in eval mode. The

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from torch import nn
 from .backprop import Backprop, unsupported
 from .config import TrainConfig
 from .errors import ConfigError
+from .optimizers import Optimizer
 from .probe import LayerProbe, probe_model
 
 # Models below this many parameters are launch-bound on a GPU: CUDA graphs replay a whole step.
@@ -45,7 +46,7 @@ class Engine(Protocol):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
-    def update(self, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None: ...
+    def update(self, optimizer: Optimizer, grad_clip: float | None) -> None: ...
 
     def probe(self, x: torch.Tensor, y: torch.Tensor) -> list[LayerProbe]:
         """Each Linear layer's z, a, dL/dz and dL/dW on a batch, in eval mode, leaving the
@@ -106,7 +107,7 @@ class Autograd:
             self._loss = self.loss_fn(outputs.float(), y)  # the loss itself in fp32
         return self._loss
 
-    def update(self, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    def update(self, optimizer: Optimizer, grad_clip: float | None) -> None:
         for p in self.parameters:
             p.grad = None
         if self.scaler is None:
@@ -116,10 +117,12 @@ class Autograd:
             optimizer.step()
             return
         self.scaler.scale(self._loss).backward()
+        # GradScaler reads only param_groups and step(), which mlpcli's optimisers have.
+        scaled = cast("torch.optim.Optimizer", optimizer)
         if grad_clip is not None:
-            self.scaler.unscale_(optimizer)
+            self.scaler.unscale_(scaled)
             nn.utils.clip_grad_norm_(self.parameters, grad_clip)
-        self.scaler.step(optimizer)
+        self.scaler.step(scaled)
         self.scaler.update()
 
     def probe(self, x: torch.Tensor, y: torch.Tensor) -> list[LayerProbe]:

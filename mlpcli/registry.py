@@ -47,12 +47,13 @@ TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 # Metrics where larger is better; every other metric (and every loss) is minimised.
 MAXIMISED_METRICS = frozenset({"accuracy", "f1_macro", "f1_micro", "subset_accuracy", "r2"})
 
-# name -> (optimiser class, config keys it takes besides lr and weight_decay)
+# name -> (optimiser class, config keys it takes besides lr and weight_decay). Each class does
+# what its torch.optim namesake does, bitwise (see optimizers.py for why not torch.optim's own).
 OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "sgd": ("torch.optim.SGD", ("momentum", "nesterov")),
-    "adam": ("torch.optim.Adam", ()),
-    "adamw": ("torch.optim.AdamW", ()),
-    "rmsprop": ("torch.optim.RMSprop", ("momentum",)),
+    "sgd": ("mlpcli.optimizers.SGD", ("momentum", "nesterov")),
+    "adam": ("mlpcli.optimizers.Adam", ()),
+    "adamw": ("mlpcli.optimizers.AdamW", ()),
+    "rmsprop": ("mlpcli.optimizers.RMSprop", ("momentum",)),
 }
 
 # Optimisers with a fused implementation (one kernel for every parameter) on CPU and CUDA.

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from . import schedules
 from .callbacks import Callback
 from .config import Config, OptimConfig, ScheduleConfig
 from .engine import Engine, choose_threads, cpu_threads, make_engine
 from .errors import TrainingError
+from .optimizers import Optimizer
 from .registry import FUSED_OPTIMIZERS, OPTIMIZERS, resolve
 from .tasks import compute_metrics, is_better, wide_dtype
 
@@ -55,7 +57,7 @@ def target_scale(prep: Preprocessor, device: torch.device) -> torch.Tensor | Non
     return torch.tensor(prep.target_scale, device=device) if prep.task == "regression" else None
 
 
-def make_optimizer(config: OptimConfig, params: Any, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(config: OptimConfig, params: Any, device: torch.device) -> Optimizer:
     path, extra = OPTIMIZERS[config.name]
     kwargs: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
     kwargs.update({key: getattr(config, key) for key in extra})
@@ -65,19 +67,16 @@ def make_optimizer(config: OptimConfig, params: Any, device: torch.device) -> to
     return resolve(path)(params, **kwargs)
 
 
-def make_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
-    sched = torch.optim.lr_scheduler
+def make_scheduler(
+    config: ScheduleConfig, optimizer: Optimizer, epochs: int
+) -> schedules.Schedule | None:
     if config.name == "step":
-        return sched.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+        return schedules.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
     if config.name == "cosine":
-        return sched.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=config.min_lr)
+        return schedules.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=config.min_lr)
     if config.name == "plateau":
-        return sched.ReduceLROnPlateau(
-            optimizer,
-            mode="min",
-            factor=config.factor,
-            patience=config.patience,
-            min_lr=config.min_lr,
+        return schedules.ReduceLROnPlateau(
+            optimizer, factor=config.factor, patience=config.patience, min_lr=config.min_lr
         )
     return None
 
@@ -99,7 +98,7 @@ def reads_each_step(device: torch.device) -> bool:
 
 def train_epoch(
     engine: Engine,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     data: Split,
     batch_size: int,
     generator: torch.Generator,
@@ -288,11 +287,8 @@ class Trainer:
         record = {"epoch": epoch, "train_loss": loss, **read_floats(values)}
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
-        if self.scheduler is not None:
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(record.get("val_loss", record["train_loss"]))
-            else:
-                self.scheduler.step()
+        if self.scheduler is not None:  # a plateau schedule watches the validation loss
+            self.scheduler.step(record.get("val_loss", record["train_loss"]))
         record.update(lr=lr, seconds=round(seconds, 4))
         return record
 

@@ -11,7 +11,6 @@ from mlpcli.config import ModelConfig, TrainConfig, build_config
 from mlpcli.engine import Autograd, make_engine
 from mlpcli.errors import ConfigError
 from mlpcli.model import build_mlp
-from mlpcli.optim_step import functional_step
 from mlpcli.registry import ACTIVATIONS
 
 # loss -> (loss module, outputs, targets for a batch of 32)
@@ -147,43 +146,6 @@ def test_fp16_needs_a_gpu():
         make_engine(TrainConfig(precision="fp16"), model, nn.MSELoss(), torch.device("cpu"))
     with pytest.raises(ValueError, match="backprop runs in fp32"):
         TrainConfig(engine="backprop", precision="bf16")
-
-
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda p: torch.optim.Adam(p, lr=1e-2, fused=True),
-        lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=0.1, betas=(0.8, 0.9), fused=True),
-        lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1, fused=True),
-    ],
-    ids=["adam", "adam-l2", "adamw"],
-)
-def test_the_functional_step_equals_optimizer_step_bitwise(make):
-    g = torch.Generator().manual_seed(5)
-    start = torch.randn(300, generator=g)
-    grads = [torch.randn(300, generator=g) for _ in range(12)]
-    params = [torch.nn.Parameter(start.clone()) for _ in range(2)]
-    optimizers = [make([p]) for p in params]
-    schedules = [torch.optim.lr_scheduler.StepLR(o, step_size=4, gamma=0.5) for o in optimizers]
-    fast = functional_step(optimizers[1])
-    assert fast is not None
-    for grad in grads:
-        for p in params:
-            p.grad = grad.clone()
-        optimizers[0].step()
-        fast()
-        for schedule in schedules:
-            schedule.step()  # the functional path reads the lr the schedule set
-    assert torch.equal(params[0], params[1])
-    a, b = (o.state_dict()["state"][0] for o in optimizers)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_other_optimizers_keep_their_own_step():
-    p = [torch.nn.Parameter(torch.zeros(3))]
-    assert functional_step(torch.optim.SGD(p, lr=0.1)) is None
-    assert functional_step(torch.optim.Adam(p, lr=0.1)) is None  # not fused
-    assert functional_step(torch.optim.Adam(p, lr=0.1, amsgrad=True, fused=True)) is None
 
 
 def test_a_failing_compile_is_a_config_error(tmp_path, monkeypatch):
