@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from .checkpoint import read_model_file
 from .config import Config, build_config
 from .data import Preprocessor, load_dataset
-from .data.files import read_table
+from .data.columns import Table, as_frame
 from .data.fingerprint import check_files, check_split, recorded_fingerprint
 from .data.preprocess import check_columns, check_missing
 from .errors import CheckpointError, DataError, MlpError
@@ -28,6 +27,9 @@ from .registry import FILE_SOURCES
 from .runs import MODEL_FILE, check_run_folder, unfinished_run
 from .tasks import make_loss, transform
 from .trainer import Split, evaluate, predict_raw, read_floats, target_scale
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def model_path(path: str | Path) -> Path:
@@ -84,6 +86,8 @@ class Predictor:
 
         A target column already in the input is kept, and the prediction is named predicted_<name>.
         """
+        import pandas as pd
+
         if proba and self.task == "regression":
             raise DataError("--proba: a regression model predicts values, not probabilities")
         out = self.outputs(frame, where)
@@ -96,7 +100,7 @@ class Predictor:
             parts.append(self.preprocessor.probabilities(out))
         return pd.concat(parts, axis=1)
 
-    def evaluate(self, frame: pd.DataFrame, where: str = "data") -> dict[str, float]:
+    def evaluate(self, frame: Table, where: str = "data") -> dict[str, float]:
         """Loss and metrics on a labelled table (regression metrics in the targets' units)."""
         prep = self.preprocessor
         check_columns(frame, prep.features + prep.targets, where, "feature or target")
@@ -112,6 +116,10 @@ class Predictor:
         When the model recorded its data (sha256 of files and splits), the files are compared
         before they are read and the split after it is drawn; a mismatch is a DataError.
         """
+        return as_frame(self.rows(name))
+
+    def rows(self, name: str) -> Table:
+        """split(name) as the data layer holds it: Columns for a synthetic source (no pandas)."""
         recorded = recorded_fingerprint(self.metadata)
         if recorded is not None:
             check_files(self.config.data, recorded)
@@ -180,6 +188,8 @@ def evaluate_run(
     path: str | Path, data: str | Path | None = None, split: str = "test"
 ) -> dict[str, float]:
     """Metrics of a saved model on a labelled file, or on a split of its training data."""
+    from .data.files import read_table
+
     predictor = load(path)
     if data is not None:
         return predictor.evaluate(read_table(data), where=str(data))
@@ -189,10 +199,12 @@ def evaluate_run(
             f"{path}: a model file alone does not say which file to read; pass the labelled "
             f"rows with --data, or evaluate the run folder the model was trained in"
         )
-    return predictor.evaluate(predictor.split(split), where=f"{split} split")
+    return predictor.evaluate(predictor.rows(split), where=f"{split} split")
 
 
 def predict_file(path: str | Path, input_path: str | Path, proba: bool = False) -> pd.DataFrame:
     """Predictions for every row of a CSV or Parquet file."""
+    from .data.files import read_table
+
     predictor = load(path)
     return predictor.predict(read_table(input_path), proba=proba, where=str(input_path))

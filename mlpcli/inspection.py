@@ -19,6 +19,7 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .config import Config, DiagnosticsConfig, load_config
 from .data import Preprocessor
+from .data.columns import as_frame
 from .diagnostics import (
     DIAGNOSTICS_FILE,
     DYING,
@@ -200,7 +201,7 @@ def read_run(run_dir: Path) -> RunNetwork:
             f"this run saved no {MODEL_FILE}, which records the sha256 of its data, so "
             f"{config.data.path} was read without checking that it is the file it trained on"
         )
-    return RunNetwork(config, plan.prep, plan.dataset.train, None, 0, notes)
+    return RunNetwork(config, plan.prep, as_frame(plan.dataset.train), None, 0, notes)
 
 
 def weights_at(run_dir: Path, run: RunNetwork, at: str) -> tuple[nn.Module, int]:

@@ -28,6 +28,7 @@ from torch.optim.sgd import sgd
 
 Group = dict[str, Any]
 State = dict[str, torch.Tensor]
+Tensors = list[torch.Tensor]
 
 
 def scalar_dtype(fused: bool) -> torch.dtype:
@@ -84,13 +85,7 @@ class Optimizer:
     def new_state(self, p: torch.Tensor, group: Group) -> State:
         return {}
 
-    def update(
-        self,
-        group: Group,
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        states: list[State],
-    ) -> None:
+    def update(self, group: Group, params: Tensors, grads: Tensors, states: list[State]) -> None:
         raise NotImplementedError
 
     def amp_arguments(self) -> dict[str, Any]:
@@ -154,13 +149,7 @@ class SGD(Optimizer):
     def keeps_state(self, group: Group) -> bool:
         return group["momentum"] != 0  # plain SGD has none, and torch's lists no entry
 
-    def update(
-        self,
-        group: Group,
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        states: list[State],
-    ) -> None:
+    def update(self, group: Group, params: Tensors, grads: Tensors, states: list[State]) -> None:
         buffers = [s.get("momentum_buffer") for s in states]
         sgd(
             params,
@@ -204,13 +193,7 @@ class Adam(Optimizer):
             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
         }
 
-    def update(
-        self,
-        group: Group,
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        states: list[State],
-    ) -> None:
+    def update(self, group: Group, params: Tensors, grads: Tensors, states: list[State]) -> None:
         beta1, beta2 = group["betas"]
         adam(
             params,
@@ -265,13 +248,7 @@ class RMSprop(Optimizer):
             state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
-    def update(
-        self,
-        group: Group,
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        states: list[State],
-    ) -> None:
+    def update(self, group: Group, params: Tensors, grads: Tensors, states: list[State]) -> None:
         rmsprop(
             params,
             grads,

@@ -25,9 +25,8 @@ from .registry import FUSED_OPTIMIZERS, OPTIMIZERS, resolve
 from .tasks import compute_metrics, is_better, wide_dtype
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .data import Preprocessor
+    from .data.columns import Table
 
 EVAL_BATCH = 65536
 
@@ -44,7 +43,7 @@ class Split:
 
     @classmethod
     def from_frame(
-        cls, prep: Preprocessor, frame: pd.DataFrame, device: torch.device, where: str
+        cls, prep: Preprocessor, frame: Table, device: torch.device, where: str
     ) -> Split:
         """Apply the fitted preprocessing and move the result to the device once."""
         x = torch.from_numpy(prep.transform(frame, where)).to(device)

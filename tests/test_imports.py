@@ -1,4 +1,4 @@
-"""The CLI stays instant: --help and config show import no torch, pandas or matplotlib."""
+"""The CLI stays instant: --help and config show import no torch, pandas or matplotlib, and\ntraining on a synthetic set imports no pandas, scikit-learn or torch._dynamo."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("torch", "pandas", "matplotlib", "sklearn", "numpy")
+HEAVY = ("torch", "pandas", "matplotlib", "sklearn", "numpy", "torch._dynamo")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -121,3 +121,19 @@ def test_config_and_data_errors_of_train_and_sweep_come_before_torch(tmp_path):
         assert code == 2, args
         assert "torch" not in heavy, args
     assert not (tmp_path / "runs").exists()  # no run or sweep folder was made
+
+
+def test_train_and_eval_of_a_synthetic_config_import_no_pandas_sklearn_or_dynamo(tmp_path):
+    """The start-up floor: a synthetic set needs no pandas (nor scikit-learn), and training
+    needs no torch._dynamo (which torch.optim's optimisers import on first use)."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "data: {source: spirals, n_samples: 90}\nmodel: {hidden: [4]}\n"
+        "train: {epochs: 2}\nschedule: {name: cosine}\n"
+    )
+    out = tmp_path / "runs"
+    code, imported = exit_code_and_imports(["train", str(config), "--out", str(out), "-q"])
+    assert code == 0 and imported == {"torch", "numpy", "matplotlib"}
+    (run,) = out.iterdir()
+    code, imported = exit_code_and_imports(["eval", str(run)])
+    assert code == 0 and imported == {"torch", "numpy"}

@@ -21,6 +21,7 @@ from sklearn.utils.extmath import _approximate_mode
 
 from mlpcli.config import build_config
 from mlpcli.data import synthetic
+from mlpcli.data.columns import as_frame
 from mlpcli.data.sources import load_dataset
 from mlpcli.data.splits import approximate_mode, part_size, split_frame, split_indices
 
@@ -70,7 +71,7 @@ def test_sources_give_the_frames_scikit_learn_gave(source):
         else:
             x, y = make_blobs(n, centers=4, cluster_std=1.0 + 10 * noise, random_state=state)
         theirs = pd.DataFrame(x, columns=["x1", "x2"]).assign(y=y)
-        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+        pd.testing.assert_frame_equal(as_frame(ours), theirs, check_exact=True)
 
 
 def scikit_learn_split(frame, fraction, seed, stratify):
@@ -171,19 +172,23 @@ def test_load_dataset_splits_as_before(source, fractions):
     raw["data"].update(val_split=val, test_split=test)
     dataset = load_dataset(build_config(raw))
 
-    frame = getattr(synthetic, source)(301, 0.1, np.random.default_rng(seed))
+    frame = as_frame(getattr(synthetic, source)(301, 0.1, np.random.default_rng(seed)))
     strata = (lambda f: None) if source == "sine" else (lambda f: f["y"].astype(str))
     rest, test_rows = scikit_learn_split(frame, test, seed, strata(frame))
     train_rows, val_rows = scikit_learn_split(rest, val / (1 - test), seed + 1, strata(rest))
     for ours, theirs in zip(
         (dataset.train, dataset.val, dataset.test), (train_rows, val_rows, test_rows)
     ):
-        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+        # A synthetic set travels as Columns, which keep no row labels.
+        pd.testing.assert_frame_equal(
+            as_frame(ours), theirs.reset_index(drop=True), check_exact=True
+        )
 
 
 @pytest.mark.slow
 def test_mlp_train_of_a_synthetic_config_imports_no_sklearn(tmp_path):
-    """A whole `mlp train` in a child process: its modules, once it has written the run."""
+    """A whole `mlp train` in a child process: its modules, once it has written the run.
+    (tests/test_imports.py checks pandas and torch._dynamo the same way.)"""
     config = tmp_path / "tiny.yaml"
     config.write_text(
         "data: {source: moons, n_samples: 60}\nmodel: {hidden: [4]}\ntrain: {epochs: 1}\n"

@@ -7,15 +7,17 @@ import os
 import stat
 import zipfile
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..atomic import atomic_write
 from ..errors import DataError
 from .limits import CSV_FACTOR, DECODED_FACTOR, check_fits, readable
 from .messages import cut
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
 
@@ -49,6 +51,8 @@ def check_regular(path: str | Path) -> int:
 
 def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     """Read a CSV, Parquet or NPZ file into a DataFrame with string column names."""
+    import pandas as pd
+
     path = Path(path)
     size = check_regular(path)
     fmt = fmt or format_of(path)
@@ -157,6 +161,8 @@ def _read_npz(path: Path) -> pd.DataFrame:
             f"{path}: X must be rows x features and y rows or rows x outputs with as many rows; "
             f"got X {x.shape} and y {y.shape}"
         )
+    import pandas as pd
+
     frame = pd.DataFrame(x, columns=[f"x{i + 1}" for i in range(x.shape[1])])
     if y.ndim == 1:
         frame["y"] = y

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ..config import DataConfig
 from ..errors import CheckpointError, DataError
+from .columns import Columns, Table
 from .files import check_regular
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILE_KEYS = ("path", "val_path", "test_path")
 CHUNK = 1 << 20
@@ -35,18 +38,21 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def rows_sha256(frame: pd.DataFrame) -> str:
+def rows_sha256(frame: Table) -> str:
     """The sha256 of a table's rows in order: column names, then each column's values.
 
     Numbers (and booleans) enter as little-endian float64 and everything else as text, so the
-    same rows give the same hash whichever dtype a pandas version reads them as.
+    same rows give the same hash whichever dtype a pandas version reads them as, and whether
+    they are held as a DataFrame or as Columns.
     """
     digest = hashlib.sha256()
     for name in frame.columns:
         column = frame[name]
         digest.update(f"{name}\x1f{len(column)}\x1e".encode("utf-8", "backslashreplace"))
-        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-            values = column.to_numpy(dtype="<f8", na_value=np.nan)
+        if isinstance(frame, Columns):
+            digest.update(column.astype("<f8").tobytes())
+        elif _is_numeric(frame[name]):
+            values = frame[name].to_numpy(dtype="<f8", na_value=np.nan)
             digest.update(values.tobytes())
         else:
             text = "\x1f".join(map(str, column))
@@ -55,12 +61,18 @@ def rows_sha256(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def _is_numeric(column: pd.Series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+
+
 def file_hashes(data: DataConfig) -> dict[str, str]:
     """sha256 of each data file a config names, by its key in the data section."""
     return {key: file_sha256(path) for key in FILE_KEYS if (path := getattr(data, key))}
 
 
-def data_fingerprint(files: dict[str, str], splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
+def data_fingerprint(files: dict[str, str], splits: dict[str, Table]) -> dict[str, Any]:
     """The "data" entry of a model file's metadata."""
     return {"files": dict(files), "splits": {n: rows_sha256(f) for n, f in splits.items()}}
 
@@ -89,7 +101,7 @@ def check_files(data: DataConfig, recorded: dict[str, Any]) -> None:
             )
 
 
-def check_split(frame: pd.DataFrame, name: str, recorded: dict[str, Any], where: str) -> None:
+def check_split(frame: Table, name: str, recorded: dict[str, Any], where: str) -> None:
     """Refuse a split drawn again that holds other rows than the run's."""
     expected = recorded.get("splits", {}).get(name)
     if expected is not None and rows_sha256(frame) != expected:

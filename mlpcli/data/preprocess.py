@@ -7,13 +7,16 @@ predict apply exactly what training did: the same columns, scaling, one-hot cate
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ..errors import DataError
+from .columns import Columns, Table, as_frame
 from .messages import cut, listed, rows, shown
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_CATEGORIES = 200
 MAX_AUTO_CLASSES = 20
@@ -26,20 +29,31 @@ def _counted(counts: dict[str, int]) -> str:
 
 
 def _count_infinite(series: pd.Series) -> int:
+    import pandas as pd
+
     if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return 0
     return int(np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan)).sum())
 
 
-def check_missing(
-    frame: pd.DataFrame, columns: list[str], where: str, before: str = "training"
-) -> None:
+def _missing_and_infinite(
+    frame: Table, columns: list[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """How many rows of each column are missing (NaN, None, NA) and infinite."""
+    if isinstance(frame, Columns):
+        floats = {c: frame[c] for c in columns if frame[c].dtype.kind in "fc"}
+        missing = {c: n for c, v in floats.items() if (n := int(np.isnan(v).sum()))}
+        return missing, {c: n for c, v in floats.items() if (n := int(np.isinf(v).sum()))}
+    missing = {c: int(n) for c, n in frame[columns].isna().sum().items() if n > 0}
+    return missing, {c: n for c in columns if (n := _count_infinite(frame[c]))}
+
+
+def check_missing(frame: Table, columns: list[str], where: str, before: str = "training") -> None:
     """Refuse missing and infinite values, naming each column and how many rows hold them.
 
     `before` names what the rows are for (training, predicting, evaluating).
     """
-    missing = {c: int(n) for c, n in frame[columns].isna().sum().items() if n > 0}
-    infinite = {c: n for c in columns if (n := _count_infinite(frame[c]))}
+    missing, infinite = _missing_and_infinite(frame, columns)
     problems = [
         f"{what} values in {_counted(counts)}"
         for what, counts in (("missing", missing), ("infinite", infinite))
@@ -83,7 +97,7 @@ def check_representable(blocks: dict[str, np.ndarray], where: str) -> None:
         )
 
 
-def check_columns(frame: pd.DataFrame, columns: list[str], where: str, what: str) -> None:
+def check_columns(frame: Table, columns: list[str], where: str, what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         from ..registry import suggest
@@ -96,11 +110,35 @@ def check_columns(frame: pd.DataFrame, columns: list[str], where: str, what: str
 
 
 def _is_numeric(series: pd.Series) -> bool:
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+def _numeric_column(frame: Table, col: str) -> bool:
+    return isinstance(frame, Columns) or _is_numeric(frame[col])
+
+
+def _floats(frame: Table, col: str) -> np.ndarray:
+    """A numeric column's values as float64."""
+    if isinstance(frame, Columns):
+        return frame[col].astype(np.float64)
+    return frame[col].to_numpy(dtype=np.float64)
+
+
+def _distinct(frame: Table, col: str) -> list[Any]:
+    """A column's distinct values as Python values (in no particular order)."""
+    if isinstance(frame, Columns):
+        return _python(np.unique(frame[col]))
+    import pandas as pd
+
+    return _python(pd.unique(frame[col]))
 
 
 def _check_text_column(series: pd.Series, where: str) -> None:
     """A text column that is mostly numbers holds a typo, not categories."""
+    import pandas as pd
+
     parsed = pd.to_numeric(series, errors="coerce")
     bad = parsed.isna() & series.notna()
     if parsed.notna().mean() >= 0.5 and bad.any():
@@ -111,9 +149,11 @@ def _check_text_column(series: pd.Series, where: str) -> None:
         )
 
 
-def check_scalars(frame: pd.DataFrame, columns: list[str], where: str) -> None:
+def check_scalars(frame: Table, columns: list[str], where: str) -> None:
     """Refuse columns of lists, mappings or arrays (Parquet's list, struct and map types), which
     would otherwise be taken as text categories or fail deep inside pandas."""
+    if isinstance(frame, Columns):
+        return  # numbers only
     nested = frame.attrs.get("nested", {})
     for col in columns:
         series = frame[col]
@@ -128,17 +168,19 @@ def check_scalars(frame: pd.DataFrame, columns: list[str], where: str) -> None:
             )
 
 
-def check_values(frame: pd.DataFrame, features: list[str], targets: list[str], where: str) -> None:
+def check_values(frame: Table, features: list[str], targets: list[str], where: str) -> None:
     """Check a whole table before it is split, so that counts and row numbers are the file's."""
     check_scalars(frame, features + targets, where)
     check_missing(frame, features + targets, where)
     for col in features + targets:
-        if not _is_numeric(frame[col]):
+        if not _numeric_column(frame, col):
             _check_text_column(frame[col], where)
 
 
 def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
     """regression, binary, classification or multilabel, from the target values."""
+    import pandas as pd
+
     if len(targets) > 1:
         text = [t for t in targets if not _is_numeric(frame[t])]
         if text:
@@ -181,7 +223,7 @@ class Preprocessor:
     @classmethod
     def fit(
         cls,
-        frame: pd.DataFrame,
+        frame: Table,
         features: list[str],
         targets: list[str],
         task: str,
@@ -192,11 +234,12 @@ class Preprocessor:
         check_missing(frame, features + targets, where)
         prep = cls(features=list(features), targets=list(targets), task=task)
         for col in features:
-            series = frame[col]
-            if _is_numeric(series):
-                values = series.to_numpy(dtype=np.float64)
+            if _numeric_column(frame, col):
+                values = _floats(frame, col)
                 prep.numeric[col] = list(mean_std(values)) if standardize else [0.0, 1.0]
             else:
+                assert not isinstance(frame, Columns)
+                series = frame[col]
                 _check_text_column(series, where)
                 categories = sorted(series.astype(str).unique())
                 if len(categories) > MAX_CATEGORIES:
@@ -208,11 +251,11 @@ class Preprocessor:
         prep._fit_targets(frame, standardize, where)
         return prep
 
-    def _fit_targets(self, frame: pd.DataFrame, standardize: bool, where: str) -> None:
+    def _fit_targets(self, frame: Table, standardize: bool, where: str) -> None:
         if self.task in ("binary", "classification"):
             (target,) = self.targets
-            labels = pd.unique(frame[target])
-            self.labels = _python(sorted(labels, key=lambda v: (str(type(v)), v)))
+            labels = _distinct(frame, target)
+            self.labels = sorted(labels, key=lambda v: (str(type(v)), v))
             if self.task == "binary" and len(self.labels) != 2:
                 raise DataError(
                     f"{where}: task binary needs exactly 2 classes in '{target}', found "
@@ -222,7 +265,7 @@ class Preprocessor:
                 raise DataError(f"{where}: target '{target}' holds one class only")
         elif self.task == "multilabel":
             for t in self.targets:
-                bad = set(_python(pd.unique(frame[t]))) - {0, 1}
+                bad = set(_distinct(frame, t)) - {0, 1}
                 if bad:
                     raise DataError(
                         f"{where}: multilabel target '{t}' holds {listed(sorted(map(str, bad)))}; "
@@ -231,12 +274,12 @@ class Preprocessor:
             self.labels = list(self.targets)
         else:
             for t in self.targets:
-                if not _is_numeric(frame[t]):
+                if not _numeric_column(frame, t):
                     raise DataError(
                         f"{where}: regression target '{t}' is not numeric; "
                         f"use task: classification for labels"
                     )
-                values = frame[t].to_numpy(dtype=np.float64)
+                values = _floats(frame, t)
                 self.target_scale.append(list(mean_std(values)) if standardize else [0.0, 1.0])
 
     # ------------------------------------------------------------ applying
@@ -251,27 +294,32 @@ class Preprocessor:
             return len(self.labels)
         return 1 if self.task == "binary" else len(self.targets)
 
-    def transform(
-        self, frame: pd.DataFrame, where: str = "data", before: str = "training"
-    ) -> np.ndarray:
+    def transform(self, frame: Table, where: str = "data", before: str = "training") -> np.ndarray:
         """Feature matrix (rows x in_dim, float32); columns matched by name, in any order."""
         check_columns(frame, self.features, where, "feature")
+        if isinstance(frame, Columns) and self.categorical:
+            frame = as_frame(frame)  # one-hot codes come from pandas' Categorical
         check_scalars(frame, self.features, where)
         check_missing(frame, self.features, where, before)
         blocks = []
         scaled = {}
         for col in self.features:
-            series = frame[col]
             if col in self.numeric:
-                if not _is_numeric(series):
+                if not _numeric_column(frame, col):
+                    assert not isinstance(frame, Columns)
+                    series = frame[col]
                     _check_text_column(series, where)
                     raise DataError(
                         f"{where}: column '{col}' must be numeric, as in training; "
                         f"it holds text such as {shown(series.iloc[0])}"
                     )
-                scaled[col] = standardise(series.to_numpy(dtype=np.float64), *self.numeric[col])
+                scaled[col] = standardise(_floats(frame, col), *self.numeric[col])
                 blocks.append(scaled[col][:, None])
             else:
+                import pandas as pd
+
+                assert not isinstance(frame, Columns)
+                series = frame[col]
                 categories = self.categorical[col]
                 text = series.astype(str)
                 unseen = sorted(set(text.unique()) - set(categories))
@@ -289,7 +337,7 @@ class Preprocessor:
         return np.concatenate(blocks, axis=1).astype(np.float32)
 
     def encode_targets(
-        self, frame: pd.DataFrame, where: str = "data", before: str = "training"
+        self, frame: Table, where: str = "data", before: str = "training"
     ) -> np.ndarray:
         """Targets as the loss wants them: class indices, 0/1 floats, or scaled values."""
         check_columns(frame, self.targets, where, "target")
@@ -298,7 +346,10 @@ class Preprocessor:
         if self.task in ("binary", "classification"):
             (target,) = self.targets
             index = {label: i for i, label in enumerate(self.labels)}
-            values = _python(frame[target].to_numpy())
+            if isinstance(frame, Columns):
+                values = _python(frame[target])
+            else:
+                values = _python(frame[target].to_numpy())
             unseen = sorted({str(v) for v in values if v not in index})
             if unseen:
                 raise DataError(
@@ -308,7 +359,10 @@ class Preprocessor:
                 )
             codes = np.array([index[v] for v in values], dtype=np.int64)
             return codes.astype(np.float32)[:, None] if self.task == "binary" else codes
-        numbers = frame[self.targets].to_numpy(dtype=np.float64)
+        if isinstance(frame, Columns):
+            numbers = frame.numbers(self.targets)
+        else:
+            numbers = frame[self.targets].to_numpy(dtype=np.float64)
         if self.task == "regression":
             scaled = {
                 t: standardise(numbers[:, i], *self.target_scale[i])
@@ -323,6 +377,8 @@ class Preprocessor:
 
         A probability of exactly 0.5 is the negative class, as in the metrics (logit > 0).
         """
+        import pandas as pd
+
         if self.task == "classification":
             labels = np.asarray(self.labels, dtype=object)[outputs.argmax(axis=1)]
             return pd.DataFrame({self.targets[0]: labels})
@@ -341,6 +397,8 @@ class Preprocessor:
 
     def probabilities(self, outputs: np.ndarray) -> pd.DataFrame:
         """proba_<label> columns for classification, binary and multilabel outputs."""
+        import pandas as pd
+
         if self.task == "binary":
             outputs = np.c_[1 - outputs[:, 0], outputs[:, 0]]
         return pd.DataFrame(outputs, columns=[f"proba_{label}" for label in self.labels])

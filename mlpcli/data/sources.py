@@ -6,18 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .. import memory
 from ..config import Config, DataConfig
 from ..errors import ConfigError, DataError
 from ..registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, resolve, source_task
-from .files import read_table
+from .columns import Columns, Table, as_frame
 from .fingerprint import data_fingerprint, file_hashes
 from .messages import rows
 from .preprocess import Preprocessor, check_columns, check_values, infer_task
 from .splits import part_size, split_frame
-from .synthetic import bundled
 
 # Default target columns of sources that name their own.
 MULTILABEL_TARGETS = ["circle", "wave", "band"]
@@ -25,16 +23,16 @@ MULTILABEL_TARGETS = ["circle", "wave", "band"]
 
 @dataclass
 class Dataset:
-    train: pd.DataFrame
-    val: pd.DataFrame
-    test: pd.DataFrame
+    train: Table
+    val: Table
+    test: Table
     features: list[str]
     targets: list[str]
     task: str
     files: dict[str, str] = field(default_factory=dict)  # data.path, ... -> sha256
     _fingerprint: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
-    def split(self, name: str) -> pd.DataFrame:
+    def split(self, name: str) -> Table:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
     def fingerprint(self) -> dict[str, Any]:
@@ -46,18 +44,23 @@ class Dataset:
         return self._fingerprint
 
 
-def read_source(data: DataConfig, seed: int) -> pd.DataFrame:
-    """The whole table a source provides (before splitting)."""
+def read_source(data: DataConfig, seed: int) -> Table:
+    """The whole table a source provides (before splitting): Columns for a synthetic source, a
+    DataFrame for the others (which import pandas here, when they are used)."""
     if data.source in SYNTHETIC_SOURCES:
         rng = np.random.default_rng(seed)
         return resolve(f"mlpcli.data.synthetic.{data.source}")(data.n_samples, data.noise, rng)
     if data.source in BUNDLED_SOURCES:
+        from .synthetic import bundled
+
         return bundled(data.source)
+    from .files import read_table
+
     assert data.path is not None  # the config requires a path for file sources
     return read_table(data.path, data.source)
 
 
-def target_columns(data: DataConfig, frame: pd.DataFrame) -> list[str]:
+def target_columns(data: DataConfig, frame: Table) -> list[str]:
     if data.target is not None:
         targets = [data.target] if isinstance(data.target, str) else list(data.target)
         check_columns(frame, targets, str(data.path), "target")
@@ -77,7 +80,7 @@ def target_columns(data: DataConfig, frame: pd.DataFrame) -> list[str]:
     )
 
 
-def feature_columns(data: DataConfig, frame: pd.DataFrame, targets: list[str]) -> list[str]:
+def feature_columns(data: DataConfig, frame: Table, targets: list[str]) -> list[str]:
     if data.features is None:
         return [c for c in frame.columns if c not in targets]
     check_columns(frame, data.features, str(data.path), "feature")
@@ -137,25 +140,32 @@ def load_dataset(config: Config) -> Dataset:
     check_values(frame, features, targets, str(data.path or data.source))
     task: str = config.task
     if task == "auto":
-        task = source_task(data.source) or infer_task(frame, targets)
+        task = source_task(data.source) or infer_task(as_frame(frame), targets)
     if task in ("binary", "classification") and len(targets) != 1:
         raise ConfigError(
             f"task: {task} takes one target column, got {len(targets)} ({', '.join(targets)}); "
             f"several 0/1 columns are a multilabel task"
         )
 
-    extra = {}
+    extra: dict[str, Table] = {}
     for key in ("val_path", "test_path"):
         path = getattr(data, key)
         if path is not None:
+            from .files import read_table
+
             part = read_table(path, data.source)
             check_columns(part, features + targets, path, "feature or target")
             check_values(part, features, targets, path)
             extra[key] = part
     classes = task in ("binary", "classification")
 
-    def strata(f: pd.DataFrame) -> pd.Series | None:
-        return f[targets[0]].astype(str) if classes else None
+    def strata(f: Table) -> np.ndarray | None:
+        """Each row's class as text, the labels the split keeps in proportion."""
+        if not classes:
+            return None
+        if isinstance(f, Columns):
+            return f[targets[0]].astype(str)
+        return f[targets[0]].astype(str).to_numpy()
 
     test_fraction = 0 if "test_path" in extra else data.test_split
     val_fraction = 0 if "val_path" in extra else data.val_split / (1 - test_fraction)

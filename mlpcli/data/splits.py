@@ -8,12 +8,11 @@ written out here in numpy so that splitting a table never imports scikit-learn.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import pandas as pd
+from .columns import Table
 
 
 def part_size(n: int, fraction: float) -> int:
@@ -22,13 +21,13 @@ def part_size(n: int, fraction: float) -> int:
 
 
 def split_frame(
-    frame: pd.DataFrame, fraction: float, seed: int, stratify: pd.Series | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off `fraction` of the rows; returns (rest, part), each keeping its rows' labels."""
+    frame: Table, fraction: float, seed: int, stratify: np.ndarray | None
+) -> tuple[Table, Table]:
+    """Split off `fraction` of the rows (a DataFrame keeps its rows' labels); returns
+    (rest, part)."""
     if fraction <= 0:
-        return frame, frame.iloc[:0]
-    strata = None if stratify is None else np.asarray(stratify)
-    rest, part = split_indices(len(frame), fraction, seed, strata)
+        return frame, frame.take(np.arange(0))
+    rest, part = split_indices(len(frame), fraction, seed, stratify)
     return frame.take(rest), frame.take(part)
 
 

@@ -1,4 +1,5 @@
-"""Synthetic and bundled data sets as DataFrames: features x1, x2, ... and target column y.
+"""Synthetic data sets as Columns and bundled ones as DataFrames: features x1, x2, ... and target
+column y.
 
 Every generator takes (n_samples, noise, rng) and is seeded by the caller, so a config and its seed
 always give the same rows. moons, circles and blobs draw the very rows scikit-learn's make_moons,
@@ -13,20 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .columns import Columns, columns_of
+
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def _frame(x: np.ndarray, y: np.ndarray, target: str | list[str] = "y") -> pd.DataFrame:
-    import pandas as pd
-
-    frame = pd.DataFrame(x, columns=[f"x{i + 1}" for i in range(x.shape[1])])
-    if isinstance(target, list):
-        for i, name in enumerate(target):
-            frame[name] = y[:, i]
-    else:
-        frame[target] = y
-    return frame
 
 
 # ---------------------------------------------------------------- scikit-learn's generators
@@ -104,24 +95,24 @@ def make_blobs(
 # ---------------------------------------------------------------- the sources
 
 
-def moons(n: int, noise: float, rng: np.random.Generator) -> pd.DataFrame:
+def moons(n: int, noise: float, rng: np.random.Generator) -> Columns:
     """Two interleaved half-moons (scikit-learn's make_moons)."""
-    return _frame(*make_moons(n, noise, int(rng.integers(2**31))))
+    return columns_of(*make_moons(n, noise, int(rng.integers(2**31))))
 
 
-def circles(n: int, noise: float, rng: np.random.Generator) -> pd.DataFrame:
+def circles(n: int, noise: float, rng: np.random.Generator) -> Columns:
     """A circle inside another of twice its radius (scikit-learn's make_circles)."""
-    return _frame(*make_circles(n, noise, int(rng.integers(2**31)), factor=0.5))
+    return columns_of(*make_circles(n, noise, int(rng.integers(2**31)), factor=0.5))
 
 
-def xor(n: int, noise: float, rng: np.random.Generator) -> pd.DataFrame:
+def xor(n: int, noise: float, rng: np.random.Generator) -> Columns:
     """The four-quadrant XOR: no linear model does better than chance."""
     x = rng.uniform(-1, 1, size=(n, 2))
     y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
-    return _frame(x + noise * rng.standard_normal(x.shape), y)
+    return columns_of(x + noise * rng.standard_normal(x.shape), y)
 
 
-def spirals(n: int, noise: float, rng: np.random.Generator, arms: int = 3) -> pd.DataFrame:
+def spirals(n: int, noise: float, rng: np.random.Generator, arms: int = 3) -> Columns:
     """Interleaved spiral arms, one class each (the classic CS231n set)."""
     per_arm = np.array_split(np.arange(n), arms)
     xs, ys = [], []
@@ -134,22 +125,22 @@ def spirals(n: int, noise: float, rng: np.random.Generator, arms: int = 3) -> pd
         ys.append(np.full(len(idx), arm))
     x, y = np.concatenate(xs), np.concatenate(ys)
     order = rng.permutation(n)
-    return _frame(x[order], y[order])
+    return columns_of(x[order], y[order])
 
 
-def blobs(n: int, noise: float, rng: np.random.Generator) -> pd.DataFrame:
+def blobs(n: int, noise: float, rng: np.random.Generator) -> Columns:
     """Four Gaussian blobs in the plane, wider with more noise (scikit-learn's make_blobs)."""
-    return _frame(*make_blobs(n, 4, 1.0 + 10 * noise, int(rng.integers(2**31))))
+    return columns_of(*make_blobs(n, 4, 1.0 + 10 * noise, int(rng.integers(2**31))))
 
 
-def sine(n: int, noise: float, rng: np.random.Generator) -> pd.DataFrame:
+def sine(n: int, noise: float, rng: np.random.Generator) -> Columns:
     """One input, one output: y = sin(2 pi x) + noise on [-1, 1]."""
     x = rng.uniform(-1, 1, size=(n, 1))
     y = np.sin(2 * np.pi * x[:, 0]) + noise * rng.standard_normal(n)
-    return _frame(x, y)
+    return columns_of(x, y)
 
 
-def multilabel(n: int, noise: float, rng: np.random.Generator) -> pd.DataFrame:
+def multilabel(n: int, noise: float, rng: np.random.Generator) -> Columns:
     """Points in the plane with three overlapping yes/no labels, each a nonlinear region."""
     x = rng.uniform(-1.5, 1.5, size=(n, 2))
     labels = np.c_[
@@ -157,7 +148,7 @@ def multilabel(n: int, noise: float, rng: np.random.Generator) -> pd.DataFrame:
         x[:, 1] > 0.5 * np.sin(np.pi * x[:, 0]),  # above a wave
         np.abs(x[:, 0] - x[:, 1]) < 0.6,  # on a diagonal band
     ].astype(int)
-    return _frame(x + noise * rng.standard_normal(x.shape), labels, ["circle", "wave", "band"])
+    return columns_of(x + noise * rng.standard_normal(x.shape), labels, ["circle", "wave", "band"])
 
 
 def bundled(name: str) -> pd.DataFrame:
