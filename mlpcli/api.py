@@ -283,7 +283,7 @@ def _finish(
             metrics[name] = read_floats(values)
         summary["metrics"] = metrics
         save_model(run_dir / MODEL_FILE, trainer.model, _model_metadata(session))
-    if trainer.history:
+    if trainer.history and session.config.train.plots:
         loss_curve(
             trainer.history,
             run_dir / "plots" / "loss.png",

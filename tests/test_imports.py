@@ -137,3 +137,8 @@ def test_train_and_eval_of_a_synthetic_config_import_no_pandas_sklearn_or_dynamo
     (run,) = out.iterdir()
     code, imported = exit_code_and_imports(["eval", str(run)])
     assert code == 0 and imported == {"torch", "numpy"}
+    # Without the figure, matplotlib is not imported either.
+    overrides = ["train.plots=false", "--name", "bare"]
+    code, imported = exit_code_and_imports(["train", str(config), "--out", str(out), *overrides])
+    assert code == 0 and imported == {"torch", "numpy"}
+    assert not (out / "bare" / "plots").exists() and (out / "bare" / "model.safetensors").exists()
