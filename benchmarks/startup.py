@@ -5,9 +5,14 @@ What it measures
     resource.getrusage(RUSAGE_CHILDREN) before and after) and wall seconds of whole processes,
     from exec to exit, imports included:
       import torch       python -c "import torch": the floor for any tool built on torch
+      torch + pyplot     python -c "import torch, matplotlib.pyplot": the floor for a tool that
+                         draws a figure with matplotlib, as mlp train does (plots/loss.png)
       config show        mlp config show configs/moons.yaml
       train <config>     mlp train configs/<config>.yaml --out TMP -q --json, for the synthetic
                          shipped configs moons, spirals, multilabel, sine and xor_linear
+      train moons, no plot
+                         the same for moons with train.plots=false (no loss.png, so no
+                         matplotlib)
       config error       mlp train configs/moons.yaml model.hidden=oops (exit 2 expected)
       eval               mlp eval RUN (RUN: a moons run trained once before the clock starts)
       predict            mlp predict RUN small.csv (five rows, printed as CSV)
@@ -102,11 +107,23 @@ def commands(folder: Path, run_dir: str) -> list[Command]:
     (folder / "small.csv").write_text(SMALL_CSV)
     found = [
         Command(REFERENCE, [sys.executable, "-c", "import torch"]),
+        Command("torch + pyplot", [sys.executable, "-c", "import torch, matplotlib.pyplot"]),
         Command("config show", [*mlp(), "config", "show", "configs/moons.yaml"]),
     ]
     for name in SYNTHETIC_CONFIGS:
         argv = [*mlp(), "train", f"configs/{name}.yaml", "--out", out, "-q", "--json"]
         found.append(Command(f"train {name}", argv))
+    argv = [
+        *mlp(),
+        "train",
+        "configs/moons.yaml",
+        "train.plots=false",
+        "--out",
+        out,
+        "-q",
+        "--json",
+    ]
+    found.append(Command("train moons, no plot", argv))
     found += [
         Command(
             "config error",
@@ -188,7 +205,7 @@ def summarise(command: Command, floor: Command) -> dict[str, Any]:
 
 def report(results: dict[str, dict[str, Any]], repeats: int) -> str:
     head = (
-        f"{'command':<18} {'CPU s':>7} {'wall s':>7} {'CPU x torch':>12} {'wall x torch':>13} "
+        f"{'command':<20} {'CPU s':>7} {'wall s':>7} {'CPU x torch':>12} {'wall x torch':>13} "
         f"{'loop s':>7} {'x torch less loop':>18}"
     )
     lines = [f"medians of {repeats} interleaved rounds; CPU = user + system", head, "-" * len(head)]
@@ -196,7 +213,7 @@ def report(results: dict[str, dict[str, Any]], repeats: int) -> str:
         loop = f"{e['loop_median']:>7.2f}" if "loop_median" in e else f"{'':>7}"
         less = f"{e['cpu_less_loop_x_torch']:>17.2f}x" if "loop_median" in e else ""
         lines.append(
-            f"{name:<18} {e['cpu_median']:>7.2f} {e['wall_median']:>7.2f} "
+            f"{name:<20} {e['cpu_median']:>7.2f} {e['wall_median']:>7.2f} "
             f"{e['cpu_x_torch']:>11.2f}x {e['wall_x_torch']:>12.2f}x {loop} {less}"
         )
     return "\n".join(lines)
