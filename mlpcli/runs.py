@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import errno
@@ -10,7 +9,8 @@ import fcntl
 import io
 import json
 import os
-import stat
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,54 +122,80 @@ def check_name_free(out: Path, name: str) -> None:
         raise _taken(Path(out) / name)
 
 
+# A lock's lease: its holder's heartbeat refreshes it a few times per lease; a holder on another
+# host whose lock goes unrefreshed this long has ended (or lost the shared filesystem).
+LEASE_SECONDS = 30.0
+RECORDLESS_GRACE = 10.0  # seconds
+
+
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold run_dir/.lock for as long as this process works in the folder.
 
     A second process (say, a second --resume of the same run) is refused while the first one
-    lives. The lock is a flock() on the open file, which the kernel drops when its process
-    ends however it ends, so a lock left by a killed process, or a file naming some unrelated
-    live process, is simply taken over; the pid inside is only for the message.
+    lives, also from another host on a shared filesystem. The lock is filelock's lease: the
+    file records the holder's host, pid and process start time, and a heartbeat thread
+    refreshes it while the holder lives. On this host a holder that has ended, or whose pid now
+    belongs to another process, is taken over at once. A holder on another host cannot be
+    probed: its lock is taken over only once it has gone one lease unrefreshed, which this
+    process waits for (at most LEASE_SECONDS and a half), so a live host's lock is never taken
+    and a crashed host's never blocks for good.
     """
+    import filelock
+
     path = Path(run_dir) / LOCK_FILE
-    fd = _take_lock(Path(run_dir), path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        check_own(path, "file")  # raises, naming what was planted there
+    _clear_recordless(path)
+    lock = filelock.SoftFileLease(str(path), lease_duration=LEASE_SECONDS)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            owner = lock.owner
+            if owner is not None and owner.hostname == socket.gethostname():
+                raise
+            # Another host's holder, or a lock file it could not read: wait for a refresh.
+            lock.acquire(timeout=LEASE_SECONDS * 1.5)
+    except filelock.Timeout:
+        owner = lock.owner
+        holder = "(unknown)" if owner is None else str(owner.pid)
+        if owner is not None and owner.hostname != socket.gethostname():
+            holder += f" on host {owner.hostname} (it still refreshes its lease)"
+        raise RunError(
+            f"{run_dir}: in use by process {holder}; wait for it to finish or stop it"
+        ) from None
+    except OSError as exc:
+        raise _unusable(Path(run_dir), path, exc) from None
+    try:
         yield
     finally:
-        # Unlinked while still held: whoever opens the name next gets a new file (see below).
-        path.unlink(missing_ok=True)
-        os.close(fd)
+        lock.release()
 
 
-def _take_lock(run_dir: Path, path: Path) -> int:
-    for _ in range(100):
+def _clear_recordless(path: Path) -> None:
+    """Remove a left-over lock file that holds no filelock record, which filelock cannot probe:
+    the bare pid that earlier mlpcli versions wrote (and held with flock() while their process
+    lived), or one whose writer died before writing its record. One younger than
+    RECORDLESS_GRACE may be a record being written now, and one that an earlier mlpcli still
+    holds is in use: both stay.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return  # none there; anything else, the lock's own open reports
+    try:
+        if os.pread(fd, 16, 0).startswith(b"filelock/"):
+            return
+        if time.time() - os.fstat(fd).st_mtime < RECORDLESS_GRACE:
+            return
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-        except OSError as exc:
-            raise _unusable(run_dir, path, exc) from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                check_own(path, "file")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise RunError(
-                f"{run_dir}: in use by process {holder or '(unknown)'}; wait for it to finish "
-                f"or stop it"
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        # The holder before us may have unlinked the file between our open and our flock:
-        # then we hold a file no one else will open, and must lock the current one instead.
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
-                return fd
+        except OSError:
+            return
+        path.unlink(missing_ok=True)
+    finally:
         os.close(fd)
-    raise RunError(f"{run_dir}: cannot take the folder's lock ({path} keeps changing)")
 
 
 def _unusable(run_dir: Path, path: Path, exc: OSError) -> RunError:

@@ -238,14 +238,17 @@ def test_eval_names_the_split_it_scored(trained):
 
 def test_a_run_in_use_cannot_be_resumed_twice(config, trained):
     import os
+    import socket
 
     from mlpcli.runs import run_lock
 
     with run_lock(trained):  # a live process holds the run
         assert_clean_error(mlp("train", config, "--resume", trained), "in use by process")
-        assert (trained / ".lock").read_text() == str(os.getpid())
+        record = (trained / ".lock").read_text()
+        assert f"pid={os.getpid()}\n" in record and f"host={socket.gethostname()}\n" in record
     assert not (trained / ".lock").exists()
-    (trained / ".lock").write_text("999999999")  # left by a process that is gone: taken over
+    # Left by a process of this host that is gone: taken over at once.
+    (trained / ".lock").write_text(record.replace(f"pid={os.getpid()}\n", "pid=999999999\n"))
     with run_lock(trained):
-        assert (trained / ".lock").read_text() == str(os.getpid())
+        assert f"pid={os.getpid()}\n" in (trained / ".lock").read_text()
     assert not (trained / ".lock").exists()

@@ -9,12 +9,15 @@ refused with exit 2, naming the file and the key or path, before anything is cha
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -316,12 +319,84 @@ def test_a_checkpoint_with_values_of_the_wrong_kind_changes_nothing(runs, stoppe
 # ------------------------------------------------------------ the lock
 
 
+def lock_record(run_dir: Path, **changes: str) -> str:
+    """The lock file this process writes for run_dir, with some of its key=value lines changed:
+    what another process (or host) would have left."""
+    from mlpcli.runs import run_lock
+
+    with run_lock(run_dir):
+        lines = (run_dir / ".lock").read_text().splitlines()
+    keys = [line.split("=", 1)[0] for line in lines]
+    assert set(changes) <= set(keys), keys
+    return "".join(
+        f"{key}={changes[key]}\n" if key in changes else f"{line}\n"
+        for key, line in zip(keys, lines)
+    )
+
+
 def test_a_lock_naming_an_unrelated_live_process_is_taken_over(runs, stopped):
-    (stopped / ".lock").write_text("1")  # init: alive, and never the holder of this run
+    # init: alive, but not the process that wrote the record (its start time differs)
+    (stopped / ".lock").write_text(lock_record(stopped, pid="1"))
+    started = time.monotonic()
     result = mlp("train", runs / "hostile.yaml", "--resume", stopped, "-q")
     assert result.exit_code == 0, result.output
     assert "in use" not in result.output
     assert not (stopped / ".lock").exists()
+    assert time.monotonic() - started < 20  # taken at once, not after a lease
+
+
+@pytest.fixture
+def short_lease(monkeypatch):
+    import mlpcli.runs
+
+    monkeypatch.setattr(mlpcli.runs, "LEASE_SECONDS", 0.5)
+
+
+def test_another_hosts_live_lock_is_never_taken(runs, stopped, short_lease):
+    """On a shared filesystem another host's holder cannot be probed: its lock stands for as
+    long as its heartbeat refreshes it."""
+    lock = stopped / ".lock"
+    lock.write_text(lock_record(stopped, pid="4242", host="other-host"))
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(0.1):
+            os.utime(lock)
+
+    beating = threading.Thread(target=heartbeat)
+    beating.start()
+    try:
+        result = mlp("train", runs / "hostile.yaml", "--resume", stopped)
+    finally:
+        done.set()
+        beating.join()
+    assert_exit_2(result, "in use by process 4242 on host other-host (it still refreshes")
+    assert "pid=4242" in lock.read_text()
+
+
+def test_another_hosts_lapsed_lock_is_taken_over(runs, stopped, short_lease):
+    """A holder on a host that crashed (or lost the filesystem) stops refreshing its lease:
+    the lock is taken once it has gone one lease unrefreshed."""
+    (stopped / ".lock").write_text(lock_record(stopped, pid="4242", host="other-host"))
+    result = mlp("train", runs / "hostile.yaml", "--resume", stopped, "-q")
+    assert result.exit_code == 0, result.output
+    assert not (stopped / ".lock").exists()
+
+
+def test_a_lock_file_from_an_older_mlpcli_is_taken_over_once_its_holder_ends(
+    runs, stopped, short_lease
+):
+    """Earlier versions wrote the bare pid and held the file with flock() while they lived."""
+    lock = stopped / ".lock"
+    lock.write_text("999999999")
+    with open(lock) as held:  # an earlier mlpcli still working in the folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert_exit_2(mlp("train", runs / "hostile.yaml", "--resume", stopped), "in use")
+    os.utime(lock, (time.time() - 60, time.time() - 60))  # left over by one that ended
+    started = time.monotonic()
+    result = mlp("train", runs / "hostile.yaml", "--resume", stopped, "-q")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 20  # taken at once, not after a lease
 
 
 def test_a_run_locked_by_a_live_holder_is_refused_naming_it(runs, stopped):
@@ -472,6 +547,8 @@ def test_labels_are_escaped_in_csv_to_a_terminal_and_exact_in_a_pipe(tmp_path):
 
 PTY_PREDICT = """
 import sys
+import threading
+import time
 sys.argv = ["mlp", "predict", *sys.argv[1:]]
 from mlpcli.cli import app
 app(prog_name="mlp")
