@@ -395,6 +395,33 @@ def inspect(
     err.print(f"wrote {', '.join(escape(terminal_safe(str(p))) for p in written)}", soft_wrap=True)
 
 
+@app.command()
+@handle_errors
+def export(
+    run: Path = typer.Argument(..., help="A run folder or a model.safetensors file."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx: one self-contained .onnx file."),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="The .onnx file to write (default: RUN/model.onnx)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+) -> None:
+    """Export the model with its preprocessing and output transform, checked by onnxruntime."""
+    from .export import export_run
+
+    exported = export_run(run, fmt, output)
+    if as_json:
+        _print_json(exported.to_dict())
+        return
+    size = exported.path.stat().st_size
+    err.print(
+        f"wrote {escape(terminal_safe(str(exported.path)))} ({size / 1024:.1f} KiB) and "
+        f"{escape(terminal_safe(exported.sidecar.name))}; onnxruntime on {exported.rows_checked} "
+        f"rows of {escape(exported.checked_on)}: largest difference from mlp predict "
+        f"{exported.max_difference:.2g}",
+        soft_wrap=True,
+    )
+
+
 @config_app.command("show")
 @handle_errors
 def config_show(

@@ -7,7 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("torch", "pandas", "matplotlib", "sklearn", "numpy", "torch._dynamo")
+HEAVY = (
+    "torch",
+    "pandas",
+    "matplotlib",
+    "sklearn",
+    "numpy",
+    "torch._dynamo",
+    "onnx",
+    "onnxruntime",
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 
