@@ -28,6 +28,7 @@ from .atomic import atomic_write, write_text_atomic
 from .data import Preprocessor
 from .errors import ConfigError, DataError, MlpError
 from .evaluate import Predictor, load, model_path
+from .registry import FILE_SOURCES
 
 FORMATS = ("onnx",)
 EXTRA = 'pip install "mlpcli[onnx]"'
@@ -257,8 +258,8 @@ def expected_outputs(predictor: Predictor, table: Any, where: str) -> np.ndarray
 def check_rows(predictor: Predictor, run: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """Inputs and mlpcli's predictions for the run's test rows (else its validation or training
     rows), at most CHECK_ROWS of them; rows drawn around the training means where none can be
-    read (a model file alone, whose data file is not opened)."""
-    if run.is_dir():
+    read (a model file alone of a file source: the path in its metadata is not opened)."""
+    if run.is_dir() or predictor.config.data.source not in FILE_SOURCES:
         for name in ("test", "val", "train"):
             try:
                 table = predictor.rows(name)

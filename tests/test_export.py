@@ -193,3 +193,13 @@ def test_json_output_is_one_clean_object_on_stdout(tmp_path, table_run):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["onnx"] == str(table_run / "model.onnx")
     assert result.stderr == ""
+
+
+def test_a_model_file_of_a_synthetic_set_is_checked_on_its_test_rows_drawn_again(tmp_path):
+    run = train(tmp_path, ROOT / "configs" / "moons.yaml")
+    alone = tmp_path / "moons.safetensors"
+    alone.write_bytes((run / "model.safetensors").read_bytes())
+    result = mlp("export", alone, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["checked_on"] == "the test split" and report["rows_checked"] == 400
