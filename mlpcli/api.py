@@ -24,6 +24,7 @@ from .checkpoint import CheckpointSaver, load_checkpoint, save_model
 from .config import Config, as_config, differences, load_config
 from .data import Dataset, Preprocessor
 from .diagnostics import DIAGNOSTICS_FILE, Diagnostics
+from .distributed import SOLO, PeerLost, World
 from .errors import CheckpointError, ConfigError, MlpError, RunError, TrainingError, WriteError
 from .file_schemas import check_tensors, tensor_layout
 from .model import build_mlp, count_parameters, resolve_device
@@ -44,6 +45,7 @@ from .runs import (
     write_json,
 )
 from .tasks import make_loss
+from .tracking import TensorBoard
 from .trainer import Callback, Split, Trainer, evaluate, read_floats, target_scale
 
 
@@ -64,7 +66,12 @@ class Session:
     splits: dict[str, Split]
 
 
-def prepare(config: Config, dataset: Dataset | None = None, plan: RunPlan | None = None) -> Session:
+def prepare(
+    config: Config,
+    dataset: Dataset | None = None,
+    plan: RunPlan | None = None,
+    world: World = SOLO,
+) -> Session:
     """Data, preprocessing, model, loss and trainer; every user error surfaces here, those that
     need no torch first (plan.plan_run, which a caller may have run already).
 
@@ -73,7 +80,7 @@ def prepare(config: Config, dataset: Dataset | None = None, plan: RunPlan | None
     """
     plan = plan or plan_run(config, dataset)
     dataset, prep = plan.dataset, plan.prep
-    device = resolve_device(config.train.device)
+    device = world.place(resolve_device(config.train.device))
     memory.check_for(plan.needs, config, device)
     where = config.data.path or config.data.source
     splits = {
@@ -91,6 +98,7 @@ def prepare(config: Config, dataset: Dataset | None = None, plan: RunPlan | None
         splits["train"],
         splits.get("val"),
         target_scale(prep, device),
+        world,
     )
     return Session(config, dataset, prep, trainer, splits)
 
@@ -106,57 +114,94 @@ def train(
     callbacks: list[Callback] = (),  # type: ignore[assignment]
     dataset: Dataset | None = None,
     plan: RunPlan | None = None,
+    world: World = SOLO,
 ) -> TrainResult:
     """Train a config (a file path or a Config) and write its run folder.
 
     With resume, continue the run folder from its last checkpoint; the config must match the
     run's own config.yaml. A plan (plan.plan_run of the same config) spares checking again.
+
+    In a run of several processes (a world from distributed.join, under torchrun) every process
+    calls this with the same arguments: process 0 alone makes and writes the run folder, the
+    others train alongside it, write nothing, and return the same run folder with an empty
+    summary.
     """
     started = time.perf_counter()
     config = as_config(config, overrides)
     if resume is None:
-        if name is not None:
+        if name is not None and world.is_main:
             check_name_free(Path(out), name)
-        session = prepare(config, dataset, plan)
+        session = prepare(config, dataset, plan, world)
+        if not world.is_main:
+            return _follow(session, Path(world.share_text(None)))
         run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
         write_text_atomic(run_dir / "config.yaml", config.to_yaml())
+        world.share_text(str(run_dir))
         with run_lock(run_dir):
             return _run(session, run_dir, _started(), started, quiet, callbacks)
     run_dir = Path(resume)
     if not run_dir.is_dir():
         raise RunError(f"--resume {run_dir}: no such run folder")
     check_run_folder(run_dir)  # a shared folder may hold links planted to redirect writes
+    if not world.is_main:  # reads the same checkpoint; process 0 holds the folder's lock
+        return _follow(_resumed(run_dir, config, dataset, plan, world), run_dir)
     with run_lock(run_dir):
-        config = _check_resume(run_dir, config)
-        # Stopped before the first epoch ended: nothing to load, start the run afresh in place.
-        checkpoint = run_dir / CHECKPOINT
-        state = load_checkpoint(checkpoint) if checkpoint.exists() else None
-        same = plan is not None and plan.config.to_dict() == config.to_dict()
-        session = prepare(config, dataset, plan if same else None)
-        if state is not None:
-            # load_state_dict would silently cast int or bool weights: compare kinds first.
-            expected = tensor_layout(session.trainer.model.state_dict())
-            for weights in (state["model"], state["best"]["state"] or state["model"]):
-                check_tensors(checkpoint, tensor_layout(weights), expected, "its weights")
-            try:
-                session.trainer.load_state_dict(state)
-            except (
-                KeyError,
-                ValueError,
-                RuntimeError,
-                TypeError,
-                AttributeError,
-                IndexError,
-            ) as exc:
-                raise CheckpointError(
-                    f"{checkpoint}: does not fit this run's model and settings "
-                    f"({exc.__class__.__name__}: {str(exc)[:120]})"
-                ) from None
+        session = _resumed(run_dir, config, dataset, plan, world)
         # A kill -9 leaves temporary files (never a final name) and may come before summary.json.
         sweep_temporaries(run_dir)
         summary_path = run_dir / "summary.json"
         summary = read_json(summary_path) if summary_path.exists() else _started()
         return _run(session, run_dir, summary, started, quiet, callbacks)
+
+
+def _resumed(
+    run_dir: Path, config: Config, dataset: Dataset | None, plan: RunPlan | None, world: World
+) -> Session:
+    """The session of a run folder, its trainer at the state of the folder's checkpoint."""
+    config = _check_resume(run_dir, config)
+    # Stopped before the first epoch ended: nothing to load, start the run afresh in place.
+    checkpoint = run_dir / CHECKPOINT
+    state = load_checkpoint(checkpoint) if checkpoint.exists() else None
+    same = plan is not None and plan.config.to_dict() == config.to_dict()
+    session = prepare(config, dataset, plan if same else None, world)
+    if state is not None:
+        # load_state_dict would silently cast int or bool weights: compare kinds first.
+        expected = tensor_layout(session.trainer.model.state_dict())
+        for weights in (state["model"], state["best"]["state"] or state["model"]):
+            check_tensors(checkpoint, tensor_layout(weights), expected, "its weights")
+        try:
+            session.trainer.load_state_dict(state)
+        except (
+            KeyError,
+            ValueError,
+            RuntimeError,
+            TypeError,
+            AttributeError,
+            IndexError,
+        ) as exc:
+            raise CheckpointError(
+                f"{checkpoint}: does not fit this run's model and settings "
+                f"({exc.__class__.__name__}: {str(exc)[:120]})"
+            ) from None
+    return session
+
+
+def _follow(session: Session, run_dir: Path) -> TrainResult:
+    """A process other than 0 trains alongside process 0 and writes nothing.
+
+    A failure that stops every process at the same step (a NaN, a diverging loss) makes it wait
+    for process 0 to record the failure: the launcher stops the remaining processes as soon as
+    one ends with an error, and would otherwise cut process 0 short as it writes.
+    """
+    trainer = session.trainer
+    try:
+        trainer.fit()
+    except PeerLost:
+        raise
+    except TrainingError:
+        trainer.world.wait_for_main()
+        raise
+    return TrainResult(run_dir, {})
 
 
 def _started() -> dict[str, Any]:
@@ -174,10 +219,19 @@ def _run(
     """Fit with the run folder's callbacks and finish the folder however fitting ends."""
     trainer = session.trainer
     diagnostics = session.config.train.diagnostics
+    board = TensorBoard(run_dir) if session.config.train.tensorboard else None
     trainer.callbacks = [
         MetricsCsv(run_dir / "metrics.csv"),
+        *([board] if board is not None else []),  # before diagnostics: it logs their records
         *(
-            [Diagnostics(run_dir / DIAGNOSTICS_FILE, diagnostics.every, diagnostics.rows)]
+            [
+                Diagnostics(
+                    run_dir / DIAGNOSTICS_FILE,
+                    diagnostics.every,
+                    diagnostics.rows,
+                    board.add_diagnostics if board is not None else None,
+                )
+            ]
             if diagnostics is not None
             else []
         ),
@@ -186,6 +240,8 @@ def _run(
         *callbacks,
     ]
     resume_hint = f"mlp train {run_dir / 'config.yaml'} --resume {run_dir}"
+    if trainer.world.size > 1:  # the same processes draw the same batches again
+        resume_hint += f" --nproc {trainer.world.size}"
     try:
         write_json(run_dir / "summary.json", {**summary, **_summary(session, run_dir, "running")})
         _fit(session, run_dir, started, resume_hint)
@@ -202,8 +258,12 @@ def _fit(session: Session, run_dir: Path, started: float, resume_hint: str) -> N
     trainer = session.trainer
     try:
         trainer.fit()
+    except PeerLost as exc:  # killed or crashed elsewhere: resumable, as after an interrupt
+        _finish(session, run_dir, "stopped", started, final=False)
+        raise PeerLost(f"{exc}; continue with: {resume_hint}") from None
     except TrainingError as exc:
         _finish(session, run_dir, "failed", started)
+        trainer.world.wait_for_main()  # the other processes stopped at the same step
         where = f"run folder: {run_dir}"
         if trainer.best_state is not None:
             where = (
@@ -257,6 +317,7 @@ def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
         "device": str(trainer.device),
         "engine": trainer.engine.name,
         "threads": trainer.threads or torch.get_num_threads(),
+        "processes": trainer.world.size,
         "rows": {name: len(split) for name, split in session.splits.items()},
         "versions": {
             "mlpcli": __version__,

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .distributed import SOLO, World
 from .model import Swish
 from .optimizers import Optimizer
 from .probe import LayerProbe
@@ -206,13 +207,14 @@ class Backprop:
 
     name = "backprop"
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module) -> None:
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, world: World = SOLO) -> None:
         reason = unsupported(model, loss_fn)
         if reason is not None:
             raise ValueError(f"the written-out backprop cannot train this model: {reason}")
-        self.model, self.loss_fn = model, loss_fn
+        self.model, self.loss_fn, self.world = model, loss_fn, world
         self.blocks = blocks(model)
         self.flat, grads = flatten_parameters(model)
+        self.flat_grad: torch.Tensor = self.flat.grad  # type: ignore[assignment]  # set by flatten_parameters
         self.parameters: list[torch.Tensor] = [self.flat]
         # The modules' own forward methods and views into the flat buffers, fetched once: the
         # views stay valid as the optimiser updates the buffer in place, and a step no longer
@@ -289,8 +291,11 @@ class Backprop:
                 grad, module = activation
                 d = grad(d, self.pre[below], self.post[below], module)
 
-    def update(self, optimizer: Optimizer, grad_clip: float | None) -> None:
+    def update(self, optimizer: Optimizer, grad_clip: float | None, share: float = 1.0) -> None:
         self.backward()
+        # In a run of several processes: the whole batch's gradient, in one all-reduce of the
+        # flat buffer (no-op in one process).
+        self.world.average_gradients(self.flat_grad, share)
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(self.parameters, grad_clip)
         optimizer.step()

@@ -17,7 +17,7 @@ import threading
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -32,6 +32,9 @@ from .console import (
     sweep_table,
 )
 from .errors import MlpError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 app = typer.Typer(
     name="mlp",
@@ -69,9 +72,14 @@ def handle_errors(command: F) -> F:
         except MlpError as exc:
             if _debug:
                 err.print_exception()
-            err.print(f"[bold red]error:[/] {escape(terminal_safe(str(exc)))}", soft_wrap=True)
+            if not _other_process():
+                err.print(f"[bold red]error:[/] {escape(terminal_safe(str(exc)))}", soft_wrap=True)
+            _keep_exit_code()
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
+            _keep_exit_code()
+            if _other_process():
+                raise typer.Exit(EXIT_INTERRUPTED) from None
             hint = getattr(exc, "resume_hint", None)
             how = f" by {exc.args[0]}" if exc.args else ""
             err.print(
@@ -82,6 +90,24 @@ def handle_errors(command: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _other_process() -> bool:
+    """Whether this is a process other than 0 of a run under torchrun: process 0 reports the
+    run's errors (every process meets a config or training error alike), the others stay quiet."""
+    from .distributed import launched_rank
+
+    return launched_rank() != 0
+
+
+def _keep_exit_code() -> None:
+    """In one of several processes: torch's launcher stops the others as soon as one ends with
+    an error, so a process that has settled on its exit code (every process stops at the same
+    step on a NaN) ignores that stop while it exits, rather than end by the signal."""
+    from .distributed import launched_size
+
+    if launched_size() > 1 and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def terminal_safe(text: str) -> str:
@@ -137,6 +163,15 @@ def train(
     baseline: bool = typer.Option(
         False, "--baseline", help="Also train a linear model (hidden: []) on the same split."
     ),
+    tensorboard: bool = typer.Option(
+        False, "--tensorboard", help="Log to RUN/tb/ for TensorBoard (needs mlpcli[tensorboard])."
+    ),
+    nproc: int = typer.Option(
+        None,
+        "--nproc",
+        min=1,
+        help="Train in N processes of this machine, data parallel, through torch's launcher.",
+    ),
 ) -> None:
     """Train the model a config describes and write a run folder."""
     from .config import load_config
@@ -148,17 +183,39 @@ def train(
         extra.append(f"seed={seed}")
     if baseline:
         extra.append("train.baseline=true")  # so the run's config.yaml records it
+    if tensorboard:
+        extra.append("train.tensorboard=true")
     # Every mistake in the config or its data is reported before torch is imported; one in
     # the config alone, before pandas too.
     checked = load_config(config, extra)
     from .plan import plan_run
 
     plan = plan_run(checked)
+    if nproc is not None and nproc > 1:
+        args = [str(config), *(overrides or []), "--out", str(out_dir)]
+        for flag, value in (("--name", name), ("--device", device), ("--seed", seed)):
+            args += [flag, str(value)] if value is not None else []
+        args += ["--resume", str(resume)] if resume is not None else []
+        switches = (
+            ("--quiet", quiet),
+            ("--json", as_json),
+            ("--baseline", baseline),
+            ("--tensorboard", tensorboard),
+        )
+        args += [flag for flag, on in switches if on]
+        code = _launch(plan.config, args, nproc)
+        if code:
+            raise typer.Exit(code)
+        return
     from .api import train as run_training
+    from .distributed import join
 
-    result = run_training(
-        plan.config, out=out_dir, name=name, resume=resume, quiet=quiet, plan=plan
-    )
+    with join(plan.config.train.device, plan.config) as world:
+        result = run_training(
+            plan.config, out=out_dir, name=name, resume=resume, quiet=quiet, plan=plan, world=world
+        )
+    if not world.is_main:
+        return
     summary = result.summary
     failed = summary.get("baseline", {}).get("failed")
     if failed:
@@ -179,6 +236,20 @@ def train(
         f"{summary['params']:,} parameters · {summary['device']} · "
         f"{summary['train_seconds']:.1f} s training"
     )
+
+
+def _launch(config: Config, args: list[str], nproc: int) -> int:
+    """`mlp train ARGS` in nproc processes through torch's launcher; their exit code."""
+    from .distributed import check_processes, launch, launched_size
+    from .model import resolve_device
+
+    if launched_size() > 1:
+        raise typer.BadParameter(
+            "this process is already one of several that torchrun started; leave --nproc out",
+            param_hint="--nproc",
+        )
+    check_processes(config, nproc, resolve_device(config.train.device).type)
+    return launch(args, nproc)
 
 
 def _kept_epoch(summary: dict[str, Any]) -> str:

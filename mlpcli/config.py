@@ -360,6 +360,8 @@ class TrainConfig(Section):
     "Also train a linear model (hidden: []) on the same split and report it beside the MLP."
     plots: bool = True
     "Draw plots/loss.png when the run ends; false spares importing matplotlib (about 0.6 s)."
+    tensorboard: bool = False
+    "Log metrics, hparams and diagnostics for TensorBoard in tb/ (needs mlpcli[tensorboard])."
 
     @field_validator("diagnostics", mode="before")
     @classmethod

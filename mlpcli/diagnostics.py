@@ -20,7 +20,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,8 +153,15 @@ class Diagnostics(Callback):
     On resume the rows after the checkpoint's epoch (written before an interrupt) are dropped.
     """
 
-    def __init__(self, path: Path, every: int | str, rows: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        every: int | str,
+        rows: int,
+        listener: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.path, self.every, self.rows = Path(path), every, rows
+        self.listener = listener  # also handed each record's rows (TensorBoard logs them)
         self.previous: list[torch.Tensor] | None = None
         self.last_epoch = 0
         self.spent = self.cost = 0.0  # seconds: all records so far, and the last one
@@ -206,6 +213,8 @@ class Diagnostics(Callback):
             for name, value in values.items()
         ]
         append_line(self.path, rows_text(rows, header=False))
+        if self.listener is not None:
+            self.listener(epoch, rows)
         self.cost = time.perf_counter() - start
         if epoch > 0:  # the untrained network's record also pays for warming up: not counted
             self.spent += self.cost

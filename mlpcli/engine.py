@@ -2,7 +2,9 @@
 
 Both engines offer the same two calls, so the loop does not care which one runs:
     loss = engine.loss(x, y)            # forward pass, training mode
-    engine.update(optimizer, clip)      # gradients, clipping, one optimiser step
+    engine.update(optimizer, clip, share)   # gradients, clipping, one optimiser step
+(share: this process's part of the batch's rows; in a run of several processes the gradients are
+averaged over them, weighted by it, before clipping),
 and a look inside for the diagnostics, changing nothing:
     layers = engine.probe(x, y)         # per Linear layer: z, a, dL/dz, dL/dW
 """
@@ -18,6 +20,7 @@ from torch import nn
 
 from .backprop import Backprop, unsupported
 from .config import TrainConfig
+from .distributed import SOLO, World
 from .errors import ConfigError
 from .optimizers import Optimizer
 from .probe import LayerProbe, probe_model
@@ -46,7 +49,10 @@ class Engine(Protocol):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
-    def update(self, optimizer: Optimizer, grad_clip: float | None) -> None: ...
+    def update(self, optimizer: Optimizer, grad_clip: float | None, share: float = 1.0) -> None:
+        """Gradients of the last loss() (averaged over the run's processes, this one's weighted
+        by `share`, its part of the batch's rows), clipping, and one optimiser step."""
+        ...
 
     def probe(self, x: torch.Tensor, y: torch.Tensor) -> list[LayerProbe]:
         """Each Linear layer's z, a, dL/dz and dL/dW on a batch, in eval mode, leaving the
@@ -59,22 +65,31 @@ class Engine(Protocol):
 
 
 class Autograd:
-    """Any model: PyTorch's autograd, with optional mixed precision and torch.compile."""
+    """Any model: PyTorch's autograd, with optional mixed precision and torch.compile; in a run
+    of several processes, through DistributedDataParallel."""
 
     name = "autograd"
 
     def __init__(
-        self, model: nn.Module, loss_fn: nn.Module, train: TrainConfig, device: torch.device
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        train: TrainConfig,
+        device: torch.device,
+        world: World = SOLO,
     ) -> None:
         self.model, self.loss_fn, self.device = model, loss_fn, device
+        self.processes = world.size
         self.parameters: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
-        self.forward: Any = model
+        # DistributedDataParallel averages the gradients over the processes during backward().
+        self.forward: Any = world.wrap(model)
         self.compiling = train.compile
         self.graphs = False
         if train.compile:
             small = sum(p.numel() for p in self.parameters) < CUDA_GRAPH_PARAMS
             self.graphs = device.type == "cuda" and small
-            self.forward = torch.compile(model, mode="reduce-overhead" if self.graphs else None)
+            mode = "reduce-overhead" if self.graphs else None
+            self.forward = torch.compile(self.forward, mode=mode)
         self.autocast = AUTOCAST_DTYPES.get(train.precision)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(device.type) if train.precision == "fp16" else None
@@ -107,16 +122,22 @@ class Autograd:
             self._loss = self.loss_fn(outputs.float(), y)  # the loss itself in fp32
         return self._loss
 
-    def update(self, optimizer: Optimizer, grad_clip: float | None) -> None:
+    def update(self, optimizer: Optimizer, grad_clip: float | None, share: float = 1.0) -> None:
         for p in self.parameters:
             p.grad = None
+        loss = self._loss
+        # DistributedDataParallel divides the sum of the gradients by the processes: weighting
+        # each by share x processes makes that the whole batch's mean (1 for equal parts).
+        weight = share * self.processes
+        if weight != 1.0:
+            loss = loss * weight
         if self.scaler is None:
-            self._loss.backward()
+            loss.backward()
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.parameters, grad_clip)
             optimizer.step()
             return
-        self.scaler.scale(self._loss).backward()
+        self.scaler.scale(loss).backward()
         # GradScaler reads only param_groups and step(), which mlpcli's optimisers have.
         scaled = cast("torch.optim.Optimizer", optimizer)
         if grad_clip is not None:
@@ -183,7 +204,11 @@ def check_precision(train: TrainConfig, device: torch.device) -> None:
 
 
 def make_engine(
-    train: TrainConfig, model: nn.Module, loss_fn: nn.Module, device: torch.device
+    train: TrainConfig,
+    model: nn.Module,
+    loss_fn: nn.Module,
+    device: torch.device,
+    world: World = SOLO,
 ) -> Engine:
     """train.engine auto takes the written-out backprop whenever the model and settings allow."""
     check_precision(train, device)
@@ -194,5 +219,5 @@ def make_engine(
         )
     plain = train.precision == "fp32" and not train.compile
     if train.engine == "autograd" or reason is not None or not plain:
-        return Autograd(model, loss_fn, train, device)
-    return Backprop(model, loss_fn)
+        return Autograd(model, loss_fn, train, device, world)
+    return Backprop(model, loss_fn, world)

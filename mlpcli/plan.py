@@ -33,6 +33,10 @@ def plan_run(config: Config, dataset: Dataset | None = None) -> RunPlan:
     A dataset already loaded for this config's data section and seed may be passed in (a sweep
     worker reuses one across trials).
     """
+    if config.train.tensorboard:
+        from .tracking import require_tensorboard
+
+        require_tensorboard()
     dataset = dataset or load_dataset(config)
     prep = fit_preprocessor(config, dataset)
     loss_name(config, dataset.task)  # raises when the loss does not fit the data's task

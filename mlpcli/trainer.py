@@ -3,6 +3,8 @@
 Data lives on the device as tensors; each epoch draws one permutation on the device and slices
 batches from it. An engine (engine.py) computes each step's gradients. Only on the CPU, where it
 costs no device sync, is each step's loss read as it comes, so that a NaN stops the run at once.
+In a run of several processes (distributed.py) each takes its part of every batch, and the losses
+and metrics the loop decides on are the whole batch's and process 0's, the same everywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from . import schedules
 from .callbacks import Callback
 from .config import Config, OptimConfig, ScheduleConfig
+from .distributed import SOLO, World
 from .engine import Engine, choose_threads, cpu_threads, make_engine
 from .errors import TrainingError
 from .optimizers import Optimizer
@@ -102,6 +105,7 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     grad_clip: float | None,
+    world: World = SOLO,
 ) -> tuple[float, float]:
     """One pass over shuffled batches; returns the mean training loss and the first step's.
 
@@ -110,6 +114,10 @@ def train_epoch(
     changes the weights. On an accelerator a per-step read would stall the queue, so the losses
     stay on the device and are read once at the end of the epoch; the first bad step is still
     the one named.
+
+    With several processes, each draws the same permutation and trains on its contiguous part of
+    every batch; the losses returned and checked are the whole batch's, so every process stops at
+    the same step.
     """
     engine.model.train()
     n = len(data)
@@ -120,23 +128,28 @@ def train_epoch(
     starts = range(0, stop, batch_size)
     on_host = reads_each_step(device)
     losses = torch.empty(0 if on_host else len(starts), device=device)
+    rows_here: list[int] = []  # this process's rows in each step, for the accelerator's tally
     total = first = 0.0
     with engine.context():
         for step, start in enumerate(starts):
-            index = order[start : start + batch_size]
+            rows = min(batch_size, stop - start)
+            low, high = world.part(rows)
+            index = order[start + low : start + high]
             loss = engine.loss(data.x.index_select(0, index), data.y.index_select(0, index))
             if on_host:
-                value = loss.item()
+                value = world.step_loss(loss.item(), len(index), rows)
                 if not math.isfinite(value):
                     raise NonFiniteLoss(step + 1, len(starts), value)
-                total += value * len(index)
+                total += value * rows
                 first = first if step else value
             else:
                 losses[step] = loss.detach()
-            engine.update(optimizer, grad_clip)
+                rows_here.append(len(index))
+            engine.update(optimizer, grad_clip, len(index) / rows)
     if not on_host:
         sizes = torch.full_like(losses, batch_size)
         sizes[-1] = stop - starts[-1]
+        losses = world.mean_losses(losses, rows_here, sizes)
         finite = torch.isfinite(losses)
         total, bad, first = torch.stack(
             [(losses * sizes).sum(), (~finite).sum(), losses[0]]
@@ -193,12 +206,15 @@ class Trainer:
         train: Split,
         val: Split | None,
         target_scale: torch.Tensor | None,
+        world: World = SOLO,
     ) -> None:
         self.config, self.model, self.loss_fn, self.task = config, model, loss_fn, task
         self.train_data, self.val_data, self.target_scale = train, val, target_scale
+        self.world = world  # the processes training this run; one, unless under torchrun
         self.callbacks: list[Callback] = []  # set by the caller: logging, checkpoints, ...
         self.device = train.x.device
-        self.engine = make_engine(config.train, model, loss_fn, self.device)
+        with world.guard():  # DistributedDataParallel broadcasts process 0's weights
+            self.engine = make_engine(config.train, model, loss_fn, self.device, world)
         self.threads = choose_threads(config.train, model, self.device, len(train))
         self.optimizer = make_optimizer(config.optim, self.engine.parameters, self.device)
         self.scheduler = make_scheduler(config.schedule, self.optimizer, config.train.epochs)
@@ -260,15 +276,18 @@ class Trainer:
         cfg = self.config.train
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
+        self.world.seed_epoch(self.config.seed, epoch)
         try:
-            loss, first = train_epoch(
-                self.engine,
-                self.optimizer,
-                self.train_data,
-                cfg.batch_size,
-                self.generator,
-                cfg.grad_clip,
-            )
+            with self.world.guard():  # DistributedDataParallel's all-reduce in backward()
+                loss, first = train_epoch(
+                    self.engine,
+                    self.optimizer,
+                    self.train_data,
+                    cfg.batch_size,
+                    self.generator,
+                    cfg.grad_clip,
+                    self.world,
+                )
         except NonFiniteLoss as bad:
             self.train_seconds += time.perf_counter() - start
             raise TrainingError(
@@ -283,7 +302,9 @@ class Trainer:
         if self.val_data is not None:
             val = evaluate(self.model, self.loss_fn, self.task, self.val_data, self.target_scale)
             values.update({f"val_{k}": v for k, v in val.items()})
-        record = {"epoch": epoch, "train_loss": loss, **read_floats(values)}
+        # Every process holds the same weights; process 0's numbers make sure that early
+        # stopping, the schedule and the best epoch are decided alike everywhere.
+        record = {"epoch": epoch, "train_loss": loss, **self.world.agree(read_floats(values))}
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         if self.scheduler is not None:  # a plateau schedule watches the validation loss

@@ -16,6 +16,7 @@ HEAVY = (
     "torch._dynamo",
     "onnx",
     "onnxruntime",
+    "tensorboard",
 )
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -263,9 +263,9 @@ class NanAtStep(Callback):
             value = loss(x, y)
             return value * float("nan") if self.steps == self.step else value
 
-        def poisoned_update(optimizer, grad_clip):
+        def poisoned_update(optimizer, grad_clip, share=1.0):
             if self.steps != self.step:
-                return update(optimizer, grad_clip)
+                return update(optimizer, grad_clip, share)
             for p in engine.parameters:
                 p.grad = torch.full_like(p, float("nan"))
             optimizer.step()  # the weights become NaN, unless the run stopped before this
