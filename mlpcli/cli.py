@@ -333,11 +333,39 @@ def sweep(
     baseline: bool = typer.Option(
         False, "--baseline", help="Add a linear model (hidden: []) as one more point."
     ),
+    executor: str = typer.Option(
+        "local", "--executor", help="Where trials run: local (worker processes) or ray."
+    ),
+    address: str = typer.Option(
+        None, "--address", help="Ray: the cluster's HOST:PORT (default: Ray on this machine)."
+    ),
+    cpus_per_trial: int = typer.Option(
+        None, "--cpus-per-trial", min=1, help="Ray: CPUs (and torch threads) per trial [1]."
+    ),
+    gpus_per_trial: float = typer.Option(
+        None, "--gpus-per-trial", min=0, help="Ray: GPUs per trial [0]."
+    ),
+    retries: int = typer.Option(
+        None, "--retries", min=0, help="Ray: reruns of a trial whose worker died [2]."
+    ),
+    shared_dir: bool = typer.Option(
+        False, "--shared-dir", help="Ray: trials write in the sweep folder (seen by all nodes)."
+    ),
 ) -> None:
     """Train a grid of variations of a config and compare them in one table and plot."""
     from .sweep import run_sweep
+    from .sweep.executor import ray_options_of
     from .sweep.grid import parse_values
 
+    ray = ray_options_of(
+        executor,
+        workers,
+        address=address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        retries=retries,
+        shared_dir=shared_dir,
+    )
     result = run_sweep(
         config,
         list(overrides or []) + (["train.baseline=true"] if baseline else []),
@@ -350,6 +378,7 @@ def sweep(
         name=name,
         resume=resume,
         quiet=quiet,
+        ray=ray,
     )
     summary = result.summary
     if as_json:

@@ -1,8 +1,8 @@
 """Running trials: one after another in this process, or in a pool of local worker processes.
 
 An executor takes trial tasks, reports their progress and yields their results as they finish.
-The grid and results code only see that interface, so a distributed engine can be plugged in
-later as another executor.
+The grid and results code only see that interface; ray_executor.py runs trials on a Ray cluster
+behind it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,13 +92,30 @@ class _Reporter(Callback):
         self.send(TrialProgress(self.trial, epoch, trainer.config.train.epochs, trainer.task))
 
 
-def run_trial(task: TrialTask, progress: Progress | None = None) -> TrialResult:
-    """Train one trial into its run folder; a user error or a divergence is a failed trial."""
+def dataset_key(config: Any) -> str:
+    """What makes two trials' data sets the same: their data section, data seed and task."""
+    from ..data.sources import data_seed
+
+    return json.dumps([config.data.model_dump(mode="json"), data_seed(config), config.task])
+
+
+def run_trial(
+    task: TrialTask,
+    progress: Progress | None = None,
+    *,
+    dataset: Any = None,
+    callbacks: Sequence[Callback] = (),
+) -> TrialResult:
+    """Train one trial into its run folder; a user error or a divergence is a failed trial.
+
+    `dataset` is the trial's data set when the caller has loaded it already (an executor that
+    loads each data set once for many processes); else it is loaded here, or taken from this
+    process's cache. `callbacks` are added to the trial's own (a stop flag to poll, say).
+    """
     from ..api import train
     from ..atomic import write_text_atomic
     from ..config import build_config
     from ..data import load_dataset
-    from ..data.sources import data_seed
     from ..errors import MlpError
     from ..runs import CONFIG_FILE, SUMMARY_FILE, read_json
 
@@ -106,8 +123,8 @@ def run_trial(task: TrialTask, progress: Progress | None = None) -> TrialResult:
     result = TrialResult(task.trial, "failed", task.run_dir)
     try:
         config = build_config(task.config)
-        key = json.dumps([config.data.model_dump(mode="json"), data_seed(config), config.task])
-        if key not in _datasets:
+        key = dataset_key(config)
+        if dataset is None and key not in _datasets:
             if len(_datasets) >= MAX_CACHED_DATASETS:
                 _datasets.pop(next(iter(_datasets)))
             _datasets[key] = load_dataset(config)
@@ -120,8 +137,8 @@ def run_trial(task: TrialTask, progress: Progress | None = None) -> TrialResult:
             name=task.run_dir.name,
             resume=task.run_dir if task.run_dir.is_dir() else None,
             quiet=True,
-            callbacks=[_Reporter(task.trial, progress)] if progress else [],
-            dataset=_datasets[key],
+            callbacks=[*([_Reporter(task.trial, progress)] if progress else []), *callbacks],
+            dataset=dataset if dataset is not None else _datasets[key],
         )
         result.status, result.summary = "completed", trained.summary
     except KeyboardInterrupt as exc:
@@ -379,3 +396,35 @@ def _result_of(future: Future[TrialResult | None], task: TrialTask) -> TrialResu
 
 def make_executor(workers: int) -> Executor:
     return InlineExecutor() if workers <= 1 else LocalExecutor(workers)
+
+
+# Where a sweep's trials can run (`mlp sweep --executor NAME`), with the options each takes.
+EXECUTORS = {
+    "local": "worker processes on this machine (--workers)",
+    "ray": "one Ray task per trial (--address, --cpus-per-trial, --gpus-per-trial, --retries, "
+    "--shared-dir)",
+}
+
+
+def ray_options_of(executor: str, workers: int | None, **ray: Any) -> Any:
+    """The RayOptions the command line asks for (None for local workers); an error for an
+    unknown executor, or for options of one executor given to the other. `ray` holds the Ray
+    options by their RayOptions names, None where not given."""
+    from ..errors import ConfigError
+    from ..registry import unknown
+    from .ray_connect import RayOptions
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor: {unknown('executor', executor, EXECUTORS)}")
+    given = {key: value for key, value in ray.items() if value is not None and value is not False}
+    if executor == "local":
+        if given:
+            flags = ", ".join("--" + key.replace("_", "-") for key in given)
+            raise ConfigError(f"{flags}: only with --executor ray (the trials run locally now)")
+        return None
+    if workers is not None:
+        raise ConfigError(
+            "--workers: only with --executor local; on Ray the cluster's CPUs and "
+            "--cpus-per-trial decide how many trials run at once"
+        )
+    return RayOptions(**given)

@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_text_atomic
 from ..config import (
@@ -36,6 +36,9 @@ from .executor import Executor, TrialResult, TrialTask, make_executor, worker_co
 from .grid import Trial, expand, hidden_axis, parse_values
 from .results import best_point, point_stats, trial_row, write_results_csv
 from .view import SweepView
+
+if TYPE_CHECKING:
+    from .ray_connect import RayOptions
 
 PLAN_FILE = "sweep.yaml"
 
@@ -179,8 +182,13 @@ def run_sweep(
     resume: str | Path | None = None,
     quiet: bool = False,
     executor: Executor | None = None,
+    ray: RayOptions | None = None,
 ) -> SweepResult:
-    """Run every trial of a sweep into one sweep folder and write its results and plots."""
+    """Run every trial of a sweep into one sweep folder and write its results and plots.
+
+    The trials run in `executor` when one is given, else on a Ray cluster with `ray` options,
+    else in local worker processes (`workers`, default one per core).
+    """
     started = time.perf_counter()
     if name is not None:
         check_run_name(name, "--name")  # before any work is done
@@ -188,6 +196,10 @@ def run_sweep(
     config = with_plan(as_config(config, overrides), hidden, depth, grid, seeds, source)
     trials, configs = plan_trials(config)
     check_trial_data(trials, configs)
+    if executor is None and ray is not None:  # connected before any folder is made
+        from .ray_executor import make_ray_executor
+
+        executor = make_ray_executor(ray)
     if resume is not None:
         sweep_dir = Path(resume)
         if not (sweep_dir / PLAN_FILE).is_file():
@@ -211,11 +223,15 @@ def run_sweep(
                 finished.append(done)
             else:
                 tasks.append(TrialTask(trial, trial_config, run_dir))
-        what = "--workers" if workers else "sweep.workers"
-        count, note = worker_count(workers or config.sweep.workers, max(1, len(tasks)), what=what)
-        if note:
-            err.print(note, markup=False, soft_wrap=True)
-        executor = executor or make_executor(count)
+        if executor is None:
+            what = "--workers" if workers else "sweep.workers"
+            wanted = workers or config.sweep.workers
+            count, note = worker_count(wanted, max(1, len(tasks)), what=what)
+            if note:
+                err.print(note, markup=False, soft_wrap=True)
+            executor = make_executor(count)
+        else:  # trials it runs at once, when it knows
+            count = getattr(executor, "workers", None) or worker_count(None, max(1, len(tasks)))[0]
         run = _Run(sweep_dir, config, trials, {r.trial.index: r for r in finished}, count)
         return run.execute(executor, tasks, quiet, started)
 
