@@ -56,6 +56,33 @@ train: {{epochs: {EPOCHS}, batch_size: 32, plots: false}}
 """
 
 
+# torch's rendezvous store (a TCPStore) listens on every interface: torch gives it no address
+# to bind. The launches below therefore run in a network namespace of their own whose only
+# interface is the loopback, where nothing is reachable but from 127.0.0.1.
+NETNS = ("unshare", "--net", "--map-root-user", "sh", "-c", 'ip link set lo up && exec "$@"', "sh")
+
+
+def _netns_works() -> bool:
+    try:
+        done = subprocess.run([*NETNS, "true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+LOOPBACK_ONLY = list(NETNS) if _netns_works() else None
+needs_loopback_only = pytest.mark.skipif(
+    LOOPBACK_ONLY is None,
+    reason="needs unshare and ip to keep torch's rendezvous store off the network",
+)
+
+
+def isolated(command: list[str]) -> list[str]:
+    """The command in a network namespace that has the loopback interface only."""
+    assert LOOPBACK_ONLY is not None
+    return [*LOOPBACK_ONLY, *command]
+
+
 def launch_env() -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     if "lo" in {name for _, name in socket.if_nameindex()}:
@@ -64,11 +91,13 @@ def launch_env() -> dict[str, str]:
 
 
 def torchrun_command(*args: object) -> list[str]:
-    return [
-        *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
-        *("--nproc_per_node", "2", "-m", "mlpcli", "train"),
-        *map(str, args),
-    ]
+    return isolated(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
+            *("--nproc_per_node", "2", "-m", "mlpcli", "train"),
+            *map(str, args),
+        ]
+    )
 
 
 def torchrun(cwd: Path, *args: object) -> subprocess.CompletedProcess:
@@ -127,8 +156,10 @@ def test_several_processes_refuse_cpu_batch_norm_and_batches_smaller_than_them()
 
 
 @pytest.fixture
-def group_of_one():
-    """A real gloo process group of one process, in this process."""
+def group_of_one(monkeypatch):
+    """A real gloo process group of one process, in this process (its store in memory, and
+    gloo's own listener on the loopback interface)."""
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", launch_env().get("GLOO_SOCKET_IFNAME", "lo"))
     dist.init_process_group("gloo", rank=0, world_size=1, store=dist.HashStore())
     try:
         yield Group(torch.device("cpu"))
@@ -301,6 +332,7 @@ def assert_same_curve(two: Path, one: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_loopback_only
 def test_two_processes_follow_the_one_process_loss_curve(tmp_path, two_process_run):
     config = load_config(two_process_run / "config.yaml")
     one = mlpcli.train(config, out=tmp_path, quiet=True).run_dir
@@ -311,14 +343,17 @@ def test_two_processes_follow_the_one_process_loss_curve(tmp_path, two_process_r
 
 
 @pytest.mark.slow
+@needs_loopback_only
 def test_mlp_train_nproc_launches_two_processes_and_writes_one_run_folder(tmp_path):
     """Through torch's launcher, with autograd: DistributedDataParallel, whose averaged
     gradients are weighted by each process's share of the uneven last batch."""
     (tmp_path / "curve.yaml").write_text(CURVE)
     override = "train.engine=autograd"
     done = subprocess.run(
-        [sys.executable, "-m", "mlpcli", "train", "curve.yaml", override, "--nproc", "2"]
-        + ["--json", "-q"],
+        isolated(
+            [sys.executable, "-m", "mlpcli", "train", "curve.yaml", override, "--nproc", "2"]
+            + ["--json", "-q"]
+        ),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -360,6 +395,7 @@ def poisoned_rows(tmp_path: Path, seed: int, batch: int, step: int) -> Path:
 
 
 @pytest.mark.slow
+@needs_loopback_only
 def test_a_nan_on_process_1_stops_both_at_its_step_with_exit_1(tmp_path):
     config = poisoned_rows(tmp_path, seed=0, batch=16, step=3)
     started = time.monotonic()
@@ -399,6 +435,7 @@ def epochs_logged(out: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+@needs_loopback_only
 def test_a_resume_after_killing_process_1_ends_bitwise_as_an_uninterrupted_run(
     tmp_path, two_process_run
 ):
