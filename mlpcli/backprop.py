@@ -91,7 +91,8 @@ def _with_grad(
 LOSS_GRADS: dict[type[nn.Module], LossAndGrad] = {
     nn.BCEWithLogitsLoss: _with_grad(lambda z, y, m: torch.sigmoid(z).sub_(y).div_(z.numel())),
     nn.CrossEntropyLoss: _cross_entropy,
-    nn.MSELoss: _with_grad(lambda z, y, m: (z - y).mul_(2.0 / z.numel())),
+    # max(1, ...): a process of a multi-process run may get no row of a short last batch.
+    nn.MSELoss: _with_grad(lambda z, y, m: (z - y).mul_(2.0 / max(1, z.numel()))),
     nn.L1Loss: _with_grad(lambda z, y, m: torch.sign(z - y).div_(z.numel())),
     nn.HuberLoss: _with_grad(lambda z, y, m: (z - y).clamp_(-m.delta, m.delta).div_(z.numel())),
 }

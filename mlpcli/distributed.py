@@ -331,7 +331,13 @@ def join(device_name: str, config: Config) -> Iterator[World]:
     device = resolve_device(device_name)
     check_processes(config, processes, device.type)
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get(LOCAL_RANK, "0")))
+        local, gpus = int(os.environ.get(LOCAL_RANK, "0")), torch.cuda.device_count()
+        if local >= gpus:  # each process of a machine takes the GPU of its local rank
+            raise ConfigError(
+                f"train.device: cuda: this machine runs more processes of the run than it has "
+                f"GPUs ({gpus}); start at most {gpus} per machine, or train.device: cpu"
+            )
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
         raise ConfigError(

@@ -40,7 +40,8 @@ def scalar_dtype(fused: bool) -> torch.dtype:
 
 class Optimizer:
     """The part of torch.optim.Optimizer that training uses: param_groups (a schedule changes
-    their lr), state, step(), zero_grad(), state_dict() and load_state_dict().
+    their lr), state, step(), state_dict() and load_state_dict() (the engines clear gradients
+    themselves).
     """
 
     # Each subclass's hyperparameters besides lr and weight_decay, as torch.optim stores them.
@@ -55,13 +56,14 @@ class Optimizer:
         # GradScaler hands a fused update its scale and inf flag instead of unscaling first.
         self._step_supports_amp_scaling = bool(group.get("fused"))
 
-    def zero_grad(self) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.grad = None
-
-    @torch.no_grad()
     def step(self) -> None:
+        if torch.is_grad_enabled():  # updates are not for autograd to record
+            with torch.no_grad():
+                self._step()
+        else:  # the written-out engine steps under no_grad already: spares a switch per step
+            self._step()
+
+    def _step(self) -> None:
         for group in self.param_groups:
             params, grads = [], []
             for p in group["params"]:

@@ -30,6 +30,7 @@ CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.safetensors"
 CHECKPOINT = Path("checkpoints") / "last.pt"
+TENSORBOARD_FOLDER = "tb"  # event files, with train.tensorboard (their names are TensorBoard's)
 # What mlp reads and writes in a run folder, parents before their contents.
 RUN_LAYOUT = {
     CONFIG_FILE: "file",
@@ -41,6 +42,9 @@ RUN_LAYOUT = {
     str(CHECKPOINT): "file",
     "diagnostics.csv": "file",
     "inspect.json": "file",
+    TENSORBOARD_FOLDER: "folder",
+    "model.onnx": "file",
+    "model.onnx.json": "file",
     "plots": "folder",
     "plots/loss.png": "file",
     "plots/gradients.png": "file",
@@ -148,19 +152,20 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         check_own(path, "file")  # raises, naming what was planted there
     _clear_recordless(path)
     lock = filelock.SoftFileLease(str(path), lease_duration=LEASE_SECONDS)
+    here = _host_name()
     try:
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
             owner = lock.owner
-            if owner is not None and owner.hostname == socket.gethostname():
+            if owner is not None and owner.hostname == here:
                 raise
             # Another host's holder, or a lock file it could not read: wait for a refresh.
             lock.acquire(timeout=LEASE_SECONDS * 1.5)
     except filelock.Timeout:
         owner = lock.owner
         holder = "(unknown)" if owner is None else str(owner.pid)
-        if owner is not None and owner.hostname != socket.gethostname():
+        if owner is not None and owner.hostname != here:
             holder += f" on host {owner.hostname} (it still refreshes its lease)"
         raise RunError(
             f"{run_dir}: in use by process {holder}; wait for it to finish or stop it"
@@ -171,6 +176,16 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _host_name() -> str:
+    """This host as filelock records it in a lock: the host name, with a mark of the PID
+    namespace inside a container (whose pids another container cannot probe)."""
+    try:
+        from filelock._identity._host import host_name  # not exported: the same rule, then
+    except ImportError:
+        return socket.gethostname()
+    return str(host_name())
 
 
 def _clear_recordless(path: Path) -> None:

@@ -87,11 +87,6 @@ class CosineAnnealingLR(EpochSchedule):
     def next_lrs(self) -> list[float]:
         t, t_max, low = self.last_epoch, self.T_max, self.eta_min
         groups = self.optimizer.param_groups
-        if self._step_count == 1 and t > 0:
-            return [
-                low + (base - low) * (1 + math.cos(t * math.pi / t_max)) / 2
-                for base in self.base_lrs
-            ]
         if (t - 1 - t_max) % (2 * t_max) == 0:
             return [
                 g["lr"] + (base - low) * (1 - math.cos(math.pi / t_max)) / 2

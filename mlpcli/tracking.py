@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from .callbacks import Callback
 from .errors import ConfigError
+from .runs import TENSORBOARD_FOLDER
 
 if TYPE_CHECKING:
     from .config import Config
     from .trainer import Trainer
 
-LOG_FOLDER = "tb"
 EXTRA = 'pip install "mlpcli[tensorboard]"'
 
 
@@ -54,7 +54,7 @@ class TensorBoard(Callback):
     """Writes tb/ as training goes; on resume, what was logged past the checkpoint is purged."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.folder = Path(run_dir) / LOG_FOLDER
+        self.folder = Path(run_dir) / TENSORBOARD_FOLDER
         self.writer: Any = None
 
     def on_train_start(self, trainer: Trainer) -> None:

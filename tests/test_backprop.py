@@ -161,3 +161,14 @@ def test_a_failing_compile_is_a_config_error(tmp_path, monkeypatch):
     config = build_config({"data": {"n_samples": 200}, "train": {"epochs": 2, "compile": True}})
     with pytest.raises(ConfigError, match="train.compile: torch.compile failed here"):
         mlpcli.train(config, out=tmp_path, quiet=True)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_a_batch_part_with_no_rows_has_an_empty_gradient(name):
+    """In a run of several processes, one may get no row of a short last batch."""
+    from mlpcli.backprop import LOSS_GRADS
+
+    loss_fn, out_dim, targets = LOSSES[name]
+    y = targets(torch.Generator().manual_seed(0))[:0]
+    _, grad = LOSS_GRADS[type(loss_fn)](torch.empty(0, out_dim), y, loss_fn)
+    assert grad.shape == (0, out_dim)

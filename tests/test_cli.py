@@ -238,14 +238,13 @@ def test_eval_names_the_split_it_scored(trained):
 
 def test_a_run_in_use_cannot_be_resumed_twice(config, trained):
     import os
-    import socket
 
-    from mlpcli.runs import run_lock
+    from mlpcli.runs import _host_name, run_lock
 
     with run_lock(trained):  # a live process holds the run
         assert_clean_error(mlp("train", config, "--resume", trained), "in use by process")
         record = (trained / ".lock").read_text()
-        assert f"pid={os.getpid()}\n" in record and f"host={socket.gethostname()}\n" in record
+        assert f"pid={os.getpid()}\n" in record and f"host={_host_name()}\n" in record
     assert not (trained / ".lock").exists()
     # Left by a process of this host that is gone: taken over at once.
     (trained / ".lock").write_text(record.replace(f"pid={os.getpid()}\n", "pid=999999999\n"))

@@ -17,7 +17,9 @@ from mlpcli.registry import SYNTHETIC_SOURCES
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    """Bitwise equal, laid out alike in memory (a loss adds a tensor up in its memory order)."""
+    same_layout = a.strides == b.strides
+    return same_layout and a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
 @pytest.mark.parametrize("standardize", [True, False])

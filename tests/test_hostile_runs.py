@@ -345,6 +345,31 @@ def test_a_lock_naming_an_unrelated_live_process_is_taken_over(runs, stopped):
     assert time.monotonic() - started < 20  # taken at once, not after a lease
 
 
+HOST_IN_RECORD = """
+import filelock, sys
+from mlpcli.runs import _host_name
+lock = filelock.SoftFileLease(sys.argv[1], lease_duration=5)
+with lock:
+    print(lock.owner.hostname == _host_name(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("namespace", ["this one", "a container's own pids"])
+def test_this_host_is_named_as_filelock_records_it(tmp_path, namespace):
+    """A holder on this host is probed, not waited on: also in a container, whose host name
+    filelock marks with its PID namespace."""
+    command = [sys.executable, "-c", HOST_IN_RECORD, str(tmp_path / ".lock")]
+    if namespace != "this one":
+        command = ["unshare", "--pid", "--fork", "--map-root-user", *command]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        pytest.skip("no unshare")
+    if done.returncode != 0 and namespace != "this one":
+        pytest.skip(f"no PID namespace here: {done.stderr.strip()[-200:]}")
+    assert done.stdout.strip() == "True", done.stderr
+
+
 @pytest.fixture
 def short_lease(monkeypatch):
     import mlpcli.runs

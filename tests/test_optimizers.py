@@ -82,8 +82,6 @@ def test_each_optimizer_steps_bitwise_as_torch_optim_does(case):
     for a, b in zip(ours_params, torch_params):
         assert torch.equal(a, b)
     assert_same_state(ours.state_dict(), reference.state_dict())
-    ours.zero_grad()
-    assert all(p.grad is None for p in ours_params)
 
 
 @pytest.mark.parametrize("case", ["sgd-momentum", "adam-fused", "adamw", "rmsprop-momentum"])
@@ -137,7 +135,8 @@ def test_grad_scaler_drives_them_as_it_drives_torch_optim(case):
             loss = sum((p * torch.randn(p.shape, generator=g)).sum() for p in params)
             if step == 3:
                 loss = loss * math.inf  # overflows: this step must change nothing
-            optimizer.zero_grad()
+            for p in params:  # as the engines clear them
+                p.grad = None
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

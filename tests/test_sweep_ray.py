@@ -354,3 +354,20 @@ def test_a_version_mismatch_is_one_line_naming_both():
         assert needle in line
     assert "Python 3.11.7" in line
     assert version_mismatch("connection refused", "--address x") is None
+
+
+def test_a_trials_files_carry_its_tensorboard_logs_and_nothing_outside_its_folder(tmp_path):
+    from mlpcli.sweep.ray_executor import read_run_files, write_run_files
+
+    run = tmp_path / "worker" / "trial-000"
+    (run / "tb").mkdir(parents=True)
+    (run / "summary.json").write_text("{}")
+    (run / "tb" / "events.out.tfevents.1.vm.2.0").write_bytes(b"events")
+    files = read_run_files(run)
+    assert files == {"summary.json": b"{}", "tb/events.out.tfevents.1.vm.2.0": b"events"}
+    hostile = {**files, "tb/../escape": b"x", "../escape": b"x", "tb/a/b": b"x", "tb/..": b"x"}
+    target = tmp_path / "sweep" / "trials" / "trial-000"
+    write_run_files(target, hostile)
+    assert read_run_files(target) == files
+    assert not (tmp_path / "sweep" / "trials" / "escape").exists()
+    assert sorted(p.name for p in (tmp_path / "sweep" / "trials").iterdir()) == ["trial-000"]

@@ -45,10 +45,12 @@ class Columns:
         return Columns({name: values[index] for name, values in self.data.items()})
 
     def numbers(self, names: list[str]) -> np.ndarray:
-        """The named columns side by side as float64 (rows x len(names))."""
+        """The named columns side by side as float64 (rows x len(names)), column by column in
+        memory as a DataFrame's to_numpy() lays them out: tensors made from them, and so the
+        order in which a loss adds them up, are the same either way."""
         if not names:
             return np.zeros((len(self), 0))
-        return np.stack([self.data[n].astype(np.float64) for n in names], axis=1)
+        return np.stack([self.data[n].astype(np.float64) for n in names]).T
 
 
 # What the data layer passes around: a DataFrame (files, bundled sets) or Columns (synthetic).

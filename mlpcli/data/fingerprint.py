@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -17,9 +17,7 @@ from ..config import DataConfig
 from ..errors import CheckpointError, DataError
 from .columns import Columns, Table
 from .files import check_regular
-
-if TYPE_CHECKING:
-    import pandas as pd
+from .preprocess import is_numeric
 
 FILE_KEYS = ("path", "val_path", "test_path")
 CHUNK = 1 << 20
@@ -51,7 +49,7 @@ def rows_sha256(frame: Table) -> str:
         digest.update(f"{name}\x1f{len(column)}\x1e".encode("utf-8", "backslashreplace"))
         if isinstance(frame, Columns):
             digest.update(column.astype("<f8").tobytes())
-        elif _is_numeric(frame[name]):
+        elif is_numeric(frame[name]):
             values = frame[name].to_numpy(dtype="<f8", na_value=np.nan)
             digest.update(values.tobytes())
         else:
@@ -59,12 +57,6 @@ def rows_sha256(frame: Table) -> str:
             digest.update(text.encode("utf-8", "backslashreplace"))
         digest.update(b"\x1d")
     return digest.hexdigest()
-
-
-def _is_numeric(column: pd.Series) -> bool:
-    import pandas as pd
-
-    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
 
 
 def file_hashes(data: DataConfig) -> dict[str, str]:

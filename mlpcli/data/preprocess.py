@@ -109,14 +109,15 @@ def check_columns(frame: Table, columns: list[str], where: str, what: str) -> No
         )
 
 
-def _is_numeric(series: pd.Series) -> bool:
+def is_numeric(series: pd.Series) -> bool:
+    """Numbers or booleans (which enter models as 0/1)."""
     import pandas as pd
 
     return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 
 
 def _numeric_column(frame: Table, col: str) -> bool:
-    return isinstance(frame, Columns) or _is_numeric(frame[col])
+    return isinstance(frame, Columns) or is_numeric(frame[col])
 
 
 def _floats(frame: Table, col: str) -> np.ndarray:
@@ -182,7 +183,7 @@ def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
     import pandas as pd
 
     if len(targets) > 1:
-        text = [t for t in targets if not _is_numeric(frame[t])]
+        text = [t for t in targets if not is_numeric(frame[t])]
         if text:
             raise DataError(
                 f"data.target: '{text[0]}' holds text; several targets must all be numbers "
@@ -191,7 +192,7 @@ def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
         binary = all(set(pd.unique(frame[t].dropna())) <= {0, 1} for t in targets)
         return "multilabel" if binary else "regression"
     y = frame[targets[0]].dropna()
-    if not _is_numeric(y) or pd.api.types.is_bool_dtype(y):
+    if not is_numeric(y) or pd.api.types.is_bool_dtype(y):
         n = y.nunique()
         return "binary" if n == 2 else "classification"
     values = y.to_numpy()

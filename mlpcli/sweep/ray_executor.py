@@ -67,6 +67,12 @@ class RayExecutor:
             reason = str(exc.args[0]) if exc.args else "SIGINT"
             yield from self._stop(control, refs, collected, reason)
             raise
+        except GeneratorExit:
+            # Closed by the sweep after an interrupt that reached it outside this generator:
+            # the running trials still save and their files are written; nothing is yielded.
+            for _ in self._stop(control, refs, collected, "SIGINT"):
+                pass
+            raise
         finally:
             with contextlib.suppress(Exception):
                 ray.kill(control)
@@ -77,7 +83,10 @@ class RayExecutor:
     ) -> Generator[TrialResult, None, None]:
         """Start no further trial; give the running ones STOP_SECONDS to save, and yield them."""
         ray = self.ray
-        started = set(ray.get(control.stop.remote(reason), timeout=STOP_SECONDS))
+        try:
+            started = set(ray.get(control.stop.remote(reason), timeout=STOP_SECONDS))
+        except ray.exceptions.RayError:  # no answer from the control actor: assume all run
+            started = {task.trial.index for task in refs.values()}
         running = []
         for ref, task in refs.items():
             if ref in collected:
@@ -276,6 +285,26 @@ def _carried() -> list[str]:
     return sorted(names, key=lambda n: n == SUMMARY_FILE)
 
 
+def _logs(run_dir: Path) -> list[str]:
+    """The TensorBoard event files of a run folder (their names are TensorBoard's own)."""
+    from ..runs import TENSORBOARD_FOLDER
+
+    folder = run_dir / TENSORBOARD_FOLDER
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    return [f"{TENSORBOARD_FOLDER}/{p.name}" for p in sorted(folder.iterdir()) if p.is_file()]
+
+
+def _allowed(name: str) -> bool:
+    """A name a trial may carry: one of the run folder's own files, or an event file directly
+    inside its TensorBoard folder."""
+    from ..runs import TENSORBOARD_FOLDER
+
+    folder, _, base = name.partition("/")
+    in_logs = folder == TENSORBOARD_FOLDER and base not in ("", ".", "..") and "/" not in base
+    return name in _carried() or in_logs
+
+
 def read_run_files(run_dir: Path) -> Files | None:
     """A run folder's own files (never through a link); None when there is no folder."""
     from ..atomic import open_own
@@ -283,7 +312,7 @@ def read_run_files(run_dir: Path) -> Files | None:
     if not run_dir.is_dir():
         return None
     files = {}
-    for name in _carried():
+    for name in [*_carried(), *_logs(run_dir)]:
         if (run_dir / name).exists():
             with open_own(run_dir / name) as handle:
                 files[name] = handle.read()
@@ -296,7 +325,9 @@ def write_run_files(run_dir: Path, files: Files) -> None:
     from ..atomic import atomic_write, make_folder
 
     make_folder(run_dir)
-    for name in _carried():
+    # summary.json last: it says the run completed.
+    names = [n for n in files if _allowed(n) and n not in _carried()] + _carried()
+    for name in names:
         if name in files:
             make_folder((run_dir / name).parent)
             data = files[name]
