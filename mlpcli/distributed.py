@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import ConfigError, TrainingError
+from .errors import ConfigError, TrainingError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -306,7 +306,7 @@ def _communication_failed(dist: Any, exc: RuntimeError) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    line = first_line(str(exc)) or exc.__class__.__name__
     # gloo's messages open with the C++ source position: "[.../pair.cc:537] Read error ...".
     if line.startswith("[") and "] " in line:
         line = line.split("] ", 1)[1]

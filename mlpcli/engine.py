@@ -21,7 +21,7 @@ from torch import nn
 from .backprop import Backprop, unsupported
 from .config import TrainConfig
 from .distributed import SOLO, World
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .optimizers import Optimizer
 from .probe import LayerProbe, probe_model
 
@@ -102,10 +102,9 @@ class Autograd:
             try:
                 return self._loss_of(x, y)
             except Exception as exc:
-                first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+                first = first_line(str(exc), 160) or exc.__class__.__name__
                 raise ConfigError(
-                    f"train.compile: torch.compile failed here ({first[:160]}); "
-                    f"set train.compile: false"
+                    f"train.compile: torch.compile failed here ({first}); set train.compile: false"
                 ) from None
             finally:
                 self.compiling = False

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(text: str, limit: int = 300) -> str:
+    """The first non-blank line of a message, cut to `limit` characters: what a one-line error
+    quotes of another library's (often many-line) message."""
+    return (text.strip().splitlines() or [""])[0][:limit]
+
+
 class MlpError(Exception):
     """An error the user can fix: printed as one short message, never a traceback."""
 

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 
 RAY_EXTRA = 'pip install "mlpcli[ray]"'
 CONNECT_SECONDS = 5.0  # to reach the cluster's address at all, before Ray is asked to connect
@@ -72,7 +72,7 @@ def connect(options: RayOptions) -> Any:
         text = str(exc)
         raise ConfigError(
             version_mismatch(text, where)
-            or f"{where}: cannot connect to a Ray cluster ({_first_line(text)})"
+            or f"{where}: cannot connect to a Ray cluster ({first_line(text)})"
         ) from None
     finally:
         if main and previous is not None:
@@ -152,7 +152,3 @@ def version_mismatch(message: str, where: str) -> str | None:
         f"machine Ray {found['my_ray']} on Python {found['my_python']}; a sweep's driver and its "
         f"cluster need the same Ray and Python versions"
     )
-
-
-def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0][:300]

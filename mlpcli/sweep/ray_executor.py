@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..callbacks import Callback
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from .executor import STOP_SECONDS, Progress, TrialProgress, TrialResult, TrialTask, run_trial
 from .ray_connect import RayOptions, connect
 
@@ -114,7 +114,7 @@ class RayExecutor:
         except ray.exceptions.TaskCancelledError:
             return None
         except ray.exceptions.RayError as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            first = first_line(str(exc), 200)
             retries = self.options.retries
             return TrialResult(
                 task.trial,

@@ -20,7 +20,7 @@ from ..config import (
     set_key,
 )
 from ..console import err
-from ..errors import ConfigError, MlpError, RunError
+from ..errors import ConfigError, MlpError, RunError, first_line
 from ..registry import main_metric, shown, source_task
 from ..runs import (
     SUMMARY_FILE,
@@ -370,7 +370,7 @@ def _draw_boundaries(sweep_dir: Path, trials: list[Trial]) -> list[str]:
     try:
         sweep_boundaries(sweep_dir, trials)
     except Exception as exc:  # whatever stops the figure, the sweep's results stand
-        first = (str(exc).strip().splitlines() or [""])[0]  # no traceback, one line
+        first = first_line(str(exc))  # no traceback, one line
         if not isinstance(exc, MlpError):  # an unexpected error: name its kind too
             first = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         return [f"{sweep_dir / BOUNDARIES_FILE} was not drawn: {first}"]
