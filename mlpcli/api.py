@@ -8,6 +8,7 @@ model.predict(frame)
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ from .runs import (
 from .tasks import make_loss
 from .tracking import TensorBoard
 from .trainer import Callback, Split, Trainer, evaluate, read_floats, target_scale
+
+# The one setting a resumed run may change: more epochs continue it (see _more_epochs).
+EPOCHS = "train.epochs"
 
 
 @dataclass
@@ -119,7 +123,9 @@ def train(
     """Train a config (a file path or a Config) and write its run folder.
 
     With resume, continue the run folder from its last checkpoint; the config must match the
-    run's own config.yaml. A plan (plan.plan_run of the same config) spares checking again.
+    run's own config.yaml, but for a larger train.epochs, which continues the run (completed
+    or not) to that many epochs and is recorded in its config.yaml and summary.json. A plan
+    (plan.plan_run of the same config) spares checking again.
 
     In a run of several processes (a world from distributed.join, under torchrun) every process
     calls this with the same arguments: process 0 alone makes and writes the run folder, the
@@ -144,24 +150,31 @@ def train(
         raise RunError(f"--resume {run_dir}: no such run folder")
     check_run_folder(run_dir)  # a shared folder may hold links planted to redirect writes
     if not world.is_main:  # reads the same checkpoint; process 0 holds the folder's lock
-        return _follow(_resumed(run_dir, config, dataset, plan, world), run_dir)
+        return _follow(_resumed(run_dir, config, dataset, plan, world)[0], run_dir)
     with run_lock(run_dir):
-        session = _resumed(run_dir, config, dataset, plan, world)
+        session, more = _resumed(run_dir, config, dataset, plan, world)
         # A kill -9 leaves temporary files (never a final name) and may come before summary.json.
         sweep_temporaries(run_dir)
         summary_path = run_dir / "summary.json"
         summary = read_json(summary_path) if summary_path.exists() else _started()
+        if more is not None:
+            write_text_atomic(run_dir / "config.yaml", session.config.to_yaml())
+            summary["continued"] = [*summary.get("continued", []), more]
         return _run(session, run_dir, summary, started, quiet, callbacks)
 
 
 def _resumed(
     run_dir: Path, config: Config, dataset: Dataset | None, plan: RunPlan | None, world: World
-) -> Session:
-    """The session of a run folder, its trainer at the state of the folder's checkpoint."""
-    config = _check_resume(run_dir, config)
+) -> tuple[Session, dict[str, Any] | None]:
+    """The session of a run folder, its trainer at the state of the folder's checkpoint; and,
+    for a run continued to more epochs, what summary.json records of that (else None)."""
+    saved, config = _check_resume(run_dir, config)
     # Stopped before the first epoch ended: nothing to load, start the run afresh in place.
     checkpoint = run_dir / CHECKPOINT
     state = load_checkpoint(checkpoint) if checkpoint.exists() else None
+    more = None
+    if config.train.epochs != saved.train.epochs:
+        more = _more_epochs(run_dir, saved, config, state)
     same = plan is not None and plan.config.to_dict() == config.to_dict()
     session = prepare(config, dataset, plan if same else None, world)
     if state is not None:
@@ -183,7 +196,33 @@ def _resumed(
                 f"{checkpoint}: does not fit this run's model and settings "
                 f"({exc.__class__.__name__}: {str(exc)[:120]})"
             ) from None
-    return session
+        if more is not None:
+            session.trainer.train_on()
+    return session, more
+
+
+def _more_epochs(
+    run_dir: Path, saved: Config, config: Config, state: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What a resume with another train.epochs continues, as summary.json records it; refused
+    unless there are more epochs to run than the checkpoint has run."""
+    run = state["epoch"] if state is not None else 0
+    if state is None and completed_run(run_dir):
+        raise CheckpointError(
+            f"--resume {run_dir}: train.epochs={config.train.epochs}: the run has no "
+            f"{CHECKPOINT} to continue from"
+        )
+    if config.train.epochs <= run:
+        raise ConfigError(
+            f"train.epochs={config.train.epochs}: --resume {run_dir} has already run {run} "
+            f"epochs; to train it further, give train.epochs above {run}"
+        )
+    return {
+        "after_epoch": run,
+        "epochs_from": saved.train.epochs,
+        "epochs_to": config.train.epochs,
+        "stopped_early": bool(state is not None and state["stopped_early"]),
+    }
 
 
 def _follow(session: Session, run_dir: Path) -> TrainResult:
@@ -285,20 +324,29 @@ def _fit(session: Session, run_dir: Path, started: float, resume_hint: str) -> N
         raise
 
 
-def _check_resume(run_dir: Path, config: Config) -> Config:
-    """The run's own config; a different config on the command line is refused, key by key."""
+def _check_resume(run_dir: Path, config: Config) -> tuple[Config, Config]:
+    """(the run's own config, the config to resume with): the run's own, or with another
+    train.epochs to continue it; any other difference is refused, key by key, as is a
+    completed run with nothing to add."""
     if not (run_dir / "config.yaml").is_file():
         raise RunError(f"--resume {run_dir}: not a run folder (no config.yaml)")
     saved = load_config(run_dir / "config.yaml")
-    if completed_run(run_dir):
-        raise RunError(f"--resume {run_dir}: this run has already completed")
-    differ = differences(saved.to_dict(), config.to_dict())
+    differ = [key for key in differences(saved.to_dict(), config.to_dict()) if key != EPOCHS]
     if differ:
         raise ConfigError(
             f"--resume {run_dir}: the config differs from the run's config.yaml at "
-            f"{', '.join(differ[:5])}; a resumed run keeps its own settings"
+            f"{', '.join(differ[:5])}; a resumed run keeps its own settings (only {EPOCHS} "
+            f"may change, to train it for more epochs)"
         )
-    return saved
+    epochs = saved.train.epochs
+    if completed_run(run_dir) and config.train.epochs == epochs:
+        run = read_json(run_dir / "summary.json").get("epochs_run")
+        early = f", stopped early after {run}" if isinstance(run, int) and run < epochs else ""
+        raise RunError(
+            f"--resume {run_dir}: this run has already completed ({EPOCHS} {epochs}{early}); "
+            f"to train it for more epochs, add {EPOCHS}=N with N above {epochs}"
+        )
+    return saved, config if config.train.epochs != epochs else saved
 
 
 def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
@@ -335,6 +383,7 @@ def _finish(
     if status != "completed":
         trainer.restore_best()  # never keep the weights of a failed or half-done epoch
     summary = {**read_json(run_dir / "summary.json"), **_summary(session, run_dir, status)}
+    unscored: list[str] = []  # the final metrics that are not finite
     if final and trainer.best_state is not None:
         metrics = {}
         for name, split in session.splits.items():
@@ -344,6 +393,14 @@ def _finish(
             metrics[name] = read_floats(values)
         summary["metrics"] = metrics
         save_model(run_dir / MODEL_FILE, trainer.model, _model_metadata(session))
+        unscored = [
+            f"{split} {key} {value}"
+            for split, values in metrics.items()
+            for key, value in values.items()
+            if not math.isfinite(value)
+        ]
+        if status == "completed" and unscored:  # a completed run reports every metric
+            summary["status"] = "failed"
     if trainer.history and session.config.train.plots:
         loss_curve(
             trainer.history,
@@ -362,6 +419,12 @@ def _finish(
         samples_per_second=round(trainer.epoch * n_train / max(trainer.train_seconds, 1e-9), 1),
     )
     write_json(run_dir / "summary.json", summary)
+    if status == "completed" and unscored:
+        raise TrainingError(
+            f"the final metrics are not finite ({', '.join(unscored)}): the predictions are too "
+            f"far from the targets to score in float64, so the run is marked failed (the model "
+            f"is kept; run folder: {run_dir})"
+        )
     return summary
 
 

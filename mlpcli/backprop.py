@@ -302,7 +302,7 @@ class Backprop:
         optimizer.step()
 
     def probe(self, x: torch.Tensor, y: torch.Tensor) -> list[LayerProbe]:
-        """Every block's z, a, dL/dz and dL/dW for the batch-mean loss, in eval mode. The
+        """Every block's z, a, dL/dz and dL/dW for the batch-mean loss, dropout off. The
         gradients pass through the flat .grad buffer, which the next update() overwrites whole.
         """
         was_training = self.model.training

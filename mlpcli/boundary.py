@@ -29,25 +29,31 @@ DEFAULT_SPAN = 3.0  # with nothing recorded to size an axis by, it runs from -3 
 
 @dataclass
 class Points:
-    """The run's train and test rows, drawn again (None where they could not be), and why not."""
+    """The run's rows to draw, by split (None where they could not be drawn again, or are not
+    drawn: regions draw train and test, a curve train and val), and why not."""
 
     train: pd.DataFrame | None
     test: pd.DataFrame | None
     notes: list[str] = field(default_factory=list)
+    val: pd.DataFrame | None = None
 
     def frames(self) -> list[pd.DataFrame]:
-        return [f for f in (self.train, self.test) if f is not None]
+        return [f for f in (self.train, self.val, self.test) if f is not None]
+
+    def split(self, name: str) -> pd.DataFrame | None:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
 @dataclass
 class BoundaryGrid:
     """A square grid over two input features, every other feature held fixed, and the model's
-    outputs on it. Row i of the grid is (xs[i % n], ys[i // n]) for n = len(xs)."""
+    outputs on it. Row i of the grid is (xs[i % n], ys[i // n]) for n = len(xs). With one
+    feature, a line along it (a curve's rows): ys is [0] and row i is xs[i]."""
 
     predictor: Predictor
-    features: tuple[str, str]
+    features: tuple[str, ...]
     xs: np.ndarray  # values of features[0], raw units
-    ys: np.ndarray  # values of features[1], raw units
+    ys: np.ndarray  # values of features[1], raw units ([0] for one feature)
     held: dict[str, Any]  # the other features' fixed values
     outputs: np.ndarray  # Predictor.outputs of the rows: probabilities, or scaled regression values
     points: Points
@@ -75,9 +81,16 @@ class BoundaryGrid:
         """Grid rows start..stop-1 as raw rows, the model's columns in its own order."""
         return grid_rows(self.predictor, self.features, self.xs, self.ys, self.held, start, stop)
 
+    def matching(self, split: str) -> pd.DataFrame | None:
+        """The rows of a split whose categorical features equal the held ones: the only rows
+        the regions describe (a numeric feature is never held at a row's exact value, so it
+        does not filter; the figure says the points' other numbers vary)."""
+        return rows_at(self.points.split(split), held_categories(self.predictor, self.held))
+
     def shown(self, split: str) -> pd.DataFrame | None:
-        """The rows of a split that are scattered: all, or a seeded sample of MAX_POINTS."""
-        return sample_rows(self.train if split == "train" else self.test)
+        """The rows of a split that are scattered: the matching ones, or a seeded sample of
+        MAX_POINTS of them."""
+        return sample_rows(self.matching(split))
 
     def probabilities(self) -> pd.DataFrame:
         """proba_<label> columns, as `mlp predict --proba` writes them for the grid's rows."""
@@ -107,6 +120,37 @@ def numeric_features(predictor: Predictor) -> list[str]:
     return [c for c in prep.features if c in prep.numeric]
 
 
+def held_categories(predictor: Predictor, held: dict[str, Any]) -> dict[str, str]:
+    """The held values of the categorical features, as text (the form they are compared in)."""
+    return {c: str(v) for c, v in held.items() if c in predictor.preprocessor.categorical}
+
+
+def rows_at(frame: pd.DataFrame | None, categories: dict[str, str]) -> pd.DataFrame | None:
+    """The rows whose columns hold the given categories (all rows for none)."""
+    if frame is None or not categories:
+        return frame
+    keep = np.ones(len(frame), dtype=bool)
+    for column, value in categories.items():
+        keep &= (frame[column].astype(str) == value).to_numpy()
+    return frame[keep]
+
+
+def most_varying(predictor: Predictor) -> tuple[str, str] | None:
+    """The two numeric features with the largest standard deviation on the training rows, in
+    the model's column order; None for a model that recorded no spread (saved before it did).
+
+    Raw units, as the run recorded them: standardised, every non-constant feature has
+    variance 1 and none could be told apart; in the data's own units the pixels of an image
+    (all one unit) rank by how much they vary, and a constant one (std 0) comes last."""
+    prep = predictor.preprocessor
+    numeric = numeric_features(predictor)
+    if not all(c in prep.stats for c in numeric):
+        return None
+    ranked = sorted(numeric, key=lambda c: -prep.stats[c][1])  # stable: ties in column order
+    first, second = (c for c in numeric if c in ranked[:2])
+    return first, second
+
+
 def parse_features(text: str, predictor: Predictor) -> list[str]:
     """--features A,B as a list of names. A column name may itself hold a comma, so each comma
     is tried in turn and the cut whose two sides both name input columns is taken. Failing
@@ -133,17 +177,27 @@ def _as_name(part: str, known: set[str]) -> str:
     return part if part in known else part.strip()
 
 
-def choose_features(predictor: Predictor, names: list[str] | None) -> tuple[str, str]:
-    """The two features to plot: the names given, or the model's first two numeric inputs."""
+def choose_features(predictor: Predictor, names: list[str] | None) -> tuple[str, ...]:
+    """The features to plot: the two names given, or the two that vary most (the first two
+    numeric inputs for a model that recorded no spread); a model with one numeric input has
+    that one, drawn as a curve."""
     numeric = numeric_features(predictor)
     accepted = listed(numeric, limit=20, quote=False) or "none"
-    if len(numeric) < 2:
+    if not numeric:
+        categorical = listed(list(predictor.preprocessor.categorical), limit=20, quote=False)
         raise DataError(
-            f"--boundary: needs two numeric input features; this model has {len(numeric)} "
-            f"({accepted})"
+            f"--boundary: needs a numeric input feature to draw along; this model has none "
+            f"(its inputs are categorical: {categorical})"
         )
+    if len(numeric) == 1:
+        if names is not None and names != numeric:
+            raise ConfigError(
+                f"--features: this model has one numeric input ({accepted}), whose curve "
+                f"--boundary draws without --features"
+            )
+        return (numeric[0],)
     if names is None:
-        return numeric[0], numeric[1]
+        return most_varying(predictor) or (numeric[0], numeric[1])
     if len(names) != 2:
         example = shlex.quote(f"{numeric[0]},{numeric[1]}")
         raise ConfigError(f"--features: expected two names, e.g. --features {example}")
@@ -171,34 +225,35 @@ def training_rows(predictor: Predictor, run: str | Path) -> tuple[pd.DataFrame |
         return None, str(exc)
 
 
-def training_points(predictor: Predictor, run: str | Path) -> Points:
-    """The run's train and test rows, and notes on what could not be drawn."""
+def training_points(predictor: Predictor, run: str | Path, other: str = "test") -> Points:
+    """The run's train rows and its `other` split's (test beside regions, val beside a
+    curve), and notes on what could not be drawn."""
     train, reason = training_rows(predictor, run)
     if train is None:
         return Points(None, None, [reason])
     try:
-        return Points(train, predictor.split("test"))
+        rows = predictor.split(other)
     except DataError as exc:
-        return Points(train, None, [f"the test points are not drawn: {exc}"])
+        return Points(train, None, [f"the {other} points are not drawn: {exc}"])
+    return Points(train, rows) if other == "test" else Points(train, None, val=rows)
 
 
-def held_values(predictor: Predictor, train: pd.DataFrame | None) -> tuple[dict[str, Any], str]:
+def held_values(predictor: Predictor) -> tuple[dict[str, Any], str]:
     """A fixed value for every input feature, and how they were chosen: numeric ones at their
-    training mean (raw units), categorical ones at their most frequent training value. Without
-    the rows, the mean the scaler recorded, or 0 where data.standardize recorded none."""
+    training mean (raw units), categorical ones at their most frequent training value, both
+    as the model recorded them, so that they are the same whether or not the data can be read
+    again. A model saved before they were recorded: the scaler's mean, or 0 where
+    data.standardize: false recorded none, and the first category."""
     prep = predictor.preprocessor
-    numeric = list(prep.numeric)
-    if train is not None:
-        means = train[numeric].astype(np.float64).mean()  # one pass, however many columns
-        values: dict[str, Any] = {c: float(means[c]) for c in numeric}
-        for col in prep.categorical:
-            values[col] = train[col].astype(str).mode().iloc[0]  # ties: the first in sort order
+    if all(c in prep.stats for c in prep.numeric) and set(prep.modes) == set(prep.categorical):
+        values: dict[str, Any] = {c: mean for c, (mean, _) in prep.stats.items()}
+        values.update(prep.modes)
         return values, "their training mean (categories: their most frequent training value)"
     values = {c: cats[0] for c, cats in prep.categorical.items()}
     if predictor.config.data.standardize:
         values.update({c: mean for c, (mean, _) in prep.numeric.items()})
         return values, "the training mean the model recorded (categories: their first value)"
-    values.update({c: 0.0 for c in numeric})
+    values.update({c: 0.0 for c in prep.numeric})
     return values, (
         "0, a default: the model was trained with data.standardize: false, so it recorded no "
         "training mean (categories: their first value)"
@@ -209,10 +264,13 @@ def axis_range(
     predictor: Predictor, feature: str, frames: list[pd.DataFrame]
 ) -> tuple[float, float]:
     """The plotted points' range plus a margin; without points, the recorded mean +- 3 std, or
-    -3..3 where data.standardize recorded neither."""
+    -3..3 where the model recorded neither."""
     if frames:
         values = np.concatenate([f[feature].to_numpy(dtype=np.float64) for f in frames])
         low, high = float(values.min()), float(values.max())
+    elif feature in predictor.preprocessor.stats:
+        mean, std = predictor.preprocessor.stats[feature]
+        low, high = mean - 3 * std, mean + 3 * std
     elif predictor.config.data.standardize:
         mean, std = predictor.preprocessor.numeric[feature]
         low, high = mean - 3 * std, mean + 3 * std
@@ -224,7 +282,7 @@ def axis_range(
 
 def grid_rows(
     predictor: Predictor,
-    features: tuple[str, str],
+    features: tuple[str, ...],
     xs: np.ndarray,
     ys: np.ndarray,
     held: dict[str, Any],
@@ -232,7 +290,8 @@ def grid_rows(
     stop: int,
 ) -> pd.DataFrame:
     """Rows start..stop-1 of the grid over `features` (row i is (xs[i % n], ys[i // n])), every
-    other input at its held value, the model's columns in its own order."""
+    other input at its held value, the model's columns in its own order. With one feature
+    (a curve), row i is xs[i]."""
     prep = predictor.preprocessor
     index = np.arange(start, stop)
     numeric = [c for c in prep.features if c in prep.numeric]
@@ -240,7 +299,8 @@ def grid_rows(
     block = np.empty((len(index), len(numeric)))
     block[:] = [held.get(c, 0.0) for c in numeric]
     block[:, numeric.index(features[0])] = xs[index % len(xs)]
-    block[:, numeric.index(features[1])] = ys[index // len(xs)]
+    if len(features) > 1:
+        block[:, numeric.index(features[1])] = ys[index // len(xs)]
     frame = pd.DataFrame(block, columns=numeric, copy=False)
     if not prep.categorical:
         return frame
@@ -265,39 +325,81 @@ def boundary_grid(
     points: Points | None = None,
 ) -> BoundaryGrid:
     """The grid of raw rows over two features (others held fixed) and the model's outputs on
-    it, scored with the run's own Predictor, so they equal `mlp predict --proba` of those rows.
-    `points`, when given, are the run's rows already drawn (a sweep's trials share them)."""
+    it, scored with the run's own Predictor, so they equal `mlp predict --proba` of those rows;
+    for a model with one numeric input, a line of rows along it (ys is [0], unused), drawn as
+    a curve over the train and val points. `points`, when given, are the run's rows already
+    drawn (a sweep's trials share them)."""
     predictor = predictor or load(run)
     chosen = choose_features(predictor, features)
-    points = points or training_points(predictor, run)
+    splits = ("train", "test") if len(chosen) == 2 else ("train", "val")
+    points = points or training_points(predictor, run, splits[1])
     frames = points.frames()
-    values, how = held_values(predictor, points.train)
+    values, how = held_values(predictor)
     held = {c: v for c, v in values.items() if c not in chosen}
     xs = np.linspace(*axis_range(predictor, chosen[0], frames), resolution)
-    ys = np.linspace(*axis_range(predictor, chosen[1], frames), resolution)
+    ys = np.zeros(1)
+    if len(chosen) == 2:
+        ys = np.linspace(*axis_range(predictor, chosen[1], frames), resolution)
     grid = BoundaryGrid(predictor, chosen, xs, ys, held, np.empty(0), points, list(points.notes))
     # Scored piece by piece: the whole grid of a wide model need never be in memory at once.
     scored = [predictor.outputs(rows, where="the boundary grid") for rows in grid_chunks(grid)]
     grid.outputs = np.concatenate(scored)
-    grid.notes.extend(_grid_notes(grid, how))
+    if features is None and len(numeric_features(predictor)) > 2:
+        grid.notes.append(chosen_note(predictor, chosen))
+    grid.notes.extend(_grid_notes(grid, how, splits))
     return grid
 
 
-def _grid_notes(grid: BoundaryGrid, how: str) -> list[str]:
-    """What a reader of the figure should know: how the others are held, a default range,
-    a sampled split."""
+def _grid_notes(grid: BoundaryGrid, how: str, splits: tuple[str, ...]) -> list[str]:
+    """What a reader of the figure should know: how the others are held and which rows that
+    leaves, a default range, a sampled split."""
     notes = []
     if grid.held:
         notes.append(f"features not plotted are held at {how}")
-    if not grid.points.frames() and not grid.predictor.config.data.standardize:
+    categories = held_categories(grid.predictor, grid.held)
+    counts = [
+        f"{len(shown)} of {len(full)} {split}"
+        for split in splits
+        if (full := grid.points.split(split)) is not None
+        and (shown := grid.matching(split)) is not None
+    ]
+    if categories and counts:
+        notes.append(
+            f"only the rows with {held_text(categories)} are drawn, as the figure holds them: "
+            + ", ".join(counts)
+        )
+    recorded = all(f in grid.predictor.preprocessor.stats for f in grid.features)
+    if not (grid.points.frames() or recorded or grid.predictor.config.data.standardize):
         notes.append(
             f"the axes span {-DEFAULT_SPAN:g} to {DEFAULT_SPAN:g}, a default range: there are "
             f"no points to span and data.standardize: false recorded no mean or spread"
         )
-    for split, frame in (("train", grid.train), ("test", grid.test)):
+    for split in splits:
+        frame = grid.matching(split)
         if frame is not None and len(frame) > MAX_POINTS:
             notes.append(f"{MAX_POINTS} of the {len(frame)} {split} rows are drawn (a sample)")
     return notes
+
+
+def held_text(held: dict[str, Any]) -> str:
+    """'x3 = 0.12, colour = red': held values as the figures state them."""
+    return ", ".join(
+        f"{c} = {v:.3g}" if isinstance(v, float) else f"{c} = {v}" for c, v in held.items()
+    )
+
+
+def chosen_note(predictor: Predictor, features: tuple[str, ...]) -> str:
+    """Why these two features were drawn, when the model has more to choose from."""
+    if most_varying(predictor) is None:
+        return (
+            f"{features[0]} and {features[1]} are drawn: the first two numeric features (the "
+            f"model recorded no spread to choose by); choose others with --features A,B"
+        )
+    return (
+        f"{features[0]} and {features[1]} are drawn: the two numeric features that vary most "
+        f"(standard deviation on the training rows, in their own units); choose others with "
+        f"--features A,B"
+    )
 
 
 @dataclass

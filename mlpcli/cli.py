@@ -23,10 +23,13 @@ import typer
 from rich.markup import escape
 
 from .console import (
+    confusion_table,
     err,
     inspect_table,
     metrics_table,
+    number,
     out,
+    per_class_table,
     settings_text,
     summary_table,
     sweep_table,
@@ -151,12 +154,21 @@ def _print_json(data: Any) -> None:
 @app.command()
 @handle_errors
 def train(
-    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    config: Path = typer.Argument(
+        None,
+        metavar="CONFIG",
+        help="The experiment's YAML file (with --resume: the run's config.yaml if left out).",
+    ),
     overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides, e.g. optim.lr=3e-4"),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for run folders."),
     name: str = typer.Option(None, "--name", help="Run folder name (default: config name + time)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    seed: int = typer.Option(None, "--seed", help="Override the config's seed."),
+    seed: int = typer.Option(
+        None,
+        "--seed",
+        help="Seed of the weights, dropout and batch order; the data keeps its split "
+        "(data.seed; seed=N moves both).",
+    ),
     resume: Path = typer.Option(None, "--resume", help="Continue this run from its checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -174,13 +186,14 @@ def train(
     ),
 ) -> None:
     """Train the model a config describes and write a run folder."""
-    from .config import load_config
+    from .config import load_config, seed_overrides
 
+    config, overrides = _train_config(config, list(overrides or []), resume)
     extra = list(overrides or [])
     if device is not None:
         extra.append(f"train.device={device}")
     if seed is not None:
-        extra.append(f"seed={seed}")
+        extra += seed_overrides(config, list(overrides or []), seed)
     if baseline:
         extra.append("train.baseline=true")  # so the run's config.yaml records it
     if tensorboard:
@@ -238,6 +251,20 @@ def train(
     )
 
 
+def _train_config(
+    config: Path | None, overrides: list[str], resume: Path | None
+) -> tuple[Path, list[str]]:
+    """CONFIG and the overrides as given; with --resume and no CONFIG (`mlp train --resume RUN
+    train.epochs=N`, where the first override lands in CONFIG's place), the run's config.yaml."""
+    if resume is not None and (config is None or ("=" in str(config) and not config.exists())):
+        return resume / "config.yaml", [str(config)] * (config is not None) + overrides
+    if config is None:
+        raise typer.BadParameter(
+            "missing: give the experiment's YAML file (or --resume RUN)", param_hint="CONFIG"
+        )
+    return config, overrides
+
+
 def _launch(config: Config, args: list[str], nproc: int) -> int:
     """`mlp train ARGS` in nproc processes through torch's launcher; their exit code."""
     from .distributed import check_processes, launch, launched_size
@@ -265,20 +292,39 @@ def eval_(
     run: Path = typer.Argument(..., help="A run folder or a model.safetensors file."),
     data: Path = typer.Option(None, "--data", help="A labelled CSV, Parquet or NPZ file."),
     split: str = typer.Option("test", "--split", help="test, val or train (without --data)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as flat JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the metrics as JSON (flat; a classifier's classes added)."
+    ),
+    plot: bool = typer.Option(
+        False, "--plot", help="Classifiers: draw the confusion matrix to plots/confusion.png."
+    ),
 ) -> None:
-    """Score a trained model on its test split or on a labelled file."""
+    """Score a trained model on its test split or on a labelled file; a classifier's confusion
+    matrix and per-class precision, recall and F1 too."""
     if split not in ("test", "val", "train"):
         raise typer.BadParameter(f"'{split}'; accepted: test, val, train", param_hint="--split")
-    from .evaluate import evaluate_run
+    from .evaluate import score_run
 
-    metrics = evaluate_run(run, data, split)
+    result = score_run(run, data, split, plot=plot)
     if as_json:
-        _print_json(metrics)
-        return
-    label = str(data) if data is not None else f"its {split} split"
-    title = escape(terminal_safe(f"{run.name} on {label}"))  # paths are the user's text
-    out.print(metrics_table({"data" if data is not None else split: metrics}, title=title))
+        _print_json(result.to_dict())
+    else:
+        title = escape(terminal_safe(f"{run.name} on {result.scored}"))  # the user's text
+        metrics = {"data" if data is not None else split: result.metrics}
+        out.print(metrics_table(metrics, title=title))
+        if result.labels is not None and result.confusion and result.per_class:
+            labels = [terminal_safe(str(label)) for label in result.labels]
+            out.print()
+            out.print(per_class_table(labels, result.per_class))
+            matrix = confusion_table(labels, result.confusion)
+            out.print()
+            out.print(matrix if matrix is not None else _matrix_elsewhere(len(labels)))
+    if result.figure is not None:
+        err.print(f"wrote {escape(terminal_safe(str(result.figure)))}", soft_wrap=True)
+
+
+def _matrix_elsewhere(classes: int) -> str:
+    return f"the confusion matrix of {classes} classes is in --json and --plot"
 
 
 @app.command()
@@ -366,20 +412,25 @@ def sweep(
         retries=retries,
         shared_dir=shared_dir,
     )
-    result = run_sweep(
-        config,
-        list(overrides or []) + (["train.baseline=true"] if baseline else []),
-        hidden=parse_values(hidden, "--hidden") if hidden else None,
-        depth=parse_values(depth, "--depth") if depth else None,
-        grid=list(grid or []),
-        seeds=seeds,
-        workers=workers,
-        out=out_dir,
-        name=name,
-        resume=resume,
-        quiet=quiet,
-        ray=ray,
-    )
+    try:
+        result = run_sweep(
+            config,
+            list(overrides or []) + (["train.baseline=true"] if baseline else []),
+            hidden=parse_values(hidden, "--hidden") if hidden else None,
+            depth=parse_values(depth, "--depth") if depth else None,
+            grid=list(grid or []),
+            seeds=seeds,
+            workers=workers,
+            out=out_dir,
+            name=name,
+            resume=resume,
+            quiet=quiet,
+            ray=ray,
+        )
+    except KeyboardInterrupt as exc:
+        if as_json and getattr(exc, "resume_hint", None):  # how the result is shown: ours
+            exc.resume_hint += " --json"  # type: ignore[attr-defined]
+        raise
     summary = result.summary
     if as_json:
         _print_json({"sweep_dir": str(result.sweep_dir), **summary})
@@ -390,7 +441,7 @@ def sweep(
             metric = summary["main_metric"]
             out.print(
                 f"best: {settings_text(best['settings'])}  val {metric} "
-                f"{best[f'val_{metric}_mean']:.4f}"
+                f"{number(best[f'val_{metric}_mean'])}"
             )
         out.print(
             f"{summary['completed']} of {summary['trials']} trials completed, "
@@ -449,6 +500,11 @@ def plot(
     detectors: bool = typer.Option(
         False, "--detectors", help="First-layer weights as images (image inputs)."
     ),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="A labelled CSV, Parquet or NPZ file whose rows are drawn instead of the run's.",
+    ),
 ) -> None:
     """Draw what a trained network learned into the run's plots/ folder."""
     if (features is not None or neurons) and not boundary:
@@ -460,7 +516,12 @@ def plot(
     from .figures import plot_run
 
     result = plot_run(
-        target, boundary=boundary, detectors=detectors, features=features, neurons=neurons
+        target,
+        boundary=boundary,
+        detectors=detectors,
+        features=features,
+        neurons=neurons,
+        data=data,
     )
     for note in result.notes:
         err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
@@ -473,6 +534,11 @@ def plot(
 def inspect(
     run: Path = typer.Argument(..., help="A run folder."),
     at: str = typer.Option("best", "--at", help="init, best or last: which weights to inspect."),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="A labelled CSV, Parquet or NPZ file whose rows are probed instead of the run's.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Why the network learns or fails: gradients, dead and saturated units, layer by layer."""
@@ -481,7 +547,7 @@ def inspect(
     if at not in AT:
         raise typer.BadParameter(f"'{at}'; accepted: {', '.join(AT)}", param_hint="--at")
 
-    report, written = inspect_run(run, at)
+    report, written = inspect_run(run, at, data)
     if as_json:
         _print_json(report.to_dict())
         return
@@ -515,9 +581,9 @@ def export(
     size = exported.path.stat().st_size
     err.print(
         f"wrote {escape(terminal_safe(str(exported.path)))} ({size / 1024:.1f} KiB) and "
-        f"{escape(terminal_safe(exported.sidecar.name))}; onnxruntime on {exported.rows_checked} "
-        f"rows of {escape(exported.checked_on)}: largest difference from mlp predict "
-        f"{exported.max_difference:.2g}",
+        f"{escape(terminal_safe(exported.sidecar.name))}; onnxruntime on "
+        f"{escape(exported.checked_on)} ({exported.rows_checked:,} rows): largest difference "
+        f"from mlp predict {exported.max_difference:.2g}",
         soft_wrap=True,
     )
 

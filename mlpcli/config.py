@@ -607,6 +607,20 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return build_config(raw, path.parent, source=str(path), overrides=overrides)
 
 
+def seed_overrides(
+    path: str | Path, overrides: list[str] | tuple[str, ...], seed: int
+) -> list[str]:
+    """The overrides `--seed N` stands for: N seeds the weights, dropout and batch order, while
+    the data (synthetic rows and splits) keeps the seed it had, as a sweep's seeds do; so runs
+    that differ only in --seed are scored on the same rows. `seed=N` itself moves both."""
+    raw = apply_overrides(read_yaml(Path(path)), overrides)
+    data = raw.get("data")
+    held = raw.get("seed", Config.model_fields["seed"].default)
+    if (isinstance(data, dict) and data.get("seed") is not None) or not isinstance(held, int):
+        return [f"seed={seed}"]  # the data's seed is set already (or the seed is refused anyway)
+    return [f"seed={seed}", f"data.seed={held}"]
+
+
 # ---------------------------------------------------------------- error messages
 
 

@@ -15,10 +15,18 @@ err = Console(stderr=True, highlight=False)
 BASELINE_LABEL = "linear baseline"
 
 
+def number(value: float, places: int = 4) -> str:
+    """A metric for a table or a progress line: `places` decimals, or three significant digits
+    where the decimals would show fewer (a loss of 3.2e-06 is not 0.0000)."""
+    if value != 0 and abs(value) < 10 ** (2 - places):
+        return f"{value:.3g}"
+    return f"{value:.{places}f}"
+
+
 def format_record(record: dict[str, float], metric: str) -> str:
     """'train_loss 0.1234  val_loss 0.2345  val_accuracy 0.9650' for one epoch."""
     keys = ["train_loss", "val_loss", f"val_{metric}"]
-    return "  ".join(f"{k} {record[k]:.4f}" for k in keys if k in record)
+    return "  ".join(f"{k} {number(record[k])}" for k in keys if k in record)
 
 
 def metrics_table(
@@ -54,7 +62,46 @@ def _metric_rows(table: Table, metrics: dict[str, dict[str, float]], splits: lis
     names = list(dict.fromkeys(k for s in splits for k in metrics.get(s, {})))
     for name in names:
         values = [metrics.get(s, {}) for s in splits]
-        table.add_row(name, *(f"{v[name]:.4f}" if name in v else "" for v in values))
+        table.add_row(name, *(number(v[name]) if name in v else "" for v in values))
+
+
+# A confusion matrix of more classes than this does not fit a terminal's table; the per-class
+# scores still do (the matrix is in --json and --plot).
+MAX_TABLE_CLASSES = 12
+
+
+def per_class_table(labels: list[str], per_class: list[dict[str, Any]]) -> Table:
+    """One row per class: precision, recall, F1 and support (its true rows); '-' for a score
+    that is 0/0. Labels are drawn as plain text (never read as markup); the caller makes them
+    safe for a terminal."""
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("class", overflow="fold")
+    for column in ("precision", "recall", "f1", "support"):
+        table.add_column(column, justify="right")
+    for label, scores in zip(labels, per_class):
+        numbers = [_score(scores[k]) for k in ("precision", "recall", "f1")]
+        table.add_row(Text(label), *numbers, f"{scores['support']:,}")
+    return table
+
+
+def confusion_table(labels: list[str], matrix: list[list[int]]) -> Table | None:
+    """Rows: true class; columns: predicted class; cells: row counts, the diagonal in bold.
+    None past MAX_TABLE_CLASSES classes."""
+    if len(labels) > MAX_TABLE_CLASSES:
+        return None
+    title = "confusion matrix (rows: true class, columns: predicted)"
+    table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title))
+    table.add_column("true class", overflow="fold")
+    for label in labels:
+        table.add_column(Text(label), justify="right", overflow="fold")
+    for i, (label, row) in enumerate(zip(labels, matrix)):
+        cells = [Text(f"{c:,}", style="bold" if i == j else "") for j, c in enumerate(row)]
+        table.add_row(Text(label), *cells)
+    return table
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def settings_text(settings: dict[str, Any]) -> str:
@@ -79,8 +126,8 @@ def sweep_table(summary: dict[str, Any]) -> Table:
         if f"{key}_mean" not in point:
             return "-"
         if point.get("completed", 0) < 2:
-            return f"{point[f'{key}_mean']:.3f}"
-        return f"{point[f'{key}_mean']:.3f}\n± {point[f'{key}_std']:.3f}"
+            return number(point[f"{key}_mean"], 3)
+        return f"{number(point[f'{key}_mean'], 3)}\n± {number(point[f'{key}_std'], 3)}"
 
     for point in summary["points"]:
         if point.get("baseline"):
@@ -99,23 +146,33 @@ def sweep_table(summary: dict[str, Any]) -> Table:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    """One row per layer: width, activation, parameters, multiply-adds per row; then totals."""
+    """One row per layer: width, norm layer (a column only where the model has them),
+    activation, parameters, multiply-adds per row; then totals."""
     name = summary.get("config") or summary.get("model") or ""
     title = f"{name}: {summary['inputs']} inputs, {summary['task']}"
     table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title))
-    for column in ("layer", "width", "activation", "params", "multiply-adds / row"):
-        table.add_column(column, justify="left" if column in ("layer", "activation") else "right")
+    norms = _has_norm(summary["layers"])
+    columns = ("layer", "width", *(["norm"] if norms else []), "activation", "params")
+    for column in (*columns, "multiply-adds / row"):
+        left = column in ("layer", "norm", "activation")
+        table.add_column(column, justify="left" if left else "right")
     for row in summary["layers"]:
         table.add_row(
             row["layer"],
             f"{row['width']:,}",
+            *([row.get("norm") or ""] if norms else []),
             row["activation"],
             f"{row['params']:,}",
             f"{row['multiply_adds']:,}",
         )
     table.add_section()
-    table.add_row("total", "", "", f"{summary['params']:,}", f"{summary['multiply_adds']:,}")
+    blank = [""] * (len(columns) - 2)
+    table.add_row("total", *blank, f"{summary['params']:,}", f"{summary['multiply_adds']:,}")
     return table
+
+
+def _has_norm(layers: list[dict[str, Any]]) -> bool:
+    return any(layer.get("norm") for layer in layers)
 
 
 def _fraction(value: float | None) -> str:
@@ -123,17 +180,21 @@ def _fraction(value: float | None) -> str:
 
 
 def inspect_table(layers: list[dict[str, Any]], title: str | None = None) -> Table:
-    """One row per hidden layer: width, activation, params, gradient ratio to the last hidden
-    layer, dead and saturated shares, and the flags raised."""
+    """One row per hidden layer: width, norm layer (a column only where the model has them),
+    activation, params, gradient ratio to the last hidden layer, dead and saturated shares, and
+    the flags raised."""
     table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title or ""))
-    for column in ("layer", "width", "activation", "params", "grad ratio", "dead", "saturated"):
-        table.add_column(column, justify="left" if column == "activation" else "right")
+    norms = _has_norm(layers)
+    columns = ("layer", "width", *(["norm"] if norms else []), "activation", "params")
+    for column in (*columns, "grad ratio", "dead", "saturated"):
+        table.add_column(column, justify="left" if column in ("norm", "activation") else "right")
     table.add_column("flags")
     for row in layers:
         ratio = row["grad_ratio"]
         table.add_row(
             str(row["layer"]),
             f"{row['width']:,}",
+            *([row.get("norm") or ""] if norms else []),
             row["activation"],
             f"{row['params']:,}",
             "-" if ratio is None else f"{ratio:.2g}",

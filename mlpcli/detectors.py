@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .boundary import training_rows
 from .config import Config
@@ -65,21 +66,29 @@ def check_detectors(predictor: Predictor) -> tuple[int, int]:
 
 
 def detector_weights(
-    run: str | Path, limit: int = MAX_UNITS, predictor: Predictor | None = None
+    run: str | Path,
+    limit: int = MAX_UNITS,
+    predictor: Predictor | None = None,
+    rows: pd.DataFrame | None = None,
 ) -> Detectors:
     """Each first-hidden-layer unit's incoming weights as an image, at most `limit` units, the
-    largest mean |activation| on the training rows first (by weight norm when the rows cannot
-    be drawn again)."""
+    largest mean |activation| on the training rows (or on `rows`, given instead) first; by
+    weight norm when the rows cannot be drawn again."""
     predictor = predictor or load(run)
     height, width = check_detectors(predictor)
     weights = first_weights(predictor)  # (units, inputs)
-    train, reason = training_rows(predictor, run)
+    train, reason = (rows, "") if rows is not None else training_rows(predictor, run)
     if train is not None:
-        order = by_activity(hidden_activations(predictor, train, "train split"))
-        ranked_by, notes = "mean |activation| on the training rows", []
+        where = "train split" if rows is None else "the rows given"
+        order = by_activity(hidden_activations(predictor, train, where))
+        on = "the training rows" if rows is None else "the rows given"
+        ranked_by, notes = f"mean |activation| on {on}", []
     else:  # a model file alone, or data that changed since training
         order = np.argsort(-np.linalg.norm(weights, axis=1), kind="stable")
-        ranked_by, notes = "weight norm", [f"units ordered by their weight norm: {reason}"]
+        ranked_by = "weight norm"
+        notes = [
+            f"units ordered by their weight norm: {reason}; pass the labelled rows with --data"
+        ]
     shown = order[:limit]
     if len(order) > limit:
         notes.append(f"{len(order) - limit} of {len(order)} units are not drawn (the least active)")

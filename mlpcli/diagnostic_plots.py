@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .plots import pyplot, save_figure
+from .plots import literal, pyplot, save_figure
 
 GRADIENT_PANELS = {
     "grad_rms": "dL/dz per row (RMS)",
@@ -65,7 +65,7 @@ def _draw(
         keep = [0, len(layers) - 1, *range(len(layers), len(labels))]
         handles, labels = [handles[i] for i in keep], [labels[i] for i in keep]
     fig.legend(handles, labels, fontsize=8, loc="center right")
-    fig.suptitle(title)
+    fig.suptitle(literal(title))
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / width, 1))
     return save_figure(fig, path)
 

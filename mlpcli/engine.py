@@ -55,8 +55,9 @@ class Engine(Protocol):
         ...
 
     def probe(self, x: torch.Tensor, y: torch.Tensor) -> list[LayerProbe]:
-        """Each Linear layer's z, a, dL/dz and dL/dW on a batch, in eval mode, leaving the
-        parameters, their gradients and every random state untouched."""
+        """Each Linear layer's z, a, dL/dz and dL/dW on a batch as a training step sees it
+        (batch norm on the batch's statistics, dropout off), leaving the parameters, their
+        gradients, running statistics and every random state untouched."""
         ...
 
     def state_dict(self) -> dict[str, Any]: ...

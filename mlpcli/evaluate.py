@@ -24,9 +24,9 @@ from .errors import CheckpointError, DataError, MlpError
 from .file_schemas import Layout, check_tensors, tensor_layout
 from .model import build_mlp, resolve_device
 from .registry import FILE_SOURCES
-from .runs import MODEL_FILE, check_run_folder, unfinished_run
-from .tasks import make_loss, transform
-from .trainer import Split, evaluate, predict_raw, read_floats, target_scale
+from .runs import MODEL_FILE, SWEEP_FILE, check_run_folder, unfinished_run
+from .tasks import confusion_matrix, make_loss, per_class_scores, transform
+from .trainer import Split, predict_raw, read_floats, score_outputs, target_scale
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,11 +49,65 @@ def model_path(path: str | Path) -> Path:
                     f"the run did not finish; continue it with "
                     f"mlp train {path / 'config.yaml'} --resume {path}"
                 )
+            elif (path / SWEEP_FILE).is_file():
+                raise CheckpointError(_sweep_advice(path))
             raise CheckpointError(f"{path}: no {MODEL_FILE} in this folder; {advice}")
         return model
     if not path.exists():
         raise CheckpointError(f"{path}: no such run folder or model file")
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("yaml", "yml"):
+        raise CheckpointError(
+            f"{path}: a config file, not a trained model; train it first with "
+            f"`mlp train {path}`, then pass the run folder it writes (runs/NAME) or its "
+            f"{MODEL_FILE}"
+        )
+    if suffix in FILE_SOURCES:
+        raise CheckpointError(
+            f"{path}: a data file, not a trained model; expected a run folder or a "
+            f"{MODEL_FILE} written by mlp train (mlp eval takes labelled rows with --data, "
+            f"mlp predict takes its rows after the run)"
+        )
     return path
+
+
+def _sweep_advice(sweep_dir: Path) -> str:
+    """What to pass instead of a sweep folder: one of its trials' run folders."""
+    trials = sorted(p.parent for p in (sweep_dir / "trials").glob(f"*/{MODEL_FILE}"))
+    example = trials[0] if trials else sweep_dir / "trials" / "trial-000"
+    return (
+        f"{sweep_dir}: a sweep folder, not a run; pass one of its trials' run folders, e.g. "
+        f"{example} (results.csv lists them with their settings)"
+    )
+
+
+# The tasks whose rows each hold one class: those with a confusion matrix.
+CLASS_TASKS = ("binary", "classification")
+CONFUSION_FILE = Path("plots") / "confusion.png"
+
+
+@dataclass
+class Evaluation:
+    """What `mlp eval` reports: the metrics and, for binary and multiclass models, the
+    confusion matrix and the scores of each class (None elsewhere)."""
+
+    metrics: dict[str, float]
+    labels: list[Any] | None = None  # the class labels as the model stores them, in its order
+    confusion: list[list[int]] | None = None  # rows: true class; columns: predicted class
+    per_class: list[dict[str, Any]] | None = None  # precision, recall, f1, support per label
+    figure: Path | None = None  # the confusion figure, when one was drawn
+    scored: str = ""  # what was scored: "its test split", or the --data file
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat metrics, then "confusion": {labels, matrix} and "per_class": [{label,
+        precision, recall, f1, support}, ...] where there are classes."""
+        result: dict[str, Any] = dict(self.metrics)
+        if self.labels is not None and self.confusion is not None and self.per_class is not None:
+            result["confusion"] = {"labels": self.labels, "matrix": self.confusion}
+            result["per_class"] = [
+                {"label": label, **scores} for label, scores in zip(self.labels, self.per_class)
+            ]
+        return result
 
 
 @dataclass
@@ -102,13 +156,23 @@ class Predictor:
 
     def evaluate(self, frame: Table, where: str = "data") -> dict[str, float]:
         """Loss and metrics on a labelled table (regression metrics in the targets' units)."""
+        return self.score(frame, where).metrics
+
+    def score(self, frame: Table, where: str = "data") -> Evaluation:
+        """evaluate(), and for binary and multiclass models the confusion matrix and each
+        class's precision, recall and F1, from one pass of the model over the rows."""
         prep = self.preprocessor
         check_columns(frame, prep.features + prep.targets, where, "feature or target")
         check_missing(frame, prep.features + prep.targets, where, before="evaluating")
         data = Split.from_frame(prep, frame, self.device, where)
         scale = target_scale(self.preprocessor, self.device)
         loss_fn = make_loss(self.config, self.task)
-        return read_floats(evaluate(self.model, loss_fn, self.task, data, scale))
+        outputs = predict_raw(self.model, data.x)
+        metrics = read_floats(score_outputs(outputs, loss_fn, self.task, data.y, scale))
+        if self.task not in CLASS_TASKS:
+            return Evaluation(metrics)
+        matrix = confusion_matrix(self.task, outputs, data.y).cpu().tolist()
+        return Evaluation(metrics, list(prep.labels), matrix, per_class_scores(matrix))
 
     def split(self, name: str) -> pd.DataFrame:
         """The train, val or test rows of the training run, drawn again from its config.
@@ -126,19 +190,34 @@ class Predictor:
         elif self.config.data.source in FILE_SOURCES:
             # Nothing to check the file against: its path alone is not trusted to be opened.
             raise DataError(
-                f"--split {name}: this model records no sha256 of its data file (saved by an "
-                f"older mlpcli), so {self.config.data.path} is not read; pass the labelled rows "
-                f"with --data"
+                f"the {name} split: this model records no sha256 of its data file (saved by an "
+                f"older mlpcli), so {self.config.data.path} is not read"
             )
         frame = load_dataset(self.config).split(name)
         if recorded is not None:
             check_split(frame, name, recorded, self.config.data.path or self.config.data.source)
         if len(frame) == 0:
-            raise DataError(
-                f"--split {name}: this run has no {name} rows (data.{name}_split was 0); "
-                f"pass a labelled file with --data"
-            )
+            raise DataError(f"the {name} split: this run has none (data.{name}_split was 0)")
         return frame
+
+
+def labelled_rows(data: str | Path, prep: Preprocessor, before: str) -> pd.DataFrame:
+    """A labelled file's rows, checked as eval checks them: every feature and target column
+    there, no missing or infinite values (`before`: what the rows are for)."""
+    from .data.files import read_table
+
+    frame = read_table(data)
+    columns = prep.features + prep.targets
+    check_columns(frame, columns, str(data), "feature or target")
+    check_missing(frame, columns, str(data), before=before)
+    return frame
+
+
+def with_data_hint(exc: DataError | CheckpointError) -> DataError | CheckpointError:
+    """The error met drawing a run's own rows again, with what the commands that take a
+    labelled file (eval, inspect, plot) can do instead. Predictor.rows itself names no option:
+    other callers (export) fall back on other rows."""
+    return type(exc)(f"{exc}; pass the labelled rows with --data")
 
 
 def load(path: str | Path, device: str = "cpu") -> Predictor:
@@ -188,18 +267,54 @@ def evaluate_run(
     path: str | Path, data: str | Path | None = None, split: str = "test"
 ) -> dict[str, float]:
     """Metrics of a saved model on a labelled file, or on a split of its training data."""
+    return score_run(path, data, split).metrics
+
+
+def score_run(
+    path: str | Path, data: str | Path | None = None, split: str = "test", plot: bool = False
+) -> Evaluation:
+    """evaluate_run() with the confusion matrix and per-class scores of a classifier; with
+    plot, also drawn to plots/confusion.png in the run folder (beside a model file given
+    alone), whatever was scored: the figure's title names it."""
     from .data.files import read_table
 
     predictor = load(path)
-    if data is not None:
-        return predictor.evaluate(read_table(data), where=str(data))
-    if not Path(path).is_dir() and predictor.config.data.source in FILE_SOURCES:
-        # A model file travels alone; the paths in its metadata are not trusted to be opened.
+    if plot and predictor.task not in CLASS_TASKS:
         raise DataError(
-            f"{path}: a model file alone does not say which file to read; pass the labelled "
-            f"rows with --data, or evaluate the run folder the model was trained in"
+            f"--plot: draws a confusion matrix, which binary and multiclass models have; "
+            f"{path} is a {predictor.task} model"
         )
-    return predictor.evaluate(predictor.rows(split), where=f"{split} split")
+    if data is not None:
+        result = predictor.score(read_table(data), where=str(data))
+        result.scored = str(data)
+    else:
+        if not Path(path).is_dir() and predictor.config.data.source in FILE_SOURCES:
+            # A model file travels alone; the paths in its metadata are not trusted to be opened.
+            raise DataError(
+                f"{path}: a model file alone does not say which file to read; pass the labelled "
+                f"rows with --data, or evaluate the run folder the model was trained in"
+            )
+        try:
+            rows = predictor.rows(split)
+        except (DataError, CheckpointError) as exc:
+            raise with_data_hint(exc) from None
+        result = predictor.score(rows, where=f"{split} split")
+        result.scored = f"its {split} split"
+    if plot:
+        result.figure = _draw_confusion(Path(path), result)
+    return result
+
+
+def _draw_confusion(path: Path, result: Evaluation) -> Path:
+    assert result.labels is not None and result.confusion is not None
+    from .confusion_plot import confusion_figure
+
+    folder = path if path.is_dir() else path.parent
+    check_run_folder(folder)  # plots/confusion.png is written in place, never through a link
+    name = path.name if path.is_dir() else folder.name or path.name
+    return confusion_figure(
+        result.labels, result.confusion, folder / CONFUSION_FILE, f"{name} on {result.scored}"
+    )
 
 
 def predict_file(path: str | Path, input_path: str | Path, proba: bool = False) -> pd.DataFrame:

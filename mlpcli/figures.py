@@ -12,10 +12,11 @@ from .errors import ConfigError
 from .runs import check_run_folder
 
 if TYPE_CHECKING:
-    from .boundary import BoundaryGrid
+    from .boundary import BoundaryGrid, NeuronMaps
     from .evaluate import Predictor
 
 BOUNDARY_FILE = Path("plots") / "boundary.png"
+CURVE_FILE = Path("plots") / "curve.png"  # --boundary for a model with one numeric input
 DETECTORS_FILE = Path("plots") / "detectors.png"
 
 
@@ -33,20 +34,28 @@ def plot_run(
     features: str | None = None,
     neurons: bool = False,
     resolution: int | None = None,
+    data: str | Path | None = None,
 ) -> PlotResult:
     """Draw plots/boundary.png (with `neurons`, the first hidden layer's units under it) and/or
     plots/detectors.png for a run; for a sweep folder, redraw its plots/boundaries.png.
-    `features` is --features as typed: two input column names joined by a comma."""
-    from .boundary import DEFAULT_RESOLUTION, boundary_grid, neuron_maps, parse_features
+    `features` is --features as typed: two input column names joined by a comma. `data`, a
+    labelled file, gives the rows to draw (and to rank the detectors by) instead of the run's."""
+    from .boundary import (
+        DEFAULT_RESOLUTION,
+        Points,
+        boundary_grid,
+        neuron_maps,
+        parse_features,
+    )
     from .detectors import check_detectors, detector_weights
-    from .evaluate import load, model_path
+    from .evaluate import labelled_rows, load, model_path
     from .first_layer import first_hidden_layer
-    from .insight_plots import boundary_figure, detectors_figure
+    from .insight_plots import detectors_figure
     from .sweep.runner import PLAN_FILE
 
     target = Path(target)
     if target.is_dir() and (target / PLAN_FILE).is_file():
-        return _plot_sweep(target, detectors, features, neurons)
+        return _plot_sweep(target, detectors, features, neurons, data)
     model_path(target)  # a run that did not complete is refused here, with how to resume it
     folder = target if target.is_dir() else target.parent
     check_run_folder(folder)
@@ -55,11 +64,17 @@ def plot_run(
         first_hidden_layer(predictor)  # refused before anything is drawn, like what follows
     if detectors:
         check_detectors(predictor)
+    rows = labelled_rows(data, predictor.preprocessor, "plotting") if data is not None else None
     result = PlotResult([])
     title = _title(target, predictor)
     if boundary:
         names = parse_features(features, predictor) if features is not None else None
-        grid = boundary_grid(target, names, resolution or DEFAULT_RESOLUTION, predictor)
+        points = None
+        if rows is not None:
+            given = f"the points (marked as train) are the {len(rows)} rows of {data} (--data)"
+            points = Points(rows, None, [given])
+        size = resolution or DEFAULT_RESOLUTION
+        grid = boundary_grid(target, names, size, predictor=predictor, points=points)
         result.notes.extend(_boundary_notes(grid))
         maps = neuron_maps(grid) if neurons else None
         if maps is not None and len(maps.units) < maps.total:
@@ -67,25 +82,40 @@ def plot_run(
                 f"--neurons: {maps.total - len(maps.units)} of {maps.total} units are not drawn "
                 f"(the least active over the grid)"
             )
-        result.paths.append(boundary_figure(grid, folder / BOUNDARY_FILE, title, maps))
+        result.paths.append(_grid_figure(grid, folder, title, maps))
     if detectors:
-        found = detector_weights(target, predictor=predictor)
+        found = detector_weights(target, predictor=predictor, rows=rows)
         result.notes.extend(found.notes)
         result.paths.append(detectors_figure(found, folder / DETECTORS_FILE, title))
     return result
 
 
+def _grid_figure(grid: BoundaryGrid, folder: Path, title: str, maps: NeuronMaps | None) -> Path:
+    """plots/boundary.png over two features, or plots/curve.png along a model's one input."""
+    from .curve_plots import curve_figure
+    from .insight_plots import boundary_figure
+
+    if len(grid.features) == 1:
+        return curve_figure(grid, folder / CURVE_FILE, title, maps)
+    return boundary_figure(grid, folder / BOUNDARY_FILE, title, maps)
+
+
 def _boundary_notes(grid: BoundaryGrid) -> list[str]:
     if grid.train is None:
         return [
-            f"the regions are drawn without the data's points: {grid.notes[0]}",
+            f"the regions are drawn without the data's points: {grid.notes[0]}; pass the "
+            f"labelled rows with --data",
             *grid.notes[1:],
         ]
     return grid.notes
 
 
 def _plot_sweep(
-    sweep_dir: Path, detectors: bool, features: str | None, neurons: bool
+    sweep_dir: Path,
+    detectors: bool,
+    features: str | None,
+    neurons: bool,
+    data: str | Path | None = None,
 ) -> PlotResult:
     from .sweep.boundaries import redraw_sweep_boundaries
 
@@ -93,6 +123,7 @@ def _plot_sweep(
         "--detectors": ["--detectors"] if detectors else [],
         "--features": ["--boundary", "--features", features] if features is not None else [],
         "--neurons": ["--boundary", "--neurons"] if neurons else [],
+        "--data": ["--boundary", "--data", str(data)] if data is not None else [],
     }
     for flag, args in asked.items():
         if args:

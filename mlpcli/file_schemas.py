@@ -51,6 +51,15 @@ def _finite_pair(pair: tuple[float, float]) -> tuple[float, float]:
 Scale = Annotated[tuple[Number, Number], AfterValidator(_finite_pair)]
 
 
+def _finite_spread(pair: tuple[float, float]) -> tuple[float, float]:
+    if not all(math.isfinite(v) for v in pair) or pair[1] < 0:
+        raise ValueError("expected [mean, std] with finite values and std >= 0")
+    return pair
+
+
+Spread = Annotated[tuple[Number, Number], AfterValidator(_finite_spread)]
+
+
 class PreprocessorState(BaseModel):
     """The fitted preprocessing a model file carries (mlpcli.data.Preprocessor's fields)."""
 
@@ -63,12 +72,18 @@ class PreprocessorState(BaseModel):
     categorical: dict[str, list[StrictStr]] = {}
     labels: list[Label] = []
     target_scale: list[Scale] = []
+    stats: dict[str, Spread] = {}  # absent from models saved before it was recorded
+    modes: dict[str, StrictStr] = {}
 
     @model_validator(mode="after")
     def _columns_agree(self) -> PreprocessorState:
         encoded = [*self.numeric, *self.categorical]
         if sorted(encoded) != sorted(self.features):
             raise ValueError("numeric and categorical must together cover each feature once")
+        if not set(self.stats) <= set(self.numeric):
+            raise ValueError("stats may only name numeric features")
+        if any(mode not in self.categorical.get(c, []) for c, mode in self.modes.items()):
+            raise ValueError("modes must name a categorical feature and one of its categories")
         if self.task == "classification" and len(self.labels) < 2:
             raise ValueError("a classification model needs at least two labels")
         return self

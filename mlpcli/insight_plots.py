@@ -8,16 +8,19 @@ plots.save_figure, atomically.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .boundary import BoundaryGrid, NeuronMaps
+from .boundary import BoundaryGrid, NeuronMaps, held_categories, held_text
 from .detectors import Detectors
-from .plots import pyplot, save_figure
+from .plots import legend_outside, literal, pyplot, save_figure
 
 MAX_PANELS = 6  # labels (multilabel) or outputs (multi-output regression) drawn side by side
+MAX_HELD_LISTED = 64  # held features whose values the figure lists, the rest counted
+HELD_FONTSIZE = 8
 PANEL_INCHES = 4.6
 REGION_ALPHA = 0.55  # how strongly regions are shaded; the points are drawn at full colour
 PROBABILITY_MAP = "RdBu_r"  # P = 0 blue, 0.5 white, 1 red
@@ -26,21 +29,23 @@ SURFACE_MAP = "viridis"
 # Train and test points differ by marker; their colour is their label or target.
 SPLIT_MARKERS: dict[str, dict[str, Any]] = {
     "train": {"marker": "o", "s": 14},
+    "val": {"marker": "s", "s": 20},
     "test": {"marker": "^", "s": 26},
 }
 
 
 def panels(grid: BoundaryGrid) -> list[tuple[str, int]]:
-    """(title, output column) of each region panel; column -1 is the argmax over classes."""
+    """(title, output column) of each region panel, its names escaped for drawing; column -1
+    is the argmax over classes."""
     prep = grid.predictor.preprocessor
-    target = prep.targets[0]
+    target = literal(prep.targets[0])
     if grid.task == "binary":
-        return [(f"P({target} = {prep.labels[1]})", 0)]
+        return [(f"P({target} = {literal(prep.labels[1])})", 0)]
     if grid.task == "classification":
         return [(f"most likely {target} (shade: its probability)", -1)]
     if grid.task == "multilabel":
-        return [(f"P({label} = 1)", i) for i, label in enumerate(prep.labels[:MAX_PANELS])]
-    return [(f"predicted {t}", i) for i, t in enumerate(prep.targets[:MAX_PANELS])]
+        return [(f"P({literal(label)} = 1)", i) for i, label in enumerate(prep.labels[:MAX_PANELS])]
+    return [(f"predicted {literal(t)}", i) for i, t in enumerate(prep.targets[:MAX_PANELS])]
 
 
 def class_colours(count: int) -> np.ndarray:
@@ -125,8 +130,8 @@ def _point_colours(grid: BoundaryGrid, frame: Any, column: int, norm: Any) -> di
 
 
 def draw_points(ax: Any, grid: BoundaryGrid, column: int, norm: Any = None) -> list[Any]:
-    """The train and test rows over the regions, coloured by their label or target; returns
-    legend handles for the two markers."""
+    """The train and test rows over the regions (those at the held categories), coloured by
+    their label or target; returns legend handles for the two markers."""
     from matplotlib.lines import Line2D
 
     handles = []
@@ -139,16 +144,22 @@ def draw_points(ax: Any, grid: BoundaryGrid, column: int, norm: Any = None) -> l
         edge = "white" if split == "train" else "black"
         ax.scatter(x, y, **style, **colour, edgecolors=edge, linewidths=0.5, zorder=3)
         marker = Line2D([], [], linestyle="none", color="grey", marker=style["marker"])
-        marker.set(markeredgecolor=edge, label=_split_label(grid, split, len(frame)))
+        marker.set(markeredgecolor=edge, label=split_label(grid, split, len(frame)))
         handles.append(marker)
     return handles
 
 
-def _split_label(grid: BoundaryGrid, split: str, drawn: int) -> str:
-    """'train (150)', or 'train (2000 of 50000, a sample)' when not every row is drawn."""
-    full = grid.train if split == "train" else grid.test
-    total = len(full) if full is not None else drawn
-    return f"{split} ({drawn})" if drawn == total else f"{split} ({drawn} of {total}, a sample)"
+def split_label(grid: BoundaryGrid, split: str, drawn: int) -> str:
+    """'train (150)'; 'train (60 of 150 at the held colour = red)' where only the rows at the
+    held categories are drawn; ', a sample' where not every one of those is."""
+    full, matched = grid.points.split(split), grid.matching(split)
+    if full is None or matched is None or drawn == len(full):
+        return f"{split} ({drawn})"
+    total = len(full)
+    categories = held_categories(grid.predictor, grid.held)
+    at = f" at the held {literal(held_text(categories))}" if len(matched) < total else ""
+    sample = ", a sample" if drawn < len(matched) else ""
+    return f"{split} ({drawn} of {total}{at}{sample})"
 
 
 def _class_handles(grid: BoundaryGrid) -> list[Any]:
@@ -157,15 +168,15 @@ def _class_handles(grid: BoundaryGrid) -> list[Any]:
 
     prep = grid.predictor.preprocessor
     if grid.task == "binary":
-        names = [f"{prep.targets[0]} = {label}" for label in prep.labels]
+        names = [literal(f"{prep.targets[0]} = {label}") for label in prep.labels]
         return [Patch(color=c, label=n) for c, n in zip(_two_colours(), names)]
     if grid.task == "multilabel":
         return [Patch(color=c, label=f"label = {v}") for c, v in zip(_two_colours(), (0, 1))]
     if grid.task != "classification":
         return []
     colours = class_colours(len(prep.labels))
-    target = prep.targets[0]
-    return [Patch(color=c, label=f"{target} = {label}") for c, label in zip(colours, prep.labels)]
+    names = [literal(f"{prep.targets[0]} = {label}") for label in prep.labels]
+    return [Patch(color=c, label=name) for c, name in zip(colours, names)]
 
 
 def _regression_norm(grid: BoundaryGrid, column: int) -> Any:
@@ -175,7 +186,7 @@ def _regression_norm(grid: BoundaryGrid, column: int) -> Any:
 
     values = [grid.values()[:, column]]
     prep = grid.predictor.preprocessor
-    for split in ("train", "test"):
+    for split in SPLIT_MARKERS:
         frame = grid.shown(split)
         if frame is not None and len(frame):
             values.append(frame[prep.targets[column]].to_numpy(dtype=np.float64))
@@ -193,19 +204,32 @@ def draw_panel(ax: Any, grid: BoundaryGrid, title: str, column: int) -> tuple[An
     norm = _regression_norm(grid, column) if grid.task == "regression" else None
     mappable = draw_regions(ax, grid, column, norm)
     handles = draw_points(ax, grid, column, norm)
-    ax.set(xlabel=grid.features[0], ylabel=grid.features[1], title=title)
+    ax.set(xlabel=literal(grid.features[0]), ylabel=literal(grid.features[1]), title=title)
     ax.set_xlim(grid.xs[0], grid.xs[-1])
     ax.set_ylim(grid.ys[0], grid.ys[-1])
     return mappable, handles
 
 
-def held_text(grid: BoundaryGrid, limit: int = 4) -> str:
-    """'x3 = 0.12, colour = red and 2 more' for the features held fixed; '' for none."""
-    items = [
-        f"{c} = {v:.3g}" if isinstance(v, float) else f"{c} = {v}" for c, v in grid.held.items()
-    ]
-    more = f" and {len(items) - limit} more" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
+def held_lines(grid: BoundaryGrid, width: float, fontsize: float) -> str:
+    """The features held fixed and their values, wrapped to a figure `width` inches wide
+    (so that none is cut off at its edges), and which points that leaves; '' for none. At
+    most MAX_HELD_LISTED values are listed, the rest counted."""
+    if not grid.held:
+        return ""
+    listed = dict(list(grid.held.items())[:MAX_HELD_LISTED])
+    more = len(grid.held) - len(listed)
+    text = "other features held at: " + held_text(listed)
+    if more:
+        text += f" and {more} more, each at its training mean (text: most frequent value)"
+    categories = held_categories(grid.predictor, grid.held)
+    if categories:
+        text += "; points: only the rows with " + held_text(categories)
+    if len(categories) < len(grid.held):
+        text += "; the points' other numeric features vary around the values held"
+    chars = max(30, int(width * 72 / (0.6 * fontsize)))  # about 0.6 em a character
+    # No break inside "name = value": a no-break space, which textwrap does not split at.
+    text = literal(text).replace(" = ", "\u00a0=\u00a0")
+    return "\n".join(textwrap.wrap(text, chars, break_on_hyphens=False))
 
 
 def boundary_figure(
@@ -213,21 +237,8 @@ def boundary_figure(
 ) -> Path:
     """The region panels side by side, with the points on top; with `neurons`, a grid of small
     maps under them, one per first-hidden-layer unit over the same two features."""
-    plt = pyplot()
     shown = panels(grid)
-    width = max(PANEL_INCHES * len(shown) + 1.2, 9.0 if neurons else 0.0)
-    columns = min(8, len(neurons.units)) if neurons else 1
-    side = width / columns
-    rows = math.ceil(len(neurons.units) / columns) if neurons else 0
-    top_height = PANEL_INCHES + 1.4
-    bottom_height = rows * side + 0.6
-    fig = plt.figure(figsize=(width, top_height + bottom_height), layout="constrained")
-    if neurons:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, bottom_height])
-        neuron_panels(bottom, grid, neurons, columns)
-    else:
-        top = fig
-    axes = np.atleast_1d(top.subplots(1, len(shown)))
+    fig, top, axes = panels_figure(grid, len(shown), neurons, PANEL_INCHES)
     handles: list[Any] = []
     for ax, (panel_title, column) in zip(axes, shown):
         mappable, handles = draw_panel(ax, grid, panel_title, column)
@@ -235,24 +246,65 @@ def boundary_figure(
             top.colorbar(mappable, ax=ax, shrink=0.85, label=panel_title)
     if grid.task in ("binary", "multilabel"):  # one probability scale for every panel
         top.colorbar(mappable, ax=list(axes), shrink=0.85, label="probability")
-    handles = _class_handles(grid) + handles
-    if handles:
-        top.legend(
-            handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8
-        )
-    held = held_text(grid)
-    top.suptitle(title + (f"\nother features held at: {held}" if held else ""), fontsize=11)
+    finish(fig, top, grid, _class_handles(grid) + handles, title)
     return save_figure(fig, path)
+
+
+def panels_figure(
+    grid: BoundaryGrid, count: int, neurons: NeuronMaps | None, panel_width: float
+) -> tuple[Any, Any, np.ndarray]:
+    """A figure of `count` panels side by side (the returned axes, in its top part) and, with
+    `neurons`, the first hidden layer's units under them; the top part is tall enough for the
+    held features' lines that finish() writes over its panels."""
+    plt = pyplot()
+    width = max(panel_width * count + 1.2, 9.0 if neurons else 0.0)
+    columns = min(8, len(neurons.units)) if neurons else 1
+    side = width / columns  # a unit's square map; a curve's unit is a line, lower than wide
+    side = side if len(grid.features) == 2 else min(side, 1.8) * 0.6
+    rows = math.ceil(len(neurons.units) / columns) if neurons else 0
+    held = held_lines(grid, width, HELD_FONTSIZE)
+    top_height = PANEL_INCHES + 1.4 + _text_height(held, HELD_FONTSIZE)
+    bottom_height = rows * (side + 0.2) + 0.6
+    fig = plt.figure(figsize=(width, top_height + bottom_height), layout="constrained")
+    if neurons:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, bottom_height])
+        neuron_panels(bottom, grid, neurons, columns)
+    else:
+        top = fig.subfigures(1, 1)
+    return fig, top, np.atleast_1d(top.subplots(1, count))
+
+
+def finish(fig: Any, top: Any, grid: BoundaryGrid, handles: list[Any], title: str) -> None:
+    """The figure's title; under it the held features' values (wrapped to the figure's width,
+    so that none is cut off) over the panels of `top`, and their legend under them."""
+    if handles:
+        legend_outside(top, handles)
+    fig.suptitle(literal(title), fontsize=11)
+    held = held_lines(grid, fig.get_figwidth(), HELD_FONTSIZE)
+    if held:  # the top part's own title: a constrained layout keeps it clear of the rest
+        top.suptitle(held, fontsize=HELD_FONTSIZE)
+
+
+def _text_height(text: str, fontsize: float) -> float:
+    """Inches that the lines of a text take."""
+    return (text.count("\n") + 1) * 1.3 * fontsize / 72 if text else 0.0
 
 
 def neuron_panels(fig: Any, grid: BoundaryGrid, neurons: NeuronMaps, columns: int) -> None:
     """One small map per unit: its activation over the grid, each on its own scale centred on 0
-    (red positive, blue negative), titled with the unit's number (1 = the layer's first)."""
+    (red positive, blue negative), titled with the unit's number (1 = the layer's first); for
+    a curve's line of rows, the activation along it, with 0 marked."""
     rows = math.ceil(len(neurons.units) / columns)
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
     extent = (grid.xs[0], grid.xs[-1], grid.ys[0], grid.ys[-1])
     for ax, unit, values in zip(axes, neurons.units, neurons.maps):
         limit = float(np.abs(values).max()) or 1.0
+        if len(grid.features) == 1:
+            ax.axhline(0, color="grey", linewidth=0.6)
+            ax.plot(grid.xs, values[0], color="tab:red", linewidth=1.2)
+            ax.set_ylim(-1.1 * limit, 1.1 * limit)
+            ax.set_title(f"unit {unit + 1}", fontsize=7, pad=2)
+            continue
         ax.imshow(
             values,
             origin="lower",
@@ -270,7 +322,8 @@ def neuron_panels(fig: Any, grid: BoundaryGrid, neurons: NeuronMaps, columns: in
         f"first hidden layer ({neurons.activation}): {len(neurons.units)} of {neurons.total} "
         f"units, the most active first (mean |activation| over the grid)"
         + (f"; {left} not drawn" if left else "")
-        + "; each on its own scale, red > 0 > blue",
+        + "; each on its own scale"
+        + (", red > 0 > blue" if len(grid.features) == 2 else ""),
         fontsize=9,
     )
 
@@ -310,8 +363,8 @@ def detectors_figure(detectors: Detectors, path: Path, title: str) -> Path:
         fig.colorbar(image, ax=list(axes), shrink=0.6, label="weight (on standardised pixels)")
     left = detectors.total - count
     fig.suptitle(
-        f"{title}\nfirst-layer weights as {height}x{width} images: {count} of {detectors.total} "
-        f"units, ordered by {detectors.ranked_by}"
+        f"{literal(title)}\nfirst-layer weights as {height}x{width} images: {count} of "
+        f"{detectors.total} units, ordered by {detectors.ranked_by}"
         + (f"; {left} not drawn" if left else "")
         + "\nred pixels excite a unit, blue ones inhibit it"
         + ("; grey: constant in the training rows" if np.isnan(detectors.images).any() else ""),
@@ -364,10 +417,10 @@ def sweep_boundaries_figure(
                 transform=ax.transAxes,
                 color="tab:red",
             )
-            ax.set_title(label)
+            ax.set_title(literal(label))
             ax.set_axis_off()  # not its ticks: they may be shared with the other panels
             continue
-        mappable, handles = draw_panel(ax, grid, label, panels(grid)[0][1])
+        mappable, handles = draw_panel(ax, grid, literal(label), panels(grid)[0][1])
         ax.title.set_fontsize(9)
         if same:
             _outer_labels_only(ax, i, columns, len(grids))
@@ -379,11 +432,11 @@ def sweep_boundaries_figure(
         fig.colorbar(mappable, ax=list(axes), shrink=0.6, label="probability")
     if drawn:
         handles = _class_handles(drawn[0]) + handles
-        what = panels(drawn[0])[0][0]
-        title = f"{title}: {what}, first seed of each point"
+        what = panels(drawn[0])[0][0]  # escaped already
+        title = f"{literal(title)}: {what}, first seed of each point"
+    else:
+        title = literal(title)
     if handles:
-        fig.legend(
-            handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8
-        )
+        legend_outside(fig, handles)
     fig.suptitle(title, fontsize=11)
     return save_figure(fig, path)

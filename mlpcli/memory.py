@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import cgroup
 from .config import Config
 from .errors import ConfigError
 from .registry import shown
@@ -126,14 +127,15 @@ def before_loading(config: Config) -> Estimate | None:
     return estimate(config, rows, features, outputs, table_columns=features + outputs)
 
 
-def available_memory() -> tuple[int, str]:
+def available_memory(proc: Path | None = None) -> tuple[int, str]:
     """Bytes this process may still allocate, and what limits it: the smallest of the memory
-    the system has available, the cgroup's limit, and the address-space limit (ulimit -v).
+    the system has available, the tightest limit of its cgroup and their parents' (v1 or v2;
+    proc: the /proc/self to read them from), and the address-space limit (ulimit -v).
     """
     limits = [_system_available()]
-    cgroup = _cgroup_available()
-    if cgroup is not None:
-        limits.append((cgroup, "the cgroup memory limit"))
+    tightest = cgroup.tightest(proc)
+    if tightest is not None:
+        limits.append((tightest.free, f"the cgroup memory limit in {tightest.file}"))
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
         used = _status_bytes("VmSize") or 0
@@ -153,17 +155,6 @@ def _system_available() -> tuple[int, str]:
         return pages, "physical memory"
     except (OSError, ValueError, AttributeError):
         return 2**63 - 1, "unknown"
-
-
-def _cgroup_available() -> int | None:
-    folder = Path("/sys/fs/cgroup")
-    try:
-        limit = (folder / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return max(int(limit) - int((folder / "memory.current").read_text()), 0)
-    except (OSError, ValueError):
-        return None
 
 
 def _status_bytes(field: str) -> int | None:

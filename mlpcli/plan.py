@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from . import memory
 from .config import Config, check_loss_fits, default_loss
 from .data import Dataset, Preprocessor, fit_preprocessor, load_dataset
+from .data.targets import check_regression_targets
 from .errors import ConfigError
 from .registry import TASKS
 
@@ -39,6 +40,7 @@ def plan_run(config: Config, dataset: Dataset | None = None) -> RunPlan:
         require_tensorboard()
     dataset = dataset or load_dataset(config)
     prep = fit_preprocessor(config, dataset)
+    check_regression_targets(dataset, config.data)
     loss_name(config, dataset.task)  # raises when the loss does not fit the data's task
     check_monitor(config, dataset.task, has_val=len(dataset.val) > 0)
     rows = len(dataset.train) + len(dataset.val) + len(dataset.test)

@@ -47,21 +47,26 @@ def loss_curve(
         for epoch, style, label in marks:
             ax.axvline(epoch, color="grey", linestyle=style, linewidth=1.2, label=label)
     axes[0].legend()
-    fig.suptitle(title)
+    fig.suptitle(literal(title))
     fig.tight_layout()
     return save_figure(fig, path)
 
 
 def pyplot() -> Any:
-    """matplotlib.pyplot on the file-only backend, imported on first use. Text is never read as
-    mathtext: column and run names such as `$x$` or `a$_$b` are drawn as they are written."""
+    """matplotlib.pyplot on the file-only backend, imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
-    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def literal(text: object) -> str:
+    """Text from a run, a config or a data file, escaped so that it is drawn as written: a pair
+    of `$` would otherwise start mathtext (`$x$`, `a$_$b`). matplotlib's own labels (a log
+    axis's 10^-2) stay mathtext, so only names, labels and values pass through here."""
+    return str(text).replace("$", r"\$")
 
 
 def save_figure(fig: Any, path: Path) -> Path:
@@ -91,15 +96,51 @@ FAILED_STYLE: dict[str, Any] = {
 FAILED_LABEL = "failed (no trial completed)"
 
 
+def setting_number(value: Any) -> float | None:
+    """A swept setting's value (as summary.json holds it: text such as '0.001') as a number,
+    or None for anything else: a list, a name, true/false, inf or nan."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def numeric_settings(points: list[dict[str, Any]]) -> list[str]:
+    """The swept keys whose values are all numbers, at least two different ones: each is drawn
+    on a numeric axis (vs_<key>.png) rather than as categories."""
+    keys = list(dict.fromkeys(k for p in points for k in p["settings"]))
+    numeric = []
+    for key in keys:
+        values = [setting_number(p["settings"].get(key)) for p in points]
+        if None not in values and len(set(values)) > 1:
+            numeric.append(key)
+    return numeric
+
+
+def _x(point: dict[str, Any], x_key: str) -> float:
+    """A point's place on the x axis: its width or parameter count, or a swept setting."""
+    if x_key in ("width", "params"):
+        return point[x_key]
+    number = setting_number(point["settings"][x_key])
+    assert number is not None  # numeric_settings chose the key
+    return number
+
+
 def _series(points: list[dict[str, Any]], x_key: str) -> dict[str, list[dict[str, Any]]]:
-    """Points grouped into lines: same depth and same other settings, sorted along x."""
+    """Points grouped into lines, sorted along x: against width or parameters, the same depth
+    and other settings; against a swept setting, the same other settings."""
     lines: dict[str, list[dict[str, Any]]] = {}
-    several_depths = len({p.get("depth") for p in points}) > 1
+    by_size = x_key in ("width", "params")
+    several_depths = by_size and len({p.get("depth") for p in points}) > 1
+    skip = "model.hidden" if by_size else x_key
     for p in points:
-        others = [f"{k}={v}" for k, v in p["settings"].items() if k != "model.hidden"]
+        others = [f"{k}={v}" for k, v in p["settings"].items() if k != skip]
         label = " ".join(([f"depth {p['depth']}"] if several_depths else []) + others)
         lines.setdefault(label, []).append(p)
-    return {k: sorted(v, key=lambda p: p[x_key]) for k, v in lines.items()}
+    return {k: sorted(v, key=lambda p: _x(p, x_key)) for k, v in lines.items()}
 
 
 def _failed(point: dict[str, Any]) -> bool:
@@ -112,15 +153,41 @@ def _mark_failed(ax: Any, xs: list[Any]) -> None:
         ax.plot(xs, [0.03] * len(xs), transform=ax.get_xaxis_transform(), **FAILED_STYLE)
 
 
-def _legend_below(fig: Any, handles: list[Any], height: float) -> None:
-    """One legend for the whole figure, under the axes, where it covers no data."""
-    fig.legend(handles=handles, loc="lower center", ncol=min(3, len(handles)), fontsize=8)
-    fig.tight_layout(rect=(0, min(0.6, _legend_height(len(handles)) / height), 1, 1))
+def legend_outside(fig: Any, handles: list[Any], fontsize: float = 8) -> Any:
+    """One legend for the whole figure, under its axes, which a constrained layout keeps clear
+    of them (so it covers no data); as many entries to a row as the figure's width holds."""
+    inches = [0.55 + 0.6 * fontsize / 72 * len(h.get_label()) for h in handles]
+    width = fig.bbox.width / fig.dpi - 0.4  # a figure's or a subfigure's width, inches
+    ncol = max(1, min(len(handles), int(width // max(inches, default=1.0))))
+    return fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=fontsize)
 
 
-def _legend_height(entries: int) -> float:
-    """Inches under the axes for a legend of this many entries, three to a row."""
-    return 0.1 + 0.2 * -(-entries // 3)
+def log_scale_fits(values: list[float]) -> bool:
+    """Whether values span two decades or more (and are all positive): a log axis then shows
+    them apart; a linear one would crowd the small ones together."""
+    return bool(values) and min(values) > 0 and max(values) / min(values) >= 100
+
+
+def _x_axis(axes: Any, points: list[dict[str, Any]], x_key: str) -> None:
+    """Width on a log2 axis with a tick at each width; parameters on a log10 axis; a swept
+    setting on a log10 axis when its values span two decades, else a linear one, with a tick
+    at each value while there are few."""
+    from matplotlib.ticker import LogFormatter
+
+    values = sorted({_x(p, x_key) for p in points})
+    label = {"width": "hidden units per layer", "params": "parameters"}.get(x_key, x_key)
+    for ax in axes:
+        if x_key == "width":
+            ax.set_xscale("log", base=2)
+        elif x_key == "params" or log_scale_fits(values):
+            ax.set_xscale("log", base=10)
+        if x_key == "params":  # counts as 20, 300, 5000: narrower than 2x10^1, so none overlap
+            ax.xaxis.set_major_formatter(LogFormatter())
+            ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+        if x_key != "params" and len(values) <= 10:
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
+        ax.set_xlabel(literal(label))
 
 
 def sweep_curves(
@@ -131,22 +198,22 @@ def sweep_curves(
     title: str,
     baseline: dict[str, Any] | None = None,
 ) -> Path:
-    """Train (solid, dots) and validation (dashed, squares) loss and metric against width or
-    parameter count, mean over seeds with a band of one standard deviation; the linear
-    baseline's point, if given, as horizontal lines across both plots."""
+    """Train (solid, dots) and validation (dashed, squares) loss and metric against width,
+    parameter count or a numeric swept setting (`x_key`), mean over seeds with a band of one
+    standard deviation; the linear baseline's point, if given, as horizontal lines across
+    both plots."""
     plt = pyplot()
     from matplotlib.lines import Line2D
 
     series = _series(points, x_key)
     failed = [p for p in points if _failed(p)]
-    entries = len(series) + 2 + (1 if failed else 0) + (1 if baseline else 0)
-    height = 4.2 + _legend_height(entries)
-    fig, axes = plt.subplots(1, 2, figsize=(11, height))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     handles = []
     for i, (label, line) in enumerate(series.items()):
         colour = colours[i % len(colours)]
-        handles.append(Line2D([], [], color=colour, linewidth=3, label=label or "all points"))
+        text = literal(label or "all points")
+        handles.append(Line2D([], [], color=colour, linewidth=3, label=text))
         completed = [p for p in line if not _failed(p)]
         for ax, name in zip(axes, ("loss", metric)):
             _draw_series(ax, completed, x_key, name, colour)
@@ -166,25 +233,20 @@ def sweep_curves(
         )
     if failed:
         handles.append(Line2D([], [], label=FAILED_LABEL, **FAILED_STYLE))
-    xlabel = "hidden units per layer" if x_key == "width" else "parameters"
-    widths = sorted({p[x_key] for p in points})
     for ax, name in zip(axes, ("loss", metric)):
-        _mark_failed(ax, [p[x_key] for p in failed])
-        ax.set_xscale("log", base=2 if x_key == "width" else 10)
-        if x_key == "width":
-            ax.set_xticks(widths, [str(w) for w in widths])
-            ax.minorticks_off()
-        ax.set(xlabel=xlabel, ylabel=name, title=f"{name}: train and validation")
+        _mark_failed(ax, [_x(p, x_key) for p in failed])
+        ax.set(ylabel=name, title=f"{name}: train and validation")
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    _legend_below(fig, handles, height)
+    _x_axis(axes, points, x_key)
+    fig.suptitle(literal(title))
+    legend_outside(fig, handles)
     return save_figure(fig, path)
 
 
 def _draw_series(ax: Any, line: list[dict[str, Any]], x_key: str, name: str, colour: str) -> None:
     """One line of points on one plot: its train and validation means, each with a band of
     one standard deviation."""
-    xs = [p[x_key] for p in line]
+    xs = [_x(p, x_key) for p in line]
     for split, style in SPLIT_STYLE.items():
         mean = [p.get(f"{split}_{name}_mean", float("nan")) for p in line]
         std = [p.get(f"{split}_{name}_std", 0.0) for p in line]
@@ -240,8 +302,13 @@ def _baseline_lines(axes: Any, baseline: dict[str, Any], metric: str) -> Any:
     return Line2D([], [], color=BASELINE_COLOUR, linewidth=3, label=BASELINE_LABEL)
 
 
+MAX_SIDE_BY_SIDE = 8  # points up to which by_point.png sets its two panels side by side
+
+
 def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: str) -> Path:
-    """Train and validation metric per grid point, mean over seeds with one-std error bars."""
+    """Train and validation loss and metric per grid point (settings that are not numbers, or
+    one value of each), mean over seeds with one-std error bars: side by side, or the loss
+    above the metric when there are many points."""
     plt = pyplot()
     from matplotlib.lines import Line2D
 
@@ -252,22 +319,24 @@ def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: s
         for p in points
     ]
     failed = [i for i, p in enumerate(points) if _failed(p)]
-    entries = 2 + (1 if failed else 0)
-    height = 4.5 + _legend_height(entries)
-    fig, ax = plt.subplots(figsize=(max(5.5, 0.6 * len(points) + 2), height))
+    width = max(5.0, 0.6 * len(points) + 1.5)
+    stacked = len(points) > MAX_SIDE_BY_SIDE
+    shape, size = ((2, 1), (width, 9.0)) if stacked else ((1, 2), (2 * width, 5.2))
+    fig, axes = plt.subplots(*shape, figsize=size, sharex=stacked, layout="constrained")
     xs = list(range(len(points)))
     handles = []
     for (split, style), colour in zip(SPLIT_STYLE.items(), ("tab:blue", "tab:orange")):
-        ax.errorbar(
-            xs,
-            [p.get(f"{split}_{metric}_mean", float("nan")) for p in points],
-            yerr=[p.get(f"{split}_{metric}_std", 0.0) for p in points],
-            fmt=style["marker"],
-            color=colour,
-            markerfacecolor=colour if split == "train" else "white",
-            markersize=7,
-            capsize=3,
-        )
+        for ax, name in zip(axes, ("loss", metric)):
+            ax.errorbar(
+                xs,
+                [p.get(f"{split}_{name}_mean", float("nan")) for p in points],
+                yerr=[p.get(f"{split}_{name}_std", 0.0) for p in points],
+                fmt=style["marker"],
+                color=colour,
+                markerfacecolor=colour if split == "train" else "white",
+                markersize=7,
+                capsize=3,
+            )
         handles.append(
             Line2D(
                 [],
@@ -279,13 +348,16 @@ def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: s
                 label=style["word"],
             )
         )
-    _mark_failed(ax, failed)
     if failed:
         handles.append(Line2D([], [], label=FAILED_LABEL, **FAILED_STYLE))
-    ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
-    for i in failed:
-        ax.get_xticklabels()[i].set_color("tab:red")
-    ax.set(ylabel=metric, title=title)
-    ax.grid(alpha=0.3)
-    _legend_below(fig, handles, height)
+    for ax, name in zip(axes, ("loss", metric)):
+        _mark_failed(ax, failed)
+        ax.set_xticks(xs, [literal(label) for label in labels], rotation=30, ha="right")
+        ax.tick_params(axis="x", labelsize=8, labelbottom=not stacked or name != "loss")
+        for i in failed:
+            ax.get_xticklabels()[i].set_color("tab:red")
+        ax.set(ylabel=name, title=f"{name}: train and validation")
+        ax.grid(alpha=0.3)
+    fig.suptitle(literal(title))
+    legend_outside(fig, handles)
     return save_figure(fig, path)

@@ -1,9 +1,11 @@
 """One look inside a network on a batch: per layer, what went in and out and the gradients.
 
 Diagnostics and `mlp inspect` read these; each engine offers `probe(x, y)`, and any model can be
-probed by autograd with probe_model(). A probe runs in eval mode (no dropout, norm layers on
-their running statistics), reads the gradients without storing them in any parameter's .grad,
-and draws no random numbers, so it leaves training exactly as it was.
+probed by autograd with probe_model(). A probe sees the network as a training step does, less
+the noise: batch norm normalises by the probed rows' own mean and variance (an untrained
+layer's running variance of 1 would hide what it does), dropout is off. It updates no running
+statistics, reads the gradients without storing them in any parameter's .grad, and draws no
+random numbers, so it leaves training exactly as it was.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+# Batch norm as build_mlp makes it, and as a run of several CUDA processes converts it.
+BATCH_NORMS = (nn.BatchNorm1d, nn.SyncBatchNorm)
 
 
 @dataclass
@@ -58,8 +64,8 @@ def probe_model(
                 a = z
                 post = z
                 for module in group[1:]:
-                    a = module(a)
-                    if not isinstance(module, (nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)):
+                    a = _as_in_training(module, a)
+                    if not isinstance(module, (nn.Dropout, nn.LayerNorm, *BATCH_NORMS)):
                         post = a
                 pres.append(z)
                 posts.append(post)
@@ -73,3 +79,15 @@ def probe_model(
         LayerProbe(w.detach(), z.detach(), p.detach(), gz, gw)
         for w, z, p, gz, gw in zip(weights, pres, posts, grads[:n], grads[n:])
     ]
+
+
+def _as_in_training(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """The module on a batch as in a training step, less dropout (the model is in eval mode):
+    batch norm by the batch's own statistics, its running ones left as they were."""
+    if isinstance(module, BATCH_NORMS):
+        if len(a) < 2:
+            raise ValueError("batch norm's statistics need at least 2 rows to probe")
+        return F.batch_norm(
+            a, None, None, module.weight, module.bias, training=True, eps=module.eps
+        )
+    return module(a)

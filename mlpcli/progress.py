@@ -32,7 +32,7 @@ class Progress(Callback):
         bar = progress.Progress(
             progress.TextColumn("epoch"),
             progress.MofNCompleteColumn(),
-            progress.BarColumn(),
+            progress.BarColumn(bar_width=None),  # as wide as the terminal leaves room for
             progress.TimeRemainingColumn(),
             progress.TextColumn("{task.fields[line]}"),
             console=self.console,

@@ -29,6 +29,7 @@ LOCK_FILE = ".lock"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.safetensors"
+SWEEP_FILE = "sweep.yaml"  # the file that marks a sweep folder
 CHECKPOINT = Path("checkpoints") / "last.pt"
 TENSORBOARD_FOLDER = "tb"  # event files, with train.tensorboard (their names are TensorBoard's)
 # What mlp reads and writes in a run folder, parents before their contents.
@@ -51,10 +52,11 @@ RUN_LAYOUT = {
     "plots/units.png": "file",
     "plots/boundary.png": "file",
     "plots/detectors.png": "file",
+    "plots/confusion.png": "file",
 }
 # A sweep folder: its own files, and one run folder per trial under trials/.
 SWEEP_LAYOUT = {
-    "sweep.yaml": "file",
+    SWEEP_FILE: "file",
     "results.csv": "file",
     SUMMARY_FILE: "file",
     LOCK_FILE: "file",

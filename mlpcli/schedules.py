@@ -34,6 +34,10 @@ class Schedule:
         known = self.state_dict()
         vars(self).update({k: v for k, v in state.items() if k in known})
 
+    def retarget(self, epochs: int) -> None:
+        """Follow a run's new train.epochs (a run continued to more epochs); only a schedule
+        whose shape depends on the run's length changes."""
+
 
 class EpochSchedule(Schedule):
     """An lr that is a function of the epoch and the previous lr; the state is torch's
@@ -83,6 +87,19 @@ class CosineAnnealingLR(EpochSchedule):
     def __init__(self, optimizer: HasParamGroups, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer)
+
+    def retarget(self, epochs: int) -> None:
+        """Stretch the half cosine over `epochs`: the lr of the epochs still to run is the
+        closed form of a cosine of that length at each epoch (from the current one on, as
+        torch computes it step by step), so a run that had reached eta_min rises again to where
+        the longer cosine stands."""
+        if epochs == self.T_max:
+            return
+        self.T_max = epochs
+        t, low = self.last_epoch, self.eta_min
+        for base, group in zip(self.base_lrs, self.optimizer.param_groups):
+            group["lr"] = low + (base - low) * (1 + math.cos(math.pi * t / epochs)) / 2
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def next_lrs(self) -> list[float]:
         t, t_max, low = self.last_epoch, self.T_max, self.eta_min

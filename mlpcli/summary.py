@@ -1,9 +1,10 @@
 """`mlp summary`: the network a config or a run describes, layer by layer, without building it.
 
-For each layer: its output width, activation, parameters and multiply-adds per input row (the
-Linear's in x out), then the totals and the parameters per training row, the number that says
-how freely a model can memorise its data. A config is summarised without importing torch: the
-sizes come from the data (read and split as training would) and the model section alone.
+For each layer: its output width, norm layer (model.norm), activation, parameters and
+multiply-adds per input row (the Linear's in x out), then the totals and the parameters per
+training row, the number that says how freely a model can memorise its data. A config is
+summarised without importing torch: the sizes come from the data (read and split as training
+would) and the model section alone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class LayerRow:
     activation: str  # the hidden layer's activation, or the output transform at prediction
     params: int
     multiply_adds: int  # per input row: the Linear's in x out
+    norm: str | None = None  # a hidden layer's model.norm (batch, layer), after its Linear
 
 
 def activation_text(spec: dict[str, Any]) -> str:
@@ -36,9 +38,9 @@ def layer_rows(
 ) -> list[LayerRow]:
     """The layers build_mlp makes for these sizes, counted from the config alone.
 
-    A hidden layer holds its Linear, a norm layer's scale and shift per unit, and a learnable
-    Swish beta; the output layer is a Linear whose scores the task's transform turns into
-    predictions.
+    A hidden layer holds its Linear, a norm layer's scale and shift per unit (its kind in
+    `norm`), and a learnable Swish beta; the output layer is a Linear whose scores the task's
+    transform turns into predictions.
     """
     rows = []
     sizes = [in_dim, *model.hidden]
@@ -48,7 +50,9 @@ def layer_rows(
         params = width_in * width + (width if model.bias else 0)
         params += 2 * width if model.norm is not None else 0
         params += 1 if spec["name"] == "swish" and spec.get("learnable") else 0
-        rows.append(LayerRow(str(k), width, activation_text(spec), params, width_in * width))
+        rows.append(
+            LayerRow(str(k), width, activation_text(spec), params, width_in * width, model.norm)
+        )
     last = sizes[-1]
     head = last * out_dim + (out_dim if model.bias else 0)
     transform = TASKS[task][1] if task else "identity"

@@ -55,8 +55,12 @@ class Split:
 
 
 def target_scale(prep: Preprocessor, device: torch.device) -> torch.Tensor | None:
-    """Regression targets' [mean, std] per output, for metrics in the targets' own units."""
-    return torch.tensor(prep.target_scale, device=device) if prep.task == "regression" else None
+    """Regression targets' [mean, std] per output, for metrics in the targets' own units: in
+    float64 where the device has it, as predictions are scaled back (float32 would round them,
+    and make a scale beyond 3.4e38 infinite)."""
+    if prep.task != "regression":
+        return None
+    return torch.tensor(prep.target_scale, dtype=wide_dtype(device), device=device)
 
 
 def make_optimizer(config: OptimConfig, params: Any, device: torch.device) -> Optimizer:
@@ -178,11 +182,22 @@ def evaluate(
     target_scale: torch.Tensor | None,
 ) -> dict[str, torch.Tensor]:
     """Loss and the task's metrics on one split, as device tensors."""
-    outputs = predict_raw(model, data.x)
-    with torch.inference_mode():
-        metrics = {"loss": loss_fn(outputs, data.y)}
-        metrics.update(compute_metrics(task, outputs, data.y, target_scale))
-    return metrics
+    return score_outputs(predict_raw(model, data.x), loss_fn, task, data.y, target_scale)
+
+
+@torch.inference_mode()
+def score_outputs(
+    outputs: torch.Tensor,
+    loss_fn: nn.Module,
+    task: str,
+    targets: torch.Tensor,
+    target_scale: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
+    """Loss and the task's metrics of raw outputs against their targets, as device tensors."""
+    return {
+        "loss": loss_fn(outputs, targets),
+        **compute_metrics(task, outputs, targets, target_scale),
+    }
 
 
 def read_floats(values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -349,6 +364,12 @@ class Trainer:
         """
         return self.best_epoch if self.restored else self.epoch
 
+    def train_on(self) -> None:
+        """Let a run that stopped early train again (it is continued to more epochs): its
+        patience counter restarts, while its best epoch and score stay the ones to beat."""
+        if self.stopped_early:
+            self.stopped_early, self.bad_epochs = False, 0
+
     def restore_best(self) -> None:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
@@ -381,6 +402,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+            # A run continued to more epochs: the checkpoint's schedule was for fewer.
+            self.scheduler.retarget(self.config.train.epochs)
         self.engine.load_state_dict(state.get("engine", {}))
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["generator"])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import sys
+from pathlib import Path
 from typing import Any
 
 from mlpcli.callbacks import Callback
@@ -15,6 +19,13 @@ def assert_exit_2(result: Any, *needles: str) -> None:
         assert needle in result.stderr, result.stderr
 
 
+def resume_hint(stderr: str) -> list[str]:
+    """The arguments of the command an interrupted `mlp` printed to continue with."""
+    found = re.search(r"continue with: (.+)", stderr)
+    assert found, stderr
+    return shlex.split(found[1])
+
+
 class InterruptAt(Callback):
     """Stops training as Ctrl-C does, at the end of the given epoch."""
 
@@ -24,3 +35,72 @@ class InterruptAt(Callback):
     def on_epoch_end(self, trainer: Any, record: dict[str, float]) -> None:
         if record["epoch"] == self.epoch:
             raise KeyboardInterrupt
+
+
+def saved_figures(monkeypatch: Any) -> dict[str, Any]:
+    """Every figure a command saves from now on, by file name ('gradients.png'), written as
+    usual: plots.save_figure is replaced, where it is and where modules imported it."""
+    import mlpcli.plots as plots
+
+    # A module first imported while an earlier test had replaced it holds that replacement:
+    # each one names the original, so that it is found and replaced again.
+    original = getattr(plots.save_figure, "__wrapped__", plots.save_figure)
+    figures: dict[str, Any] = {}
+
+    def keep(fig: Any, path: Path) -> Path:
+        figures[Path(path).name] = fig
+        return original(fig, path)
+
+    keep.__wrapped__ = original  # type: ignore[attr-defined]
+    for name, module in list(sys.modules.items()):
+        found = getattr(module, "save_figure", None) if name.startswith("mlpcli") else None
+        if found is not None and getattr(found, "__wrapped__", found) is original:
+            monkeypatch.setattr(module, "save_figure", keep)
+    return figures
+
+
+def drawn_text(text: Any) -> str | None:
+    """What a matplotlib Text draws: its string as written, or None where it is read as
+    mathtext (an even number of `$` not escaped as `\\$`)."""
+    string = text.get_text()
+    dollars = string.count("$") - string.count("\\$")
+    if text.get_parse_math() and dollars and dollars % 2 == 0:
+        return None
+    return string.replace("\\$", "$") if text.get_parse_math() else string
+
+
+# matplotlib's log tick labels: $\mathdefault{10^{-2}}$, $\mathdefault{2\times10^{-1}}$
+TICK_POWER = re.compile(
+    r"^\$\\mathdefault\{(?:([0-9.]+)\\times ?)?([0-9]+)\^\{([-\u2212]?[0-9]+)\}\}\$$"
+)
+
+
+def tick_value(label: Any) -> float:
+    """The number a tick label shows: plain ('20', '0.01') or a power that matplotlib writes
+    as mathtext ('$\\mathdefault{2\\times10^{-1}}$'), which must then be drawn as mathtext
+    (never as the raw string)."""
+    text = label.get_text()
+    power = TICK_POWER.match(text)
+    if power is not None:
+        assert drawn_text(label) is None, f"{text!r} is drawn as written, not as a number"
+        mantissa, base, exponent = power.groups()
+        return float(mantissa or 1) * float(base) ** int(exponent.replace("\u2212", "-"))
+    assert "$" not in text and "mathdefault" not in text, text
+    return float(text.replace("\u2212", "-"))
+
+
+def log_tick_labels(fig: Any) -> list[tuple[float, float]]:
+    """(place, value shown) of every labelled tick in view on the figure's log axes, once
+    drawn; each label is checked to be a number (tick_value)."""
+    fig.canvas.draw()
+    found = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() != "log":
+                continue
+            low, high = sorted(axis.get_view_interval())
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                label, place = tick.label1, tick.get_loc()
+                if label.get_visible() and label.get_text() and low <= place <= high:
+                    found.append((place, tick_value(label)))
+    return found

@@ -259,9 +259,9 @@ CASES: dict[str, tuple[dict[str, str], str, list[str]]] = {
     ),
     # ---- eval and predict (against the model trained by the fixture)
     "eval of a file that is not a model": (
-        {"c.yaml": GOOD},
-        "eval c.yaml",
-        ["c.yaml", "not a model file"],
+        {"notes.txt": "hello\n"},
+        "eval notes.txt",
+        ["notes.txt", "not a model file"],
     ),
     "eval of a missing run": ({}, "eval {dir}/nowhere", ["nowhere", "no such run folder"]),
     "eval of an unknown split": ({}, "eval {model} --split dev", ["--split", "dev", "val"]),
@@ -290,6 +290,32 @@ CASES: dict[str, tuple[dict[str, str], str, list[str]]] = {
         "predict {model} nothing.csv",
         ["nothing.csv", "no such data file"],
     ),
+    # ---- a config, a data file or a sweep folder where a run belongs
+    "eval of a config": (
+        {"c.yaml": GOOD},
+        "eval c.yaml",
+        ["c.yaml: a config file, not a trained model", "mlp train c.yaml"],
+    ),
+    "predict with a config": (
+        {"c.yml": GOOD, "p.csv": rows(x=[0.5], colour=["red"])},
+        "predict c.yml p.csv",
+        ["c.yml: a config file", "mlp train c.yml"],
+    ),
+    "export of a config": (
+        {"c.yaml": GOOD},
+        "export c.yaml",
+        ["c.yaml: a config file", "mlp train c.yaml"],
+    ),
+    "eval of a data file": (
+        {"d.csv": CLEAN},
+        "eval d.csv",
+        ["d.csv: a data file, not a trained model", "--data"],
+    ),
+    "eval of a sweep folder": (
+        {"s/sweep.yaml": GOOD, "s/results.csv": "trial\n"},
+        "eval s",
+        ["s: a sweep folder, not a run", "trials"],
+    ),
 }
 
 
@@ -314,6 +340,7 @@ def test_the_table_is_large_enough():
 def test_a_bad_input_is_answered_cleanly(case, tmp_path, model, monkeypatch):
     files, command, expected = CASES[case]
     for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text.replace("{dir}", str(tmp_path)))
     monkeypatch.chdir(tmp_path)  # relative names in the table are in the test's folder
     argv = command.format(dir=tmp_path, model=model).split()

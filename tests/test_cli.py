@@ -77,7 +77,8 @@ def test_eval_json_is_a_flat_metrics_object(trained):
     result = mlp("eval", trained, "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
-    assert set(metrics) == {"loss", "accuracy", "f1_macro"}
+    # The flat metrics; a classifier's confusion matrix and per-class scores beside them.
+    assert set(metrics) == {"loss", "accuracy", "f1_macro", "confusion", "per_class"}
     summary = json.loads((trained / "summary.json").read_text())
     assert metrics["accuracy"] == pytest.approx(summary["metrics"]["test"]["accuracy"])
     table = mlp("eval", trained, "--split", "val")
@@ -156,7 +157,9 @@ def test_an_existing_run_is_never_overwritten(config, trained):
 
 
 def test_eval_and_predict_of_a_non_model_exit_2(tmp_path, config):
-    assert_clean_error(mlp("eval", config), "not a model file")
+    assert_clean_error(mlp("eval", config), "a config file, not a trained model", "mlp train")
+    (tmp_path / "notes.txt").write_text("x1,x2\n" * 3)
+    assert_clean_error(mlp("eval", tmp_path / "notes.txt"), "not a model file")
     assert_clean_error(mlp("eval", tmp_path / "missing"), "no such run folder")
     assert_clean_error(mlp("predict", tmp_path, config), "no model.safetensors")
 

@@ -86,6 +86,59 @@ def test_probing_leaves_weights_gradients_mode_and_random_state_alone():
         assert torch.equal(v, before[k])
 
 
+def test_batch_norm_is_probed_on_the_batch_statistics_with_dropout_off():
+    """The oracle: autograd through the model in training mode, its dropout modules alone in
+    eval mode; the probe must also leave the running statistics as they were."""
+    config = ModelConfig(hidden=[16, 12, 8], activation="sigmoid", norm="batch", dropout=0.3)
+    torch.manual_seed(0)
+    model = build_mlp(config, 5, 3)
+    loss_fn, _, targets = LOSSES["cross_entropy"]
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 5, generator=g) * 3 + 1, targets(g)
+    oracle = copy.deepcopy(model).train()
+    for module in oracle:
+        if isinstance(module, nn.Dropout):
+            module.eval()
+    outputs = []
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        outputs.append(output)
+
+    linears = [m for m in oracle if isinstance(m, nn.Linear)]
+    hooks = [m.register_forward_hook(keep) for m in linears]
+    loss_fn(oracle(x), y).backward()
+    for h in hooks:
+        h.remove()
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    probes = probe_model(model, loss_fn, x, y)
+    assert not model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # running_mean, running_var, num_batches_tracked
+    for out, probe, linear in zip(outputs, probes, linears, strict=True):
+        torch.testing.assert_close(probe.grad_pre, out.grad)
+        torch.testing.assert_close(probe.grad_weight, linear.weight.grad)
+    eval_mode = model(x)  # the running statistics of an untrained layer: mean 0, variance 1
+    assert not torch.allclose(oracle(x), eval_mode, atol=1e-3)
+
+
+def test_diagnostics_see_what_batch_norm_does_to_ten_sigmoid_layers(tmp_path):
+    """Recorded while training, as `mlp inspect` probes: with batch norm the first layer's
+    gradient is not a vanishing fraction of the last one's at epoch 0, as it is without."""
+
+    def first_over_last(*overrides):
+        overrides = ["model.hidden=[16,16,16,16,16,16,16,16,16,16]", "model.activation=sigmoid",
+                     "train.epochs=1", "train.diagnostics={every: 1}", *overrides]  # fmt: skip
+        run = mlpcli.train(write(tmp_path), overrides, out=tmp_path, quiet=True).run_dir
+        rows = read_rows(run / "diagnostics.csv")
+        grad = {r["layer"]: r["value"] for r in rows if r["epoch"] == 0 and r["name"] == "grad_rms"}
+        return grad[1] / grad[10]
+
+    plain, normed = first_over_last(), first_over_last("model.norm=batch")
+    assert plain < 1e-3 and normed > 0.1
+
+
 def test_statistics_match_numpy():
     model, loss_fn, x, y = model_and_batch("sigmoid", "bce")
     probes = probe_model(model, loss_fn, x, y)

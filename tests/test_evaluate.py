@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_exit_2
 
 import mlpcli
 from mlpcli.config import build_config
 from mlpcli.errors import CheckpointError, DataError
-from mlpcli.evaluate import evaluate_run, predict_file
+from mlpcli.evaluate import evaluate_run, predict_file, score_run
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +154,207 @@ def test_random_bytes_and_missing_paths_are_refused(tmp_path):
         mlpcli.load(tmp_path / "nowhere")
     with pytest.raises(CheckpointError, match="no model.safetensors"):
         mlpcli.load(tmp_path)
+
+
+# ------------------------------------------------------------ per-class results
+
+
+def sklearn_scores(true, pred, labels):
+    """The oracle: scikit-learn's confusion matrix and per-class scores, NaN where 0/0."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    matrix = confusion_matrix(true, pred, labels=labels)
+    scores = precision_recall_fscore_support(true, pred, labels=labels, zero_division=np.nan)
+    return matrix, dict(zip(("precision", "recall", "f1", "support"), scores))
+
+
+def assert_matches_sklearn(result, true, pred):
+    matrix, scores = sklearn_scores(list(true), list(pred), result.labels)
+    np.testing.assert_array_equal(result.confusion, matrix)
+    for key, expected in scores.items():
+        ours = [np.nan if s[key] is None else s[key] for s in result.per_class]
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, err_msg=key)
+
+
+def test_confusion_and_per_class_scores_match_scikit_learn(iris_run):
+    result = score_run(iris_run.run_dir)
+    assert result.labels == ["setosa", "versicolor", "virginica"]  # as the model stores them
+    assert result.metrics == evaluate_run(iris_run.run_dir)  # the flat metrics are unchanged
+    model = mlpcli.load(iris_run.run_dir)
+    test = model.split("test")
+    assert_matches_sklearn(result, test["y"], model.predict(test)["predicted_y"])
+    assert sum(map(sum, result.confusion)) == len(test)
+    assert_f1_macro_is_the_mean_of_the_defined(result)
+
+
+def assert_f1_macro_is_the_mean_of_the_defined(result):
+    defined = [s["f1"] for s in result.per_class if s["f1"] is not None]
+    assert result.metrics["f1_macro"] == pytest.approx(np.mean(defined), rel=1e-9)
+
+
+def test_a_class_absent_from_the_rows_has_no_recall_rather_than_a_zero(iris_run, tmp_path):
+    model = mlpcli.load(iris_run.run_dir)
+    rows = model.split("test")
+    rows = rows[rows["y"] == "setosa"]
+    rows.to_csv(tmp_path / "setosa.csv", index=False)
+    result = score_run(iris_run.run_dir, data=tmp_path / "setosa.csv")
+    assert_matches_sklearn(result, rows["y"], model.predict(rows)["predicted_y"])
+    by_label = dict(zip(result.labels, result.per_class))
+    assert by_label["virginica"]["support"] == 0 and by_label["virginica"]["recall"] is None
+    assert by_label["setosa"]["recall"] == 1.0
+    assert_f1_macro_is_the_mean_of_the_defined(result)
+
+
+@pytest.fixture(scope="module")
+def pets_run(tmp_path_factory):
+    """A binary classifier with text labels, one class three times as common as the other."""
+    folder = tmp_path_factory.mktemp("pets")
+    rng = np.random.default_rng(1)
+    n = 400
+    weight = rng.normal(0, 1, n)
+    label = np.where(weight + rng.normal(0, 0.7, n) > 0.7, "dog", "cat")
+    pd.DataFrame({"weight": weight, "pet": label}).to_csv(folder / "pets.csv", index=False)
+    (folder / "pets.yaml").write_text(
+        "data: {source: csv, path: pets.csv, target: pet}\nmodel: {hidden: [8]}\n"
+        "train: {epochs: 10}\n"
+    )
+    return mlpcli.train(folder / "pets.yaml", out=folder / "runs", name="pets", quiet=True)
+
+
+def test_binary_confusion_matches_scikit_learn(pets_run):
+    result = score_run(pets_run.run_dir)
+    assert result.labels == ["cat", "dog"]
+    model = mlpcli.load(pets_run.run_dir)
+    test = model.split("test")
+    assert_matches_sklearn(result, test["pet"], model.predict(test)["predicted_pet"])
+    assert result.confusion[0][1] + result.confusion[1][0] > 0  # some rows misclassified
+
+
+def test_regression_has_no_classes(tabular_run):
+    result, folder = tabular_run
+    scored = score_run(result.run_dir, data=folder / "test.csv")
+    assert scored.labels is None and scored.to_dict() == scored.metrics
+
+
+def mlp(*args):
+    from typer.testing import CliRunner
+
+    from mlpcli.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_eval_json_keeps_the_flat_metrics_and_adds_the_classes(iris_run):
+    result = mlp("eval", iris_run.run_dir, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    flat = evaluate_run(iris_run.run_dir)
+    assert list(report)[: len(flat)] == list(flat)  # the documented keys, first and unchanged
+    assert {k: report[k] for k in flat} == flat
+    assert set(report) - set(flat) == {"confusion", "per_class"}
+    scored = score_run(iris_run.run_dir)
+    assert report["confusion"] == {"labels": scored.labels, "matrix": scored.confusion}
+    assert [row.pop("label") for row in report["per_class"]] == scored.labels
+    assert report["per_class"] == scored.per_class
+    assert not (iris_run.run_dir / "plots" / "confusion.png").exists()  # only with --plot
+
+
+def test_eval_json_of_a_regression_is_the_flat_metrics_alone(tabular_run):
+    result, folder = tabular_run
+    shown = mlp("eval", result.run_dir, "--data", folder / "test.csv", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert set(json.loads(shown.stdout)) == {"loss", "r2", "mse", "rmse", "mae"}
+
+
+def table_rows(text):
+    """Each row of the tables rich drew, as its stripped cells."""
+    return [[c.strip() for c in re.split("[│┃]", line)] for line in text.splitlines()]
+
+
+def test_eval_prints_the_classes_and_their_scores(iris_run):
+    shown = mlp("eval", iris_run.run_dir)
+    assert shown.exit_code == 0, shown.output
+    rows = table_rows(shown.stdout)
+    assert ["class", "precision", "recall", "f1", "support"] in rows
+    assert ["true class", "setosa", "versicolor", "virginica"] in rows
+    scored = score_run(iris_run.run_dir)
+    for label, scores, counts in zip(scored.labels, scored.per_class, scored.confusion):
+        numbers = [f"{scores[k]:.4f}" for k in ("precision", "recall", "f1")]
+        assert [label, *numbers, str(scores["support"])] in rows
+        assert [label, *map(str, counts)] in rows
+    assert "confusion matrix (rows: true class, columns: predicted)" in shown.stdout
+
+
+def test_labels_are_shown_as_written_never_as_markup_or_terminal_codes(tmp_path):
+    csv = tmp_path / "labels.csv"
+    bad, markup = "\x1b[2Jbad", "[bold red]x[/]"
+    csv.write_text(
+        "x,label\n" + "".join(f"{i / 10},{bad if i % 2 else markup}\n" for i in range(40))
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data: {{source: csv, path: {csv}, target: label}}\nmodel: {{hidden: [4]}}\n"
+        "train: {epochs: 1}\n"
+    )
+    assert mlp("train", config, "--out", tmp_path, "--name", "r", "-q").exit_code == 0
+    shown = mlp("eval", tmp_path / "r", "--data", csv)
+    assert shown.exit_code == 0, shown.output
+    assert "\x1b" not in shown.stdout
+    assert "\\x1b[2Jbad" in shown.stdout and markup in shown.stdout
+    report = json.loads(mlp("eval", tmp_path / "r", "--data", csv, "--json").stdout)
+    assert set(report["confusion"]["labels"]) == {bad, markup}  # JSON holds the exact text
+
+
+def test_eval_plot_draws_the_confusion_into_the_run_folder(iris_run, tmp_path):
+    import matplotlib.image
+
+    run = tmp_path / "iris"
+    shutil.copytree(iris_run.run_dir, run)
+    shown = mlp("eval", run, "--plot")
+    assert shown.exit_code == 0, shown.output
+    figure = run / "plots" / "confusion.png"
+    assert f"wrote {figure}" in shown.stderr
+    assert matplotlib.image.imread(figure).shape[2] == 4  # a PNG that loads
+    # A model file given alone: plots/ beside it, as `mlp plot` does.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(run / "model.safetensors", alone / "iris.safetensors")
+    shown = mlp("eval", alone / "iris.safetensors", "--plot", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert (alone / "plots" / "confusion.png").is_file()
+    assert "confusion" in json.loads(shown.stdout)  # the JSON stays alone on stdout
+
+
+def test_eval_plot_refuses_a_link_and_a_model_without_classes(iris_run, tabular_run, tmp_path):
+    run = tmp_path / "iris"
+    shutil.copytree(iris_run.run_dir, run)
+    (run / "plots").mkdir(exist_ok=True)
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"mine")
+    (run / "plots" / "confusion.png").symlink_to(victim)
+    assert_exit_2(mlp("eval", run, "--plot"), "confusion.png")
+    assert victim.read_bytes() == b"mine"
+
+    result, folder = tabular_run
+    shown = mlp("eval", result.run_dir, "--data", folder / "test.csv", "--plot")
+    assert_exit_2(shown, "--plot", "regression")
+    assert not (result.run_dir / "plots" / "confusion.png").exists()
+
+
+def test_the_confusion_figure_draws_each_rows_share_and_count(monkeypatch, tmp_path):
+    from mlpcli import confusion_plot
+
+    drawn = {}
+    monkeypatch.setattr(confusion_plot, "save_figure", lambda fig, path: drawn.setdefault("f", fig))
+    labels, matrix = ["$a$", "b", "c"], [[3, 1, 0], [0, 0, 0], [2, 2, 4]]
+    confusion_plot.confusion_figure(labels, matrix, tmp_path / "c.png", "run on $x$")
+    ax = drawn["f"].axes[0]
+    shares = np.asarray(ax.images[0].get_array())
+    np.testing.assert_allclose(shares, [[0.75, 0.25, 0], [0, 0, 0], [0.25, 0.25, 0.5]])
+    assert [t.get_text() for t in ax.get_xticklabels()] == labels
+    assert [t.get_text() for t in ax.get_yticklabels()] == labels
+    assert all(not t.get_parse_math() for t in ax.get_xticklabels())  # `$a$` drawn as written
+    assert [t.get_text() for t in ax.texts] == [str(c) for row in matrix for c in row]
+    assert ax.get_title() == "run on $x$\n12 rows, accuracy 0.5833"  # 7 of 12 on the diagonal
+    assert not ax.title.get_parse_math()
+    drawn["f"].clf()

@@ -144,6 +144,8 @@ def test_a_model_file_alone_is_checked_on_rows_drawn_around_the_training_means(t
     report = json.loads(result.stdout)
     assert report["onnx"] == str(alone / "m.onnx") and report["rows_checked"] == 1024
     assert report["checked_on"] == "rows drawn around the training means"
+    said = mlp("export", alone / "m.safetensors", "-o", alone / "again.onnx").stderr
+    assert "onnxruntime on rows drawn around the training means (1,024 rows)" in said, said
 
 
 def test_export_refuses_to_replace_a_file_and_names_the_extra_it_needs(

@@ -7,6 +7,7 @@ or column at fault, and that no traceback or numpy warning reaches the user.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -156,6 +157,113 @@ def test_regression_targets_of_huge_values_are_scaled_without_overflow():
         y = prep.encode_targets(frame)
     assert np.isfinite(prep.target_scale).all()
     assert np.isfinite(y).all()
+
+
+def regression_table(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0.0, 1.0, n), rng.normal(0.0, 1.0, n)
+    return pd.DataFrame({"a": a, "b": b, "y": np.tanh(a) + 0.5 * b + rng.normal(0, 0.1, n)})
+
+
+def test_a_target_near_float64s_largest_value_is_refused_naming_the_column(tmp_path):
+    """Its squared errors cannot be represented: mse, rmse and mae came out NaN and r2 as 0.0
+    on a run that completed."""
+    frame = regression_table()
+    frame["y"] = frame["y"] / frame["y"].abs().max() * 1.7e308
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    write_config(tmp_path)
+    code, output = train(tmp_path)
+    assert code == 2, output
+    message = " ".join(output.split())
+    assert "data.csv" in message and "regression target 'y' reaches 1.7e+308" in message
+    assert "accepted: up to 1e+150" in message
+    assert not (tmp_path / "runs" / "r").exists()
+
+
+def train_npz(folder: Path, frame: pd.DataFrame) -> dict:
+    """Train on frame's a, b -> y saved as an npz (exact binary values); the summary."""
+    folder.mkdir()
+    np.savez(folder / "data.npz", X=frame[["a", "b"]].to_numpy(), y=frame["y"].to_numpy())
+    (folder / "exp.yaml").write_text(
+        "data: {source: npz, path: data.npz}\ntask: regression\n"
+        "model: {hidden: [8]}\ntrain: {epochs: 40, batch_size: 32}\n"
+    )
+    code, output = train(folder)
+    assert code == 0, output
+    return json.loads((folder / "runs" / "r" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("power", [465, -700])
+def test_targets_far_from_one_train_the_same_and_score_in_their_units(tmp_path, power):
+    """Targets times 2**465 (about 1e140) or 2**-700 (about 1e-211) standardise to the same
+    values, so they train the same weights: r2 is the same, rmse and mae scale exactly (r2 came
+    out 0.0 and rmse 0.0 for the small ones), and mse too, to 0.0 where it leaves float64."""
+    frame = regression_table()
+    base = train_npz(tmp_path / "base", frame)
+    frame["y"] = frame["y"] * 2.0**power
+    scaled = train_npz(tmp_path / "scaled", frame)
+    assert scaled["status"] == "completed"
+    for split, metrics in base["metrics"].items():
+        got = scaled["metrics"][split]
+        assert got["loss"] == metrics["loss"] and got["r2"] == metrics["r2"]
+        assert got["rmse"] == math.ldexp(metrics["rmse"], power)
+        assert got["mae"] == math.ldexp(metrics["mae"], power)
+        assert got["mse"] == metrics["mse"] * 2.0**power * 2.0**power
+    assert scaled["metrics"]["test"]["r2"] > 0.5
+
+
+@pytest.mark.parametrize(
+    "split, n, extra, needles",
+    [
+        ("training", 120, {}, ["training split has 72 rows, all with 'y' = 2.5", "varies"]),
+        ("validation", 120, {"val_path": "val.csv"}, ["a data.val_path file whose targets vary"]),
+        ("test", 20, {"test_split": "0.05"}, ["a single row ('y' = ", "data.test_split (0.05)"]),
+    ],
+)
+def test_a_split_whose_regression_target_does_not_vary_is_refused(
+    tmp_path, split, n, extra, needles
+):
+    """r2 is undefined there (it was reported as 0.0)."""
+    frame = regression_table(n)
+    if split == "training":
+        frame["y"] = 2.5
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    frame.assign(y=1.0).head(10).to_csv(tmp_path / "val.csv", index=False)
+    write_config(tmp_path, **extra)
+    code, output = train(tmp_path)
+    assert code == 2, output
+    message = " ".join(output.split())
+    assert f"the {split} split has" in message and "r2 is undefined" in message
+    for needle in needles:
+        assert needle in message, message
+    assert not (tmp_path / "runs" / "r").exists()
+
+
+def test_a_run_whose_final_metrics_are_not_finite_fails_rather_than_completes(
+    tmp_path, monkeypatch
+):
+    """A last guard, for predictions too far from the targets to score in float64."""
+    import mlpcli.api
+    from mlpcli.errors import TrainingError
+
+    frame = regression_table()
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    write_config(tmp_path)
+    scores = mlpcli.api.evaluate
+
+    def overflowing(*args, **kwargs):
+        values = scores(*args, **kwargs)
+        return {**values, "mse": values["mse"] * math.inf}
+
+    monkeypatch.setattr(mlpcli.api, "evaluate", overflowing)
+    with pytest.raises(TrainingError) as info:
+        mlpcli.api.train(tmp_path / "exp.yaml", out=tmp_path / "runs", name="r", quiet=True)
+    message = str(info.value)
+    assert "not finite" in message and "test mse inf" in message and "marked failed" in message
+    run = tmp_path / "runs" / "r"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and math.isinf(summary["metrics"]["test"]["mse"])
+    assert (run / "model.safetensors").is_file()
 
 
 def test_a_value_too_far_from_training_for_float32_is_refused(trained, tmp_path):
@@ -413,12 +521,13 @@ def test_a_file_larger_than_the_memory_left_is_refused_naming_estimate_and_limit
     frame.to_csv(tmp_path / "data.csv", index=False)
     frame.to_parquet(tmp_path / "data.parquet")
     np.savez(tmp_path / "data.npz", X=frame[["a", "b"]].to_numpy(), y=np.zeros(len(frame)))
-    monkeypatch.setattr(limits, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(limits, "available_memory", lambda: (10_000, "MemAvailable"))
     for name in ("data.csv", "data.parquet", "data.npz"):
         with pytest.raises(DataError) as info:
             read_table(tmp_path / name)
         message = str(info.value)
         assert name in message and "KiB" in message and "memory" in message
+        assert "7.8 KiB available (MemAvailable)" in message  # 80% of the 10,000 bytes
 
 
 def test_a_huge_cell_is_not_echoed_whole(tmp_path):

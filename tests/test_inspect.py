@@ -4,6 +4,7 @@ and activation keep them level; dead units; the weights at init, best and last; 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -153,10 +154,152 @@ def test_the_advice_names_each_fix_once():
         {"layer": 1, "activation": "relu", "grad_ratio": 1e-4, "flags": ["vanishing"]},
         {"layer": 2, "activation": "relu", "grad_ratio": 1.0, "flags": []},
     ]
-    line = advice_for("vanishing", layers)
+    line = advice_for("vanishing", layers, load_config(VANISHING, ["model.activation=relu"]))
     assert line.count("kaiming_normal") == 1 and "0.0001 of layer 2's" in line
     sigmoid = [{**layer, "activation": "sigmoid"} for layer in layers]
-    assert "model.activation relu" in advice_for("vanishing", sigmoid)
+    assert "model.activation relu" in advice_for("vanishing", sigmoid, load_config(VANISHING))
+
+
+FLAGGED = {  # per flag: two hidden layers, the first one raising it
+    "vanishing": {"grad_ratio": 1e-4},
+    "exploding": {"grad_ratio": 1e4},
+    "dead": {"dead": 0.9},
+    "saturated": {"saturated": 0.9},
+}
+SETTINGS = re.compile(r"\b((?:model|data|train|optim)\.\w+) (\w+)")
+
+
+@pytest.mark.parametrize("flag", list(FLAGGED))
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["model.norm=batch"],
+        ["model.norm=batch", "model.init=kaiming_normal", "model.activation=relu"],
+        ["model.norm=batch", "model.init=xavier_normal", "model.activation=tanh"],
+        ["model.init=xavier_normal", "data.standardize=false", "train.grad_clip=1.0"],
+        ["model.activation=leaky_relu", "model.init=kaiming_normal"],
+        ["model.activation=elu"],
+    ],
+)
+def test_the_advice_never_names_a_setting_the_config_already_has(flag, overrides):
+    config = load_config(VANISHING, ["model.hidden=[8,8]", *overrides])
+    name = config.model.activations()[0]["name"]
+    base = {"activation": name, "grad_ratio": 1.0, "dead": 0.0, "saturated": 0.0, "flags": []}
+    layers = [
+        {**base, "layer": 1, **FLAGGED[flag], "flags": [flag]},
+        {**base, "layer": 2},
+    ]
+    line = advice_for(flag, layers, config)
+    named = SETTINGS.findall(line)
+    assert line.split("; use ")[-1].split(": the layers below learn slowly; use ")[-1], line
+    for key, value in named:
+        section, field = key.split(".")
+        if key == "model.activation":
+            current = {spec["name"] for spec in config.model.activations()}
+            assert current != {value}, line
+        elif key != "train.grad_clip":
+            current = getattr(getattr(config, section), field)
+            assert str(current).lower() != value, line
+    if config.train.grad_clip is not None and flag == "exploding":
+        assert "a train.grad_clip below 1" in line
+
+
+def test_batch_norm_is_probed_as_training_runs(sigmoid_run, tmp_path):
+    """Ten sigmoid layers: with batch norm, normalised by the probed rows' own statistics,
+    the first layer's gradient is no longer a vanishing fraction of the last one's, and the
+    advice does not name the batch norm the run already has."""
+    plain = json.loads(mlp("inspect", sigmoid_run, "--at", "init", "--json").stdout)
+    run = trained(tmp_path, "model.norm=batch").run_dir
+    result = mlp("inspect", run, "--at", "init", "--json")
+    assert result.exit_code == 0, result.output
+    normed = json.loads(result.stdout)
+    assert plain["layers"][0]["grad_ratio"] < 1e-3
+    assert normed["layers"][0]["grad_ratio"] >= 10 * plain["layers"][0]["grad_ratio"]
+    assert normed["layers"][0]["grad_ratio"] > 0.1
+    assert "vanishing" not in normed["flags"]
+    assert not any("model.norm batch" in line for line in normed["advice"])
+    assert [layer["norm"] for layer in normed["layers"]] == ["batch"] * 10
+    assert any("batch norm" in note and "probed rows" in note for note in normed["notes"])
+    assert plain["notes"] == [] and {layer["norm"] for layer in plain["layers"]} == {None}
+
+
+def test_batch_norm_still_named_where_the_run_has_none(sigmoid_run):
+    report, _ = inspect_run(sigmoid_run, "init")
+    assert any("model.norm batch" in line for line in report.advice)
+
+
+def test_the_report_lists_the_norm_layers(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from mlpcli.console import inspect_table
+
+    run = trained(tmp_path, "model.hidden=[8,8]", "model.norm=layer", "model.dropout=0.2").run_dir
+    result = mlp("inspect", run)
+    assert result.exit_code == 0, result.output
+    assert "dropout (model.dropout 0.2) is off" in result.stderr
+    report = json.loads(mlp("inspect", run, "--json").stdout)
+    assert [layer["norm"] for layer in report["layers"]] == ["layer", "layer"]
+    console = Console(file=io.StringIO(), width=200)
+    console.print(inspect_table(report["layers"]))
+    lines = console.file.getvalue().splitlines()
+    assert lines[0].split() == [
+        "layer", "┃", "width", "┃", "norm", "┃", "activation", "┃", "params", "┃", "grad",
+        "ratio", "┃", "dead", "┃", "saturated", "┃", "flags",
+    ]  # fmt: skip
+    assert [line.split()[4] for line in lines[2:]] == ["layer", "layer"]
+
+
+def delete_training_file(tmp_path):
+    """A run trained on a CSV file (ten sigmoid layers with batch norm and dropout), its
+    training split's rows saved elsewhere, the file it trained on deleted; and the report
+    `mlp inspect --at init` gave before."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"x1": rng.normal(size=300), "x2": rng.normal(size=300)})
+    rows["label"] = (rows["x1"] * rows["x2"] > 0).astype(int)
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    data = f"data={{source: csv, path: {tmp_path / 'train.csv'}, target: label}}"
+    run = trained(tmp_path, data, "model.norm=batch", "model.dropout=0.1").run_dir
+    mlpcli.load(run).split("train").to_csv(tmp_path / "copy.csv", index=False)
+    before, _ = inspect_run(run, "init")
+    (tmp_path / "train.csv").unlink()
+    return run, tmp_path / "copy.csv", before
+
+
+def test_data_stands_in_for_a_training_file_that_is_gone(tmp_path):
+    run, copy, before = delete_training_file(tmp_path)
+    for at in ("init", "best", "last"):
+        refused = mlp("inspect", run, "--at", at)
+        assert refused.exit_code == 2 and "Traceback" not in refused.output
+        assert "train.csv" in refused.stderr and "--data" in refused.stderr
+        result = mlp("inspect", run, "--at", at, "--data", copy, "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert len(report["layers"]) == 10
+        assert any("copy.csv (--data)" in note for note in report["notes"])
+    # The training split's rows, given as a file: the same sample, the same numbers.
+    report, _ = inspect_run(run, "init", data=copy)
+    for given, own in zip(report.layers, before.layers, strict=True):
+        assert given["grad_rms"] == pytest.approx(own["grad_rms"], rel=1e-6)
+
+
+def test_data_is_checked_as_eval_checks_it(tmp_path):
+    run, copy, _ = delete_training_file(tmp_path)
+    import pandas as pd
+
+    pd.read_csv(copy).drop(columns="label").to_csv(tmp_path / "unlabelled.csv", index=False)
+    result = mlp("inspect", run, "--data", tmp_path / "unlabelled.csv")
+    assert result.exit_code == 2 and "'label'" in result.stderr, result.output
+    pd.read_csv(copy).head(1).to_csv(tmp_path / "one.csv", index=False)
+    result = mlp("inspect", run, "--data", tmp_path / "one.csv")
+    assert result.exit_code == 2 and "at least 2" in result.stderr, result.output
+    result = mlp("inspect", run, "--data", tmp_path / "nothing.csv")
+    assert result.exit_code == 2 and "nothing.csv" in result.stderr, result.output
 
 
 def test_the_command_prints_the_table_and_writes_its_files(sigmoid_run):

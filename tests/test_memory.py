@@ -4,9 +4,11 @@ when it exceeds what the machine has.
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,6 +18,7 @@ from mlpcli.config import build_config
 from mlpcli.errors import ConfigError
 
 GIB = 1024**3
+MOONS = Path(__file__).resolve().parent.parent / "configs" / "moons.yaml"
 
 
 def config(**sections):
@@ -154,3 +157,287 @@ def test_oversized_configs_are_refused_before_allocating(tmp_path, override, key
     assert key in message and "GB" in message and "available" in message
     assert "Traceback" not in run.stderr
     assert not any(tmp_path.glob("c-*")), "no run folder for a refused config"
+
+
+# ---------------------------------------------------------------- the process's own cgroup
+
+V1_UNLIMITED = "9223372036854771712"  # what cgroup v1 reads for "no limit" (4 KiB pages)
+
+
+def fake_proc(tmp_path, cgroups: list[str], mounts: list[tuple[str, str, str, str]]):
+    """A fake /proc/self: its cgroup lines, and a mountinfo of (root, mount point, type,
+    super options) lines."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "cgroup").write_text("".join(f"{line}\n" for line in cgroups))
+    lines = [
+        f"{30 + i} 23 0:{40 + i} {root} {point} rw,relatime - {fstype} {fstype} {options}\n"
+        for i, (root, point, fstype, options) in enumerate(mounts)
+    ]
+    (proc / "mountinfo").write_text("".join(lines))
+    return proc
+
+
+def cgroup_files(folder, **files: str):
+    """A fake cgroup folder with the given files (dots written as underscores)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name.replace("_", ".", 1)).write_text(f"{text}\n")
+    return folder
+
+
+def v2_tree(tmp_path, parent_max: str = str(3 * GIB), child_max: str = "max"):
+    """A v2 hierarchy mounted at tmp/cg, the process in /box/job; /box holds 1 GiB already."""
+    mount = tmp_path / "cg"
+    cgroup_files(mount, **{"cgroup_controllers": "cpu memory"})  # the root has no memory.max
+    cgroup_files(mount / "box", memory_max=parent_max, memory_current=str(GIB))
+    cgroup_files(mount / "box" / "job", memory_max=child_max, memory_current=str(GIB // 4))
+    return fake_proc(tmp_path, ["0::/box/job"], [("/", str(mount), "cgroup2", "rw")])
+
+
+def test_a_v2_limit_set_on_a_parent_of_the_process_cgroup_applies(tmp_path):
+    from mlpcli import cgroup
+
+    proc = v2_tree(tmp_path)
+    limit = cgroup.tightest(proc)
+    assert limit is not None
+    assert limit.free == 2 * GIB and limit.file == tmp_path / "cg" / "box" / "memory.max"
+
+
+def test_the_tightest_limit_along_the_path_wins_child_or_parent(tmp_path):
+    from mlpcli import cgroup
+
+    proc = v2_tree(tmp_path, child_max=str(GIB))  # the child's own 1 GiB, 0.25 used
+    limit = cgroup.tightest(proc)
+    assert limit is not None and limit.free == GIB - GIB // 4
+    assert limit.file == tmp_path / "cg" / "box" / "job" / "memory.max"
+
+
+def test_max_everywhere_is_no_limit(tmp_path):
+    from mlpcli import cgroup
+
+    assert cgroup.tightest(v2_tree(tmp_path, parent_max="max")) is None
+
+
+def test_reclaimable_file_pages_do_not_count_as_used(tmp_path):
+    from mlpcli import cgroup
+
+    proc = v2_tree(tmp_path)
+    (tmp_path / "cg" / "box" / "memory.stat").write_text(
+        f"anon 1000\nfile {GIB // 2}\ninactive_file {GIB // 2}\n"
+    )
+    limit = cgroup.tightest(proc)
+    assert limit is not None and limit.free == 2 * GIB + GIB // 2
+
+
+def v1_tree(tmp_path, limit: str = str(3 * GIB)):
+    """A v1 host with a hybrid layout: the memory controller mounted at tmp/cg/memory, the
+    process in /box/job there, and a unified v2 mount without a memory controller."""
+    mount = tmp_path / "cg" / "memory"
+    unlimited = {"memory_limit_in_bytes": V1_UNLIMITED}
+    cgroup_files(mount, **unlimited, memory_usage_in_bytes=str(5 * GIB))
+    cgroup_files(mount / "box", memory_limit_in_bytes=limit, memory_usage_in_bytes=str(GIB))
+    cgroup_files(mount / "box" / "job", **unlimited, memory_usage_in_bytes=str(GIB // 4))
+    (mount / "box" / "memory.stat").write_text(f"inactive_file 0\ntotal_inactive_file {GIB // 4}\n")
+    cgroup_files(tmp_path / "cg" / "unified", cgroup_procs="1")
+    return fake_proc(
+        tmp_path,
+        ["12:pids:/box/job", "4:memory:/box/job", "1:name=systemd:/box/job", "0::/"],
+        [
+            ("/", str(tmp_path / "cg" / "pids"), "cgroup", "rw,pids"),
+            ("/", str(mount), "cgroup", "rw,memory"),
+            ("/", str(tmp_path / "cg" / "unified"), "cgroup2", "rw"),
+        ],
+    )
+
+
+def test_a_v1_memory_hierarchy_is_read_walking_up_from_the_process_cgroup(tmp_path):
+    from mlpcli import cgroup
+
+    limit = cgroup.tightest(v1_tree(tmp_path))
+    assert limit is not None
+    # 3 GiB less what /box uses, its inactive file pages (total_, for the subtree) left out
+    assert limit.free == 3 * GIB - GIB + GIB // 4
+    assert limit.file == tmp_path / "cg" / "memory" / "box" / "memory.limit_in_bytes"
+
+
+def test_v1s_unlimited_number_is_no_limit(tmp_path):
+    from mlpcli import cgroup
+
+    assert cgroup.tightest(v1_tree(tmp_path, limit=V1_UNLIMITED)) is None
+
+
+def test_a_container_mount_of_its_own_cgroup_is_read_at_the_mount_point(tmp_path):
+    """Without a cgroup namespace, /proc/self/cgroup names the host's path (/docker/ID) and the
+    container's mount has that path as its root."""
+    from mlpcli import cgroup
+
+    mount = tmp_path / "sys fs"  # mountinfo escapes the space
+    cgroup_files(mount, memory_max=str(3 * GIB), memory_current="0")
+    proc = fake_proc(
+        tmp_path,
+        ["0::/docker/abc"],
+        [("/docker/abc", str(mount).replace(" ", "\\040"), "cgroup2", "rw")],
+    )
+    limit = cgroup.tightest(proc)
+    assert limit is not None and limit.free == 3 * GIB and limit.file == mount / "memory.max"
+
+
+def test_no_cgroup_files_is_no_limit(tmp_path):
+    from mlpcli import cgroup
+
+    assert cgroup.tightest(tmp_path / "nothing") is None
+    proc = fake_proc(tmp_path, ["0::/../elsewhere"], [("/", str(tmp_path), "cgroup2", "rw")])
+    assert cgroup.tightest(proc) is None  # outside the namespace's view: nothing to read
+
+
+def test_available_memory_names_the_cgroup_limit_that_binds(tmp_path):
+    proc = v2_tree(tmp_path)
+    free, source = memory.available_memory(proc)
+    assert free == 2 * GIB
+    assert source == f"the cgroup memory limit in {tmp_path / 'cg' / 'box' / 'memory.max'}"
+
+
+# `mlp ARGS` with the cgroup files read from a fake /proc/self (argv[1]).
+IN_FAKE_CGROUP = """
+import sys
+from pathlib import Path
+from mlpcli import cgroup
+cgroup.PROC = Path(sys.argv[1])
+sys.argv = ["mlp", *sys.argv[2:]]
+from mlpcli.cli import app
+app(prog_name="mlp")
+"""
+
+
+def mlp_in_fake_cgroup(proc, *args) -> subprocess.CompletedProcess:
+    """`mlp ARGS` under an 8 GiB address-space limit (looser than the fake cgroup's), so that a
+    check that missed the cgroup cannot take the machine down."""
+    return subprocess.run(
+        [sys.executable, "-c", IN_FAKE_CGROUP, str(proc), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limited(8 * GIB),
+    )
+
+
+def refused_by(run: subprocess.CompletedProcess, limit_file, *needles: str) -> None:
+    message = " ".join(run.stderr.split())
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert f"the cgroup memory limit in {limit_file}" in message, message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_train_in_a_nested_v2_cgroup_of_3_gb_refuses_400m_rows(tmp_path):
+    proc = v2_tree(tmp_path)
+    run = mlp_in_fake_cgroup(proc, "train", MOONS, "data.n_samples=400000000", "--out", tmp_path)
+    refused_by(run, tmp_path / "cg" / "box" / "memory.max", "data.n_samples 400000000")
+    assert "2.1 GB available" in " ".join(run.stderr.split())
+    assert not any(tmp_path.glob("moons-*")), "no run folder for a refused config"
+
+
+def test_train_under_a_v1_cgroup_limit_refuses_400m_rows(tmp_path):
+    proc = v1_tree(tmp_path)
+    run = mlp_in_fake_cgroup(proc, "train", MOONS, "data.n_samples=400000000", "--out", tmp_path)
+    limit_file = tmp_path / "cg" / "memory" / "box" / "memory.limit_in_bytes"
+    refused_by(run, limit_file, "data.n_samples 400000000")
+
+
+def test_an_npz_expanding_past_the_cgroup_limit_is_refused_unread(tmp_path):
+    """40 MB of arrays in a file of a few KB: refused when the cgroup leaves 100 MB (the check
+    keeps 80% of it, and counts 3 bytes a byte of array)."""
+    import numpy as np
+
+    proc = v2_tree(tmp_path, child_max=str(GIB // 4 + 100_000_000))
+    np.savez_compressed(tmp_path / "zeros.npz", X=np.zeros((1_000_000, 4)), y=np.zeros(1_000_000))
+    assert (tmp_path / "zeros.npz").stat().st_size < 1_000_000
+    (tmp_path / "exp.yaml").write_text("data: {source: npz, path: zeros.npz}\n")
+    run = mlp_in_fake_cgroup(proc, "train", tmp_path / "exp.yaml", "--out", tmp_path / "runs")
+    assert run.returncode == 2, run.stderr
+    message = " ".join(run.stderr.split())
+    assert "zeros.npz" in message and "114.4 MiB of memory" in message  # 3 x 40 MB
+    # 80% of the 100 MB the cgroup leaves
+    assert f"76.3 MiB available (the cgroup memory limit in {tmp_path / 'cg'}" in message
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_eval_of_a_model_claiming_400m_rows_is_refused_under_the_cgroup_limit(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    proc = v2_tree(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"data": {"source": "moons", "n_samples": 300}}))
+    args = ("train", path, "train.epochs=1", "--out", tmp_path, "--name", "r", "-q")
+    assert mlp_in_fake_cgroup(proc, *args).returncode == 0
+    model = tmp_path / "r" / "model.safetensors"
+    with safe_open(str(model), framework="pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+        metadata = json.loads(handle.metadata()["mlpcli"])
+    metadata["config"]["data"]["n_samples"] = 400_000_000
+    metadata.pop("data")  # as a model saved before fingerprints were recorded
+    claims = tmp_path / "claims.safetensors"
+    claims.write_bytes(
+        save(tensors, metadata={"format": "mlpcli-model", "mlpcli": json.dumps(metadata)})
+    )
+    run = mlp_in_fake_cgroup(proc, "eval", claims)
+    refused_by(run, tmp_path / "cg" / "box" / "memory.max", "data.n_samples 400000000")
+
+
+@pytest.fixture
+def real_cgroup():
+    """A new cgroup inside this process's own with a memory limit of 3 GiB, v2 or v1, removed
+    afterwards; skipped where this machine does not let the tests make one."""
+    from mlpcli import cgroup
+
+    for own in cgroup.folders():
+        child = own.folder / f"mlpcli-test-{os.getpid()}"
+        try:
+            child.mkdir()
+        except OSError:
+            continue
+        try:
+            # v2 gives a child memory.max only when the parent lends it the controller
+            (child / own.version.limit).write_text(str(3 * GIB))
+        except OSError:
+            child.rmdir()
+            continue
+        try:
+            yield child / own.version.limit
+        finally:
+            child.rmdir()
+        return
+    pytest.skip("no cgroup with a memory controller that this process may make children in")
+
+
+def in_cgroup(limit_file: Path, address_space: int):
+    """A preexec_fn that moves the child into the cgroup of limit_file and limits its address
+    space (a looser bound: the cgroup is the limit under test)."""
+
+    def enter() -> None:
+        (limit_file.parent / "cgroup.procs").write_text(str(os.getpid()))
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    return enter
+
+
+@pytest.mark.slow
+def test_train_in_a_real_nested_cgroup_of_3_gb_refuses_400m_rows(tmp_path, real_cgroup):
+    if memory.available_memory()[0] < 4 * GIB:
+        pytest.skip("the machine has less memory left than the cgroup would allow")
+    run = subprocess.run(
+        [sys.executable, "-m", "mlpcli", "train", MOONS, "data.n_samples=400000000"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=in_cgroup(real_cgroup, 8 * GIB),
+    )
+    refused_by(run, real_cgroup, "data.n_samples 400000000", "24.0 GB")
+    assert not any(tmp_path.glob("moons-*")), "no run folder for a refused config"

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import assert_exit_2
+from conftest import assert_exit_2, drawn_text, saved_figures
 from matplotlib.image import imread
+from matplotlib.text import Text
 from typer.testing import CliRunner
 
 import mlpcli
@@ -97,13 +98,15 @@ def test_regression_surface_equals_mlp_predict(runs, tmp_path):
     np.testing.assert_allclose(predicted, grid.values()[:, 0], rtol=1e-6, atol=1e-5)
 
 
-def test_other_features_are_held_at_training_mean_and_most_frequent_value(runs):
+def test_the_two_most_varying_features_are_drawn_and_the_others_held_as_recorded(runs):
     grid = boundary_grid(runs["classes"], resolution=5)
     train = load(runs["classes"]).split("train")
-    assert grid.features == ("a", "b")  # the first two numeric inputs
-    assert grid.held["extra"] == pytest.approx(train["extra"].mean())
+    spread = train[["a", "b", "extra"]].std(ddof=0)  # raw units: a 1.2, b 2.9, extra 2.0
+    assert set(spread.nlargest(2).index) == {"b", "extra"}
+    assert grid.features == ("b", "extra")  # in the model's column order
+    assert grid.held["a"] == pytest.approx(train["a"].mean())
     assert grid.held["colour"] == train["colour"].value_counts().idxmax() == "blue"
-    assert (grid.frame["extra"] == grid.held["extra"]).all()
+    assert (grid.frame["a"] == grid.held["a"]).all()
     assert (grid.frame["colour"] == "blue").all()
     other = boundary_grid(runs["classes"], ["extra", "a"], resolution=5)
     assert other.features == ("extra", "a") and other.held["b"] == pytest.approx(train["b"].mean())
@@ -193,8 +196,6 @@ def test_refusals(runs, tmp_path):
     assert_exit_2(mlp("plot", runs["linear"], "--detectors", "--boundary"), "data.image_shape")
     assert not (runs["linear"] / "plots" / "boundary.png").exists()  # checked before drawing
     assert_exit_2(mlp("plot", runs["moons"], "--detectors"), "data.image_shape", "digits 8x8")
-    sine = train(tmp_path, "sine", {"source": "sine", "n_samples": 100}).run_dir
-    assert_exit_2(mlp("plot", sine, "--boundary"), "two numeric input features", "has 1 (x1)")
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "config.yaml").write_text("name: x\n")
@@ -239,6 +240,13 @@ def test_a_sweep_on_more_features_draws_no_panels(runs, tmp_path):
 
 
 # ------------------------------------------------------------ names, sizes and colour scales
+
+
+def legend_texts(fig):
+    """Every legend entry's text in a figure and its subfigures."""
+    from matplotlib.legend import Legend
+
+    return [t.get_text() for legend in fig.findobj(Legend) for t in legend.get_texts()]
 
 
 def keep_figures(monkeypatch):
@@ -406,8 +414,8 @@ def test_large_splits_are_drawn_as_a_seeded_sample(runs, monkeypatch):
     assert sorted(len(c.get_offsets()) for c in scattered) == [40, 50]
     shown = grid.shown("train")
     assert shown.index.isin(grid.train.index).all() and shown.equals(grid.shown("train"))
-    labels = [t.get_text() for legend in figures[0].legends for t in legend.get_texts()]
-    assert "train (50 of 120, a sample)" in labels and "test (40)" in labels
+    assert "train (50 of 120, a sample)" in legend_texts(figures[0])
+    assert "test (40)" in legend_texts(figures[0])
     assert "50 of the 120 train rows are drawn (a sample)" in result.notes
 
 
@@ -424,7 +432,7 @@ def test_a_wide_model_is_scored_piece_by_piece(tmp_path, monkeypatch):
     predictor = load(run)
     monkeypatch.setattr(boundary, "CHUNK_CELLS", 1 << 16)  # 327 grid rows at a time
     tracemalloc.start()
-    grid = boundary_grid(run, resolution=60, predictor=predictor)
+    grid = boundary_grid(run, ["f0", "f1"], resolution=60, predictor=predictor)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 5e6  # the whole grid as one frame: 3,600 rows x 200 features x 8 bytes = 5.8 MB
@@ -437,7 +445,17 @@ def test_a_wide_model_is_scored_piece_by_piece(tmp_path, monkeypatch):
     assert list(some.columns) == predictor.preprocessor.features
 
 
-def test_without_rows_or_recorded_means_the_grid_spans_a_default_range(runs, tmp_path):
+def test_without_rows_or_recorded_means_the_grid_spans_a_default_range(runs, tmp_path, monkeypatch):
+    from mlpcli.data.preprocess import Preprocessor
+
+    fit = Preprocessor.fit
+
+    def as_before(*args, **kwargs):  # a model saved before the training statistics were
+        prep = fit(*args, **kwargs)
+        prep.stats, prep.modes = {}, {}
+        return prep
+
+    monkeypatch.setattr(Preprocessor, "fit", as_before)
     data = {
         "source": "csv",
         "path": str(runs["classes"].parent / "classes.csv"),
@@ -482,3 +500,209 @@ def test_the_first_layer_keeps_its_norm_and_leaves_out_dropout(tmp_path):
     with torch.no_grad():
         oracle = torch.relu(model[1](model[0](x))).numpy()
     np.testing.assert_allclose(hidden_activations(predictor, rows, "train"), oracle, atol=1e-6)
+
+
+# ------------------------------------------------------------ one input, images, categories
+
+
+def test_a_one_input_regression_is_drawn_as_its_fitted_curve(tmp_path, monkeypatch):
+    from matplotlib.collections import PathCollection
+
+    run = train(tmp_path, "sine", {"source": "sine", "n_samples": 200}, hidden=(16,)).run_dir
+    figures = saved_figures(monkeypatch)
+    result = mlp("plot", run, "--boundary", "--neurons")
+    assert result.exit_code == 0, result.output
+    path = run / "plots" / "curve.png"
+    assert f"wrote {path}" in result.stderr.replace("\n", "")  # however the console wraps
+    assert path.is_file() and not (run / "plots" / "boundary.png").exists()
+    lines = [line for ax in figures["curve.png"].axes for line in ax.get_lines()]
+    (curve,) = [line for line in lines if line.get_label() == "the model"]
+    ax = curve.axes
+    xs, ys = curve.get_data()
+    pd.DataFrame({"x1": xs}).to_csv(tmp_path / "line.csv", index=False)
+    predicted = mlp("predict", run, tmp_path / "line.csv", "-o", tmp_path / "p.csv")
+    assert predicted.exit_code == 0, predicted.output
+    np.testing.assert_allclose(ys, pd.read_csv(tmp_path / "p.csv")["y"], rtol=1e-6, atol=1e-6)
+    predictor = load(run)
+    train_rows, val_rows = predictor.split("train"), predictor.split("val")
+    scattered = [c for c in ax.collections if isinstance(c, PathCollection)]
+    offsets = sorted((c.get_offsets() for c in scattered), key=len, reverse=True)
+    np.testing.assert_allclose(offsets[0], train_rows[["x1", "y"]].to_numpy())  # target's units
+    np.testing.assert_allclose(offsets[1], val_rows[["x1", "y"]].to_numpy())
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x1", "y")
+    assert {"train (120)", "val (40)"} <= set(legend_texts(figures["curve.png"]))
+    assert imread(path).ndim == 3
+
+
+def test_a_two_input_regression_keeps_its_surface(runs, monkeypatch):
+    figures = saved_figures(monkeypatch)
+    result = plot_run(runs["surface"], boundary=True)
+    assert [p.name for p in result.paths] == ["boundary.png"]
+    assert any(ax.get_label() == "<colorbar>" for ax in figures["boundary.png"].axes)
+
+
+def held_and_points(run):
+    grid = boundary_grid(run, resolution=5)
+    return grid.held, grid.train is not None
+
+
+def test_held_values_do_not_depend_on_whether_the_data_can_be_read(tmp_path):
+    rng = np.random.default_rng(4)
+    table = pd.DataFrame({c: rng.normal(3.0, 2.0, 150) for c in ("a", "b", "c")})
+    table["colour"] = rng.choice(["blue", "red", "red"], 150)  # most frequent: not the first
+    table["y"] = (table["a"] > table["b"]).astype(int)
+    table.to_csv(tmp_path / "own.csv", index=False)
+    run = train(tmp_path, "own", {"source": "csv", "path": str(tmp_path / "own.csv")}).run_dir
+    rows = load(run).split("train")
+    held, drawn = held_and_points(run)
+    assert drawn and held["colour"] == rows["colour"].mode()[0] == "red"
+    numeric = [c for c in held if c != "colour"]
+    assert len(numeric) == 1  # the third numeric feature, whichever two vary most
+    assert held[numeric[0]] == pytest.approx(rows[numeric[0]].mean(), rel=1e-12)
+    (tmp_path / "own.csv").unlink()
+    again, drawn = held_and_points(run)
+    assert not drawn and again == held  # exactly: both read what training recorded
+
+
+def test_only_the_rows_at_the_held_category_are_drawn(runs, monkeypatch):
+    from matplotlib.collections import PathCollection
+
+    figures = saved_figures(monkeypatch)
+    result = plot_run(runs["classes"], boundary=True)
+    predictor = load(runs["classes"])
+    train_rows, test_rows = predictor.split("train"), predictor.split("test")
+    blue = [(f["colour"] == "blue").sum() for f in (train_rows, test_rows)]
+    assert 0 < blue[0] < len(train_rows)
+    fig = figures["boundary.png"]
+    scattered = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert sorted(len(c.get_offsets()) for c in scattered) == sorted(blue)
+    label = f"train ({blue[0]} of {len(train_rows)} at the held colour = blue)"
+    assert label in legend_texts(fig)
+    note = "only the rows with colour = blue are drawn, as the figure holds them"
+    assert any(n.startswith(note) for n in result.notes), result.notes
+
+
+def test_image_inputs_draw_the_most_varying_pixels_and_every_held_value(runs, monkeypatch):
+    figures = saved_figures(monkeypatch)
+    result = plot_run(runs["digits"], boundary=True)
+    predictor = load(runs["digits"])
+    pixels = predictor.preprocessor.features
+    spread = predictor.split("train")[pixels].std(ddof=0)
+    grid = boundary_grid(runs["digits"], resolution=3)
+    assert set(grid.features) == set(spread.nlargest(2).index)
+    assert spread[list(grid.features)].min() > spread.median()  # never a blank border pixel
+    assert any("vary most" in n for n in result.notes)
+    fig = figures["boundary.png"]
+    fig.canvas.draw()
+    box = fig.bbox
+    (held,) = [t for t in fig.findobj(Text) if "held at" in t.get_text()]
+    assert drawn_text(held) is not None
+    for name, value in grid.held.items():  # all 62, each whole on one line
+        assert f"{name}\u00a0=\u00a0{value:.3g}" in held.get_text()
+    from matplotlib.legend import Legend
+
+    ticks = {id(t) for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()}
+    shown = [t for t in fig.findobj(Text) if t.get_text() and id(t) not in ticks]
+    assert held in shown and len(fig.findobj(Legend)) == 1
+    for text in shown:  # titles, names, legend and held values: none past the figure's edges
+        if text.get_visible():
+            extent = text.get_window_extent()
+            assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1, text.get_text()[:40]
+            assert box.y0 - 1 <= extent.y0 and extent.y1 <= box.y1 + 1, text.get_text()[:40]
+
+
+def test_a_model_file_alone_holds_and_spans_its_recorded_statistics(runs, tmp_path):
+    data = {
+        "source": "csv",
+        "path": str(runs["classes"].parent / "classes.csv"),
+        "standardize": False,
+    }
+    run = train(tmp_path, "raw", data).run_dir
+    rows = load(run).split("train")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(run / "model.safetensors", alone / "model.safetensors")
+    grid = boundary_grid(alone / "model.safetensors", ["a", "b"], resolution=5)
+    assert grid.held["extra"] == pytest.approx(rows["extra"].mean())
+    mean, std = rows["a"].mean(), rows["a"].std(ddof=0)
+    span = 6 * std
+    assert grid.xs[0] == pytest.approx(mean - 3 * std - 0.1 * span)
+    assert grid.xs[-1] == pytest.approx(mean + 3 * std + 0.1 * span)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (4, 16), (16, 4)])
+def test_detector_pixels_are_square(tmp_path, monkeypatch, shape):
+    data = {"source": "digits", "image_shape": list(shape)}
+    run = train(tmp_path, "shaped", data, hidden=(5,)).run_dir
+    figures = saved_figures(monkeypatch)
+    plot_run(run, detectors=True)
+    fig = figures["detectors.png"]
+    fig.canvas.draw()
+    images = [ax for ax in fig.axes if ax.get_images()]
+    assert len(images) == 5
+    for ax in images:
+        box = ax.get_window_extent()
+        assert box.width / shape[1] == pytest.approx(box.height / shape[0], rel=0.02)
+
+
+# ------------------------------------------------------------ --data, when the training file is gone
+
+
+def two_feature_run(tmp_path):
+    """A run trained on a two-feature CSV, its own train split saved elsewhere as copy.csv,
+    then the file it trained on deleted."""
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame({"u": rng.normal(size=200), "v": rng.normal(size=200)})
+    rows["y"] = (rows["u"] + rows["v"] > 0).astype(int)
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    run = train(tmp_path, "gone", {"source": "csv", "path": str(tmp_path / "train.csv")})
+    load(run.run_dir).split("train").to_csv(tmp_path / "copy.csv", index=False)
+    (tmp_path / "train.csv").unlink()
+    return run.run_dir, tmp_path / "copy.csv"
+
+
+def test_data_gives_the_points_when_the_training_file_is_gone(tmp_path, monkeypatch):
+    run, copy = two_feature_run(tmp_path)
+    without = mlp("plot", run, "--boundary")
+    assert without.exit_code == 0, without.output
+    assert "drawn without the data's points" in without.stderr
+    assert "train.csv" in without.stderr and "--data" in without.stderr
+    result = mlp("plot", run, "--boundary", "--data", copy)
+    assert result.exit_code == 0, result.output
+    assert "without the data's points" not in result.stderr
+    assert f"rows of {copy} (--data)" in result.stderr
+    assert imread(run / "plots" / "boundary.png").ndim == 3
+    figures = saved_figures(monkeypatch)
+    plot_run(run, boundary=True, data=copy)
+    texts = legend_texts(figures["boundary.png"])
+    rows = len(pd.read_csv(copy))
+    assert any(text.startswith(f"train ({rows}") for text in texts), texts
+
+
+def test_data_ranks_the_detectors_as_the_training_rows_do(runs, tmp_path):
+    rows = load(runs["digits"]).split("train")
+    rows.to_parquet(tmp_path / "digits.parquet")
+    given = detector_weights(runs["digits"], rows=pd.read_parquet(tmp_path / "digits.parquet"))
+    own = detector_weights(runs["digits"])
+    assert given.units == own.units and given.notes == own.notes == []
+    result = mlp("plot", runs["digits"], "--detectors", "--data", tmp_path / "digits.parquet")
+    assert result.exit_code == 0, result.output
+
+
+def test_data_is_refused_where_it_cannot_be_used(runs, tmp_path):
+    rows = load(runs["moons"]).split("train")
+    rows.drop(columns=rows.columns[-1]).to_csv(tmp_path / "unlabelled.csv", index=False)
+    assert_exit_2(
+        mlp("plot", runs["moons"], "--boundary", "--data", tmp_path / "unlabelled.csv"),
+        "unlabelled.csv",
+        "no feature or target column",
+    )
+    assert_exit_2(
+        mlp("plot", runs["moons"], "--boundary", "--data", tmp_path / "missing.csv"),
+        "missing.csv",
+    )
+    config = build_config({"name": "w", "data": {"source": "moons", "n_samples": 120}, **QUICK})
+    sweep = run_sweep(config, hidden=[2], out=tmp_path, quiet=True, executor=InlineExecutor())
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    refused = mlp("plot", sweep.sweep_dir, "--boundary", "--data", tmp_path / "rows.csv")
+    assert_exit_2(refused, "--data", "sweep folder", "trial-000", "--boundary --data")

@@ -90,3 +90,33 @@ def test_summarising_a_config_imports_no_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "False", done.stdout
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_the_norm_layers_are_listed(tmp_path, norm):
+    """Each hidden layer names its norm layer (whose scale and shift its params count); a
+    model without norm layers shows no norm column."""
+    import io
+
+    from rich.console import Console
+
+    from mlpcli.console import summary_table
+
+    moons = ROOT / "configs" / "moons.yaml"
+    summary = summary_json(moons, "model.hidden=[6,4]", f"model.norm={norm}")
+    assert [layer["norm"] for layer in summary["layers"]] == [norm, norm, None]
+    assert [layer["params"] for layer in summary["layers"]] == [2 * 6 + 6 + 12, 6 * 4 + 4 + 8, 5]
+    overrides = [f"model.norm={norm}", "model.hidden=[6,4]", "train.epochs=1"]
+    result = mlpcli.train(moons, overrides, out=tmp_path, name="r", quiet=True)
+    assert summary_json(result.run_dir)["layers"] == summary["layers"]
+
+    def rendered(summary: dict) -> list[list[str]]:
+        console = Console(file=io.StringIO(), width=200)
+        console.print(summary_table(summary))
+        return [line.split() for line in console.file.getvalue().splitlines()[1:]]
+
+    lines = rendered(summary)
+    assert lines[0][:6] == ["layer", "┃", "width", "┃", "norm", "┃"]
+    assert [line[4] for line in lines[2:4]] == [norm, norm] and lines[4][4] == "│"  # output
+    plain = rendered(summary_json(moons, "model.hidden=[6,4]"))
+    assert "norm" not in plain[0] and plain[0][4] == "activation"

@@ -1,9 +1,11 @@
 """`mlp sweep --executor ray`: the same results as local workers, retries of a dead worker, a
-clean stop and resume, and one-line errors. The cluster tests start their own Ray head on
-127.0.0.1 only, in a session of their own, and end it by that session's process ids."""
+clean stop and resume, a Ray of its own without an address, and one-line errors. The cluster
+tests start their own Ray head on 127.0.0.1 only, in a session of their own, and end it by that
+session's process ids; every sweep runs with a home folder and a Ray temporary folder of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -17,21 +19,41 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import resume_hint
 
 from mlpcli.cli import app
-from mlpcli.sweep.ray_connect import version_mismatch
+from mlpcli.sweep.ray_connect import GIVE_UP_SECONDS, connect_error, version_mismatch
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "moons.yaml"
 # Two trials of each width run at once on the 2-CPU cluster; each trains for a second or two.
 PLAN = ["train.epochs=40", "--hidden", "4,8", "--seeds", "2"]
 LONG = ["train.epochs=150", "--hidden", "4", "--seeds", "1"]  # one trial, long enough to kill
+ENDLESS = ["train.epochs=1000000", "--hidden", "4", "--seeds", "1"]  # LONG's trial, never ending
+# What the tests' own environment must not lend a sweep: an address, a token.
+RAY_SETTINGS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 def mlp(*args: object, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "mlpcli", "sweep", str(ROOT / "configs" / "moons.yaml")]
+    command = [sys.executable, "-m", "mlpcli", "sweep", str(CONFIG)]
     return subprocess.run(
         [*command, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
     )
+
+
+@pytest.fixture
+def ray_env(tmp_path):
+    """A sweep's environment: an empty home folder and a Ray temporary folder of its own (short:
+    Ray's socket paths live there), and no address or token from the tests' environment."""
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {key: value for key, value in os.environ.items() if key not in RAY_SETTINGS}
+    env.update(HOME=str(home), RAY_TMPDIR=str(temp), RAY_USAGE_STATS_ENABLED="0")
+    try:
+        yield {"env": env, "home": home, "temp": temp}
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def metrics(sweep_dir: Path) -> dict[tuple[str, str], dict[str, str]]:
@@ -132,17 +154,21 @@ def end_session(sid: int) -> None:
             continue
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@contextlib.contextmanager
+def ray_head(**settings: str):
     """A 2-CPU Ray head on 127.0.0.1 only (Ray on Linux swaps 127.0.0.1 for the routable address
-    unless clusters are disabled as on macOS), its files in a temporary folder of its own."""
+    unless clusters are disabled as on macOS), its files and home folder in a temporary folder
+    of its own, `settings` in its environment; ended by its session's process ids."""
     pytest.importorskip("ray")
     port = free_port()
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live there
     work = Path(temp) / "work"  # the workers' temporary folders, where trials train
+    home = Path(temp) / "home"
     work.mkdir()
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-    env["TMPDIR"] = str(work)
+    home.mkdir()
+    env = {key: value for key, value in os.environ.items() if key not in RAY_SETTINGS}
+    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0")
+    env.update(TMPDIR=str(work), HOME=str(home), **settings)
     ray = Path(sys.executable).with_name("ray")
     head = subprocess.Popen(
         [
@@ -165,6 +191,12 @@ def cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_head() as head:
+        yield head
+
+
 def _answers(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -180,7 +212,7 @@ def local(tmp_path_factory):
     for name, plan in (("plan", PLAN), ("long", LONG)):
         done = mlp(*plan, "--workers", "2", "--out", out, "--name", name, "-q")
         assert done.returncode == 0, done.stderr
-    return {"plan": metrics(out / "plan"), "long": metrics(out / "long")}
+    return {"plan": metrics(out / "plan"), "long": metrics(out / "long"), "out": out}
 
 
 def trial_pid(sid: int) -> int | None:
@@ -206,11 +238,12 @@ def training(work: Path, old: set[Path], epochs: int = 3) -> bool:
 
 
 @pytest.mark.slow
-def test_ray_gives_the_results_of_local_workers_bitwise(cluster, local, tmp_path):
+def test_ray_gives_the_results_of_local_workers_bitwise(cluster, local, tmp_path, ray_env):
     done = mlp(
         *PLAN,
         *("--executor", "ray", "--address", cluster["address"], "--cpus-per-trial", "1"),
         *("--out", tmp_path, "--name", "ray", "--json"),
+        env=ray_env["env"],
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)  # the whole of stdout: one object, no worker output
@@ -226,8 +259,10 @@ def test_ray_gives_the_results_of_local_workers_bitwise(cluster, local, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("retries", [2, 0])
-def test_a_killed_worker_is_retried_with_the_same_result(cluster, local, tmp_path, retries):
-    command = [sys.executable, "-m", "mlpcli", "sweep", ROOT / "configs" / "moons.yaml", *LONG]
+def test_a_killed_worker_is_retried_with_the_same_result(
+    cluster, local, tmp_path, ray_env, retries
+):
+    command = [sys.executable, "-m", "mlpcli", "sweep", CONFIG, *LONG]
     old = set(cluster["work"].glob("mlp-trial-*"))
     sweep = subprocess.Popen(
         [
@@ -238,6 +273,7 @@ def test_a_killed_worker_is_retried_with_the_same_result(cluster, local, tmp_pat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=ray_env["env"],
     )
     try:
         wait_for(lambda: training(cluster["work"], old), timeout=60, every=0.05)
@@ -254,33 +290,83 @@ def test_a_killed_worker_is_retried_with_the_same_result(cluster, local, tmp_pat
         assert [row["status"] for row in metrics(tmp_path / "s").values()] == ["failed"]
 
 
+def epochs_in_worker(work: Path, old: set[Path]) -> int:
+    """The epochs a trial has logged in its worker's temporary run folder (not in the `old`
+    ones): the record that it has started, and how far it has come."""
+    counts = [0]
+    for path in work.glob("mlp-trial-*/*/metrics.csv"):
+        if path.parents[1] not in old:
+            with contextlib.suppress(OSError):  # its trial has just ended and taken it away
+                counts.append(len(path.read_text().splitlines()) - 1)
+    return max(counts)
+
+
+def epoch_rows(run: Path) -> list[dict[str, str]]:
+    """A run's metrics.csv, each epoch's values but its time."""
+    with open(run / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def stop_when(command: list[object], started, env: dict[str, str], log: Path) -> tuple[int, str]:
+    """Run `mlp sweep`, send it SIGTERM once `started()` holds (failing at once should it end
+    first), and return its exit code and stderr."""
+    guard = time.monotonic() + 300  # against a hang only: the signal waits for `started()`
+    with open(log, "w") as stderr:
+        sweep = subprocess.Popen(
+            list(map(str, command)), stdout=subprocess.DEVNULL, stderr=stderr, env=env
+        )
+        try:
+            while not started():
+                assert sweep.poll() is None, log.read_text()
+                assert time.monotonic() < guard, "the trial never started"
+                time.sleep(0.05)
+            sweep.send_signal(signal.SIGTERM)
+            code = sweep.wait(timeout=120)
+        finally:
+            sweep.kill()
+    return code, log.read_text()
+
+
 @pytest.mark.slow
-def test_sigterm_stops_the_trials_and_resume_finishes_them(cluster, local, tmp_path):
-    args = [*PLAN, "--executor", "ray", "--address", cluster["address"]]
-    command = [sys.executable, "-m", "mlpcli", "sweep", ROOT / "configs" / "moons.yaml", *args]
-    old = set(cluster["work"].glob("mlp-trial-*"))
-    sweep = subprocess.Popen(
-        [*map(str, command), "--out", str(tmp_path), "--name", "s", "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+def test_sigterm_stops_the_running_trial_as_sigterm_and_the_printed_command_continues_it(
+    cluster, local, tmp_path, ray_env
+):
+    """The trial never ends by itself, so the stop cannot race its end: the signal is sent once
+    its first epoch is logged, and again once the resumed trial has gone past its checkpoint."""
+    work, address, env = cluster["work"], cluster["address"], ray_env["env"]
+    old = set(work.glob("mlp-trial-*"))
+    command = [sys.executable, "-m", "mlpcli", "sweep", CONFIG, *ENDLESS]
+    command += ["--executor", "ray", "--address", address, "--out", tmp_path, "--name", "s", "-q"]
+    code, stderr = stop_when(command, lambda: epochs_in_worker(work, old) >= 1, env, tmp_path / "1")
+    assert code == 130, stderr
+    assert "Traceback" not in stderr and "interrupted by SIGTERM" in stderr
+    sweep, trial = tmp_path / "s", tmp_path / "s" / "trials" / "trial-000"
+    hint = resume_hint(stderr)
+    assert hint == [
+        *("mlp", "sweep", str(sweep / "sweep.yaml"), "--resume", str(sweep)),
+        *("--executor", "ray", "--address", address, "-q"),
+    ]
+    assert json.loads((sweep / "summary.json").read_text())["status"] == "stopped"
+    with open(sweep / "results.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert (row["status"], row["error"]) == ("stopped", "interrupted by SIGTERM")
+    assert json.loads((trial / "summary.json").read_text())["status"] == "stopped"
+    assert (trial / "checkpoints" / "last.pt").is_file()  # saved on its worker, brought back
+    saved = epoch_rows(trial)
+    reference = epoch_rows(local["out"] / "long" / "trials" / "trial-000")  # never stopped
+    assert saved and saved[: len(reference)] == reference[: len(saved)]
+
+    # The command it printed sends the trial back to a worker, which goes on from its checkpoint.
+    old = set(work.glob("mlp-trial-*"))
+    resume = [sys.executable, "-m", "mlpcli", *hint[1:]]
+    code, stderr = stop_when(
+        resume, lambda: epochs_in_worker(work, old) > len(saved), env, tmp_path / "2"
     )
-    try:
-        wait_for(lambda: training(cluster["work"], old), timeout=60, every=0.05)
-        sweep.send_signal(signal.SIGTERM)
-        _, stderr = sweep.communicate(timeout=60)
-    finally:
-        sweep.kill()
-    assert sweep.returncode == 130, stderr
-    assert "Traceback" not in stderr and "--resume" in stderr
-    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
-    assert summary["status"] == "stopped"
-    stopped = [k for k, row in metrics(tmp_path / "s").items() if row["status"] == "stopped"]
-    assert stopped  # saved on their workers mid-training, and their files brought back
-    assert list((tmp_path / "s" / "trials").glob("*/checkpoints/last.pt"))
-    resumed = mlp(*args, "--resume", tmp_path / "s", "-q")
-    assert resumed.returncode == 0, resumed.stderr
-    assert metrics(tmp_path / "s") == local["plan"]
+    assert code == 130 and "interrupted by SIGTERM" in stderr, stderr
+    assert resume_hint(stderr) == hint
+    resumed = epoch_rows(trial)
+    assert len(resumed) > len(saved) and resumed[: len(saved)] == saved
+    assert resumed[: len(reference)] == reference[: len(resumed)]  # as if never stopped
 
 
 # ------------------------------------------------------------ without a cluster
@@ -332,12 +418,197 @@ def test_option_mistakes_are_one_line_errors(tmp_path, args, needle):
     assert needle in result.stderr and "Traceback" not in result.output
 
 
-def test_an_address_where_nothing_listens_fails_fast(tmp_path):
+def test_an_address_where_nothing_listens_fails_fast(tmp_path, ray_env):
     pytest.importorskip("ray")
     started = time.monotonic()
-    done = mlp("--executor", "ray", "--address", f"127.0.0.1:{free_port()}", "--out", tmp_path)
+    address = f"127.0.0.1:{free_port()}"
+    done = mlp("--executor", "ray", "--address", address, "--out", tmp_path, env=ray_env["env"])
     assert done.returncode == 2, done.stderr
-    assert "no Ray cluster answers there" in done.stderr and time.monotonic() - started < 30
+    assert f"--address {address}: no Ray cluster answers there" in done.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_an_address_from_ray_address_is_named_as_such(tmp_path, ray_env):
+    pytest.importorskip("ray")
+    address = f"127.0.0.1:{free_port()}"
+    env = {**ray_env["env"], "RAY_ADDRESS": address}
+    done = mlp("--executor", "ray", "--out", tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert f"RAY_ADDRESS={address} (from the environment): no Ray cluster answers" in error
+
+
+@pytest.mark.slow
+def test_an_address_that_answers_but_not_as_ray_fails_within_the_stated_time(tmp_path, ray_env):
+    """Something accepts connections there (the kernel does, for a socket that listens) and
+    never answers: Ray alone would try for about 12 minutes."""
+    pytest.importorskip("ray")
+    env, args = ray_env["env"], ["--executor", "ray", "--out", tmp_path]
+    # What the command takes besides connecting: the same, refused at once.
+    started = time.monotonic()
+    refused = mlp(*args, "--address", f"127.0.0.1:{free_port()}", env=env)
+    before = time.monotonic() - started
+    assert refused.returncode == 2, refused.stderr
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        done = mlp(*args, "--address", address, env=env, timeout=600)
+        took = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: --address {address}: no Ray cluster answered there within")
+    assert "Traceback" not in done.stderr
+    assert took - before < GIVE_UP_SECONDS, (took, before)
+
+
+@pytest.mark.slow
+def test_without_an_address_the_sweep_runs_on_a_ray_of_its_own_and_leaves_home_as_found(
+    tmp_path, ray_env
+):
+    """An earlier `ray start` left its address in Ray's temporary folder and its cluster is
+    gone: Ray's default (address=None) would wait on it for minutes. Nor does the instance the
+    sweep starts write a token into the home folder (Ray's default for a new local instance)."""
+    pytest.importorskip("ray")
+    stale = ray_env["temp"] / "ray" / "ray_current_cluster"
+    stale.parent.mkdir()
+    stale.write_text(f"127.0.0.1:{free_port()}")
+    command = [sys.executable, "-m", "mlpcli", "sweep", CONFIG, "train.epochs=3", "--hidden", "4"]
+    command += ["--executor", "ray", "--out", tmp_path, "--name", "s", "-q"]
+    sweep = subprocess.Popen(
+        list(map(str, command)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ray_env["env"],
+        start_new_session=True,  # whatever the instance leaves behind is ended by its pids
+    )
+    try:
+        _, stderr = sweep.communicate(timeout=600)
+    finally:
+        sweep.kill()
+        end_session(sweep.pid)
+    assert sweep.returncode == 0, stderr
+    assert [row["status"] for row in metrics(tmp_path / "s").values()] == ["completed"]
+    assert stale.read_text().startswith("127.0.0.1:")  # left as it was
+    assert not (ray_env["home"] / ".ray").exists()
+
+
+# Ray's errors for a cluster with token authentication (ray/_private/node.py, ray/exceptions.py),
+# raised from ray.init as ConnectionError from RuntimeError, or as AuthenticationError.
+REFUSED = (
+    "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
+    '  File "python/ray/includes/common.pxi", line 119, in ray._raylet.check_status\n'
+    "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: Authentication token is "
+    "missing or incorrect. Note: RAY_AUTH_MODE is currently 'disabled' (not 'token'). Ensure "
+    "that the token for the cluster is available in a local file (e.g., ~/.ray/auth_token or "
+    "via RAY_AUTH_TOKEN_PATH) or as the `RAY_AUTH_TOKEN` environment variable.\n"
+)
+NO_TOKEN = (
+    "Token authentication is enabled but no authentication token was found. Ensure that the "
+    "token for the cluster is available in a local file (e.g., ~/.ray/auth_token or via "
+    "RAY_AUTH_TOKEN_PATH) or as the `RAY_AUTH_TOKEN` environment variable."
+)
+
+
+@pytest.mark.parametrize("mode", [None, "token"])
+def test_an_authentication_failure_is_one_line_naming_the_token_file_and_mode(
+    tmp_path, monkeypatch, mode
+):
+    for key in RAY_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if mode is None:  # a cluster asking for a token this process does not send
+        exc = ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379")
+        exc.__cause__ = RuntimeError(REFUSED)
+    else:  # token mode here, and no token to send
+        monkeypatch.setenv("RAY_AUTH_MODE", mode)
+        exc = type("AuthenticationError", (RuntimeError,), {})(NO_TOKEN)
+    line = connect_error(exc, "--address 10.0.0.5:6379")
+    assert "\n" not in line
+    token = tmp_path / ".ray" / "auth_token"
+    assert line.startswith("--address 10.0.0.5:6379: the Ray cluster requires its authentication")
+    assert f"RAY_AUTH_MODE is {mode or 'unset'}, {token} does not exist" in line
+    assert f"connect with RAY_AUTH_MODE=token and the cluster's token in {token}" in line
+    token.parent.mkdir()
+    token.write_text("a token of another cluster")
+    assert f"{token} holds a token" in connect_error(exc, "--address 10.0.0.5:6379")
+    assert connect_error(RuntimeError("connection refused"), "--address x") == (
+        "--address x: cannot connect to a Ray cluster (connection refused)"
+    )
+
+
+@pytest.mark.slow
+def test_a_cluster_with_token_authentication_names_what_to_do_without_its_token(tmp_path, ray_env):
+    with ray_head(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0123456789abcdef" * 4) as head:
+        address = head["address"]
+        done = mlp("--executor", "ray", "--address", address, "--out", tmp_path, env=ray_env["env"])
+    assert done.returncode == 2, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    token = ray_env["home"] / ".ray" / "auth_token"
+    assert error.startswith(f"error: --address {address}: the Ray cluster requires its")
+    assert f"RAY_AUTH_MODE is unset, {token} does not exist" in error
+    assert "Traceback" not in done.stderr and not any(tmp_path.glob("moons-sweep*"))
+
+
+def test_ray_reads_its_settings_again_when_imported_before(tmp_path):
+    """Ray reads its settings (and token) from the environment when imported: a process that
+    imported it earlier reads them again before connecting (Ray's own Config and token loader)."""
+    pytest.importorskip("ray")
+    code = (
+        "import os, ray\n"
+        "from ray._raylet import AuthenticationTokenLoader, Config\n"
+        "from mlpcli.sweep.ray_connect import import_ray\n"
+        "loader = AuthenticationTokenLoader.instance()\n"
+        "print(Config.py_gcs_connect_timeout_s(), loader.has_token(ignore_auth_mode=True))\n"
+        "os.environ.update(RAY_py_gcs_connect_timeout_s='7', RAY_AUTH_TOKEN='ab' * 32)\n"
+        "import_ray()\n"
+        "print(Config.py_gcs_connect_timeout_s(), loader.has_token(ignore_auth_mode=True))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key not in RAY_SETTINGS}
+    env["HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["30", "False", "7", "True"]
+
+
+class Interrupted:
+    """An executor whose trials are stopped by SIGTERM as soon as they are asked to run."""
+
+    workers = 1
+
+    def run(self, tasks, progress=None):
+        raise KeyboardInterrupt("SIGTERM")
+        yield
+
+
+def test_the_resume_hint_repeats_the_ray_options_it_was_given(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import mlpcli.sweep.ray_executor as ray_executor
+
+    given = []
+    monkeypatch.setattr(
+        ray_executor, "make_ray_executor", lambda o: given.append(o) or Interrupted()
+    )
+    options = ["--executor", "ray", "--address", "10.0.0.5:6379", "--cpus-per-trial", "2"]
+    options += ["--gpus-per-trial", "0.5", "--retries", "0", "--shared-dir"]
+    args = ["sweep", str(CONFIG), "--hidden", "4", *options, "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--name", "s", "-q", "--json"])
+    assert result.exit_code == 130, result.output
+    hint = resume_hint(result.stderr)
+    sweep = tmp_path / "s"
+    assert hint == [
+        *("mlp", "sweep", str(sweep / "sweep.yaml"), "--resume", str(sweep)),
+        *options,
+        *("-q", "--json"),
+    ]
+    again = CliRunner().invoke(app, hint[1:])  # the command it printed, run
+    assert again.exit_code == 130, again.output
+    assert resume_hint(again.stderr) == hint and given[1] == given[0]
 
 
 def test_a_version_mismatch_is_one_line_naming_both():
@@ -371,3 +642,21 @@ def test_a_trials_files_carry_its_tensorboard_logs_and_nothing_outside_its_folde
     assert read_run_files(target) == files
     assert not (tmp_path / "sweep" / "trials" / "escape").exists()
     assert sorted(p.name for p in (tmp_path / "sweep" / "trials").iterdir()) == ["trial-000"]
+
+
+def test_the_executor_keeps_the_name_of_a_signal_that_ray_drops():
+    """Ray turns an interrupt raised while it waits into a KeyboardInterrupt without the name of
+    the signal; the executor notes each stop signal as it comes, then handles it as before."""
+    from mlpcli.sweep.ray_executor import signal_names
+
+    def as_ray_leaves_it(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, as_ray_leaves_it)
+    try:
+        with signal_names() as received, pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+        assert received == ["SIGTERM"]
+        assert signal.getsignal(signal.SIGTERM) is as_ray_leaves_it
+    finally:
+        signal.signal(signal.SIGTERM, previous)

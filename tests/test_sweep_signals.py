@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import resume_hint
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +119,14 @@ def test_a_stopped_sweep_starts_no_trial_and_exits_at_once(tmp_path, how):
         assert summary["status"] == "stopped"
     rows = list(csv.DictReader(open(tmp_path / "s" / "results.csv")))
     assert {r["status"] for r in rows} == {"stopped"} and len(rows) == 2
+    signal_name = "SIGINT" if how == "ctrl-c" else "SIGTERM"
+    assert {r["error"] for r in rows} == {f"interrupted by {signal_name}"}
     assert not children(process.pid)
+    # The command it prints continues the sweep as it ran: its plan is in the folder, the
+    # number of workers is not.
+    sweep = tmp_path / "s"
+    command = ["mlp", "sweep", str(sweep / "sweep.yaml"), "--resume", str(sweep), "--workers", "2"]
+    assert resume_hint(stderr) == command
 
 
 def test_ctrl_c_with_an_idle_worker_prints_no_traceback(tmp_path):

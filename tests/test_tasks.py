@@ -131,6 +131,48 @@ def test_regression_metrics_of_a_single_output():
     assert got["r2"] == pytest.approx(1 - 1.25 / 5)
 
 
+def scaled_targets(power: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Standardised outputs and targets of two outputs, and a [mean, std] per output of about
+    2**power (their standard deviations differ by 10x)."""
+    gen = torch.Generator().manual_seed(1)
+    targets = torch.randn(200, 2, generator=gen)
+    outputs = targets + 0.3 * torch.randn(200, 2, generator=gen)
+    scale = torch.tensor([[3.0, 1.5], [-20.0, 15.0]], dtype=torch.float64) * 2.0**power
+    return outputs, targets, scale
+
+
+@pytest.mark.parametrize("power", [-1000, -700, 465, 1010])
+def test_regression_metrics_scale_exactly_with_the_targets_units(power):
+    """Squares of errors near 1e304 or 1e-301 neither overflow nor vanish on the way: r2 stays,
+    rmse and mae scale exactly; mse scales exactly, to infinity or 0 where it leaves float64."""
+    outputs, targets, scale = scaled_targets(0)
+    base = values(compute_metrics("regression", outputs, targets, scale))
+    got = values(compute_metrics("regression", outputs, targets, scale * 2.0**power))
+    assert got["r2"] == base["r2"] and 0.8 < base["r2"] < 1
+    assert got["rmse"] == math.ldexp(base["rmse"], power)
+    assert got["mae"] == math.ldexp(base["mae"], power)
+    mse = base["mse"] * 2.0**power * 2.0**power if abs(power) < 512 else None
+    if mse is not None:
+        assert got["mse"] == mse
+    else:
+        assert got["mse"] == (math.inf if power > 0 else 0.0)
+
+
+def test_r2_of_a_target_that_does_not_vary_is_undefined_not_zero():
+    outputs = torch.tensor([[0.5], [1.0], [1.5]])
+    got = values(compute_metrics("regression", outputs, torch.ones(3, 1), None))
+    assert math.isnan(got["r2"])
+    assert got["mse"] == pytest.approx((0.25 + 0.25) / 3)
+    # three equal targets of 3.3 whose rounded mean leaves a variance of 2e-31, not 0
+    targets = torch.full((3, 1), 3.3, dtype=torch.float64)
+    got = values(compute_metrics("regression", outputs.double(), targets, None))
+    assert math.isnan(got["r2"]), got["r2"]
+    # a constant second output makes the mean over outputs undefined too
+    targets = torch.tensor([[1.0, 2.0], [2.0, 2.0], [3.0, 2.0]])
+    got = values(compute_metrics("regression", torch.zeros(3, 2), targets, None))
+    assert math.isnan(got["r2"])
+
+
 def test_metrics_stay_on_the_outputs_device_and_dtype():
     got = compute_metrics("classification", torch.randn(10, 3), torch.randint(0, 3, (10,)), None)
     assert all(v.device == torch.device("cpu") and v.dtype.is_floating_point for v in got.values())

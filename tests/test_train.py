@@ -171,6 +171,30 @@ def test_same_seed_gives_bitwise_identical_weights(tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_the_seed_flag_moves_the_weights_and_keeps_the_split(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlpcli.cli import app
+
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {source: moons, n_samples: 300}\nmodel: {hidden: [8]}\n")
+
+    def train(name, *args):
+        argv = ["train", str(config), "--out", str(tmp_path), "--name", name, "-q", *args]
+        result = CliRunner().invoke(app, [*argv, "train.epochs=2", "train.plots=false"])
+        assert result.exit_code == 0, result.output
+        model = mlpcli.load(tmp_path / name)
+        return model.split("test"), load_file(tmp_path / name / "model.safetensors"), model
+
+    rows_1, weights_1, model_1 = train("s1", "--seed", "1")
+    rows_2, weights_2, _ = train("s2", "--seed", "2")
+    rows_moved, _, _ = train("moved", "seed=2")
+    assert rows_1.equals(rows_2)  # the same rows to score
+    assert not all(torch.equal(weights_1[k], weights_2[k]) for k in weights_1)
+    assert not rows_1.equals(rows_moved)  # seed=N moves the data too
+    assert (model_1.config.seed, model_1.config.data.seed) == (1, 0)
+
+
 @pytest.mark.parametrize("stop_at", [1, 3, 6])
 def test_resume_after_interrupt_matches_an_uninterrupted_run(tmp_path, stop_at):
     # Dropout, a plateau schedule and early stopping all carry state across epochs.
@@ -206,6 +230,156 @@ def test_resume_refuses_a_different_config(tmp_path):
         mlpcli.train(
             make_config(train={"epochs": 4}, optim={"lr": 0.5}), resume=tmp_path / "r", quiet=True
         )
+
+
+# ------------------------------------------------------------ more epochs on a finished run
+
+# Dropout, batch norm and momentum carry state (RNG, statistics, velocity) across epochs.
+MORE = {
+    "model": {"dropout": 0.1, "norm": "batch"},
+    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    "train": {"epochs": 5, "plots": False},
+}
+
+
+def more_config(epochs, **schedule):
+    return make_config(**{**MORE, "train": {**MORE["train"], "epochs": epochs}}, **schedule)
+
+
+def metric_rows(run_dir):
+    """metrics.csv's rows without the seconds each epoch took, and its raw lines."""
+    text = (run_dir / "metrics.csv").read_text()
+    rows = [
+        {k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(text.splitlines())
+    ]
+    return rows, text.splitlines()
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [{}, {"name": "step", "step_size": 2, "gamma": 0.5}, {"name": "plateau", "patience": 1}],
+    ids=["constant", "step", "plateau"],
+)
+def test_more_epochs_continue_a_completed_run_as_a_longer_run(tmp_path, schedule):
+    sections = {"schedule": schedule} if schedule else {}
+    five = mlpcli.train(more_config(5, **sections), out=tmp_path, name="r", quiet=True)
+    _, lines_before = metric_rows(five.run_dir)
+    more = mlpcli.train(more_config(8, **sections), resume=five.run_dir, quiet=True)
+    assert more.run_dir == five.run_dir
+    rows, lines = metric_rows(more.run_dir)
+    assert len(rows) == 8 and lines[:6] == lines_before  # the header and 5 rows as they were
+    summary = json.loads((more.run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_run"] == 8
+    assert summary["continued"] == [
+        {"after_epoch": 5, "epochs_from": 5, "epochs_to": 8, "stopped_early": False}
+    ]
+    saved = yaml.safe_load((more.run_dir / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 8
+    _, metadata = load_model_file(more.run_dir / "model.safetensors")
+    assert metadata["config"]["train"]["epochs"] == 8
+    # These schedules do not depend on the run's length: 5 + 3 epochs are bitwise 8 epochs.
+    eight = mlpcli.train(more_config(8, **sections), out=tmp_path / "eight", quiet=True)
+    a, b = weights(eight), weights(more)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert metric_rows(eight.run_dir)[0] == rows
+    assert summary["metrics"] == eight.summary["metrics"]
+
+
+def test_more_epochs_stretch_a_cosine_schedule(tmp_path):
+    cosine = {"schedule": {"name": "cosine", "min_lr": 1e-3}}
+    five = mlpcli.train(more_config(5, **cosine), out=tmp_path, name="r", quiet=True)
+    lr_before = [float(r["lr"]) for r in metric_rows(five.run_dir)[0]]
+    more = mlpcli.train(more_config(8, **cosine), resume=five.run_dir, quiet=True)
+    eight = mlpcli.train(more_config(8, **cosine), out=tmp_path / "eight", quiet=True)
+    lr = [float(r["lr"]) for r in metric_rows(more.run_dir)[0]]
+    straight = [float(r["lr"]) for r in metric_rows(eight.run_dir)[0]]
+    # Epochs 1-5 kept the 5-epoch cosine; from epoch 6 on, the lr is the 8-epoch cosine's (to
+    # the last bits: that one was reached step by step from epoch 1).
+    assert lr[:5] == lr_before
+    assert lr[4] == pytest.approx(1e-3 + (0.05 - 1e-3) * (1 + np.cos(np.pi * 4 / 5)) / 2)
+    assert lr[5:] == pytest.approx(straight[5:], rel=1e-12)
+    assert lr[5] > lr[4]  # it rises again from where the short cosine had brought it
+    a, b = weights(eight), weights(more)
+    assert not all(torch.equal(a[k], b[k]) for k in a)  # epochs 1-5 had other rates
+
+
+def test_more_epochs_after_early_stopping_restart_its_patience(tmp_path):
+    stop = {"early_stopping": {"patience": 2}}
+    config = make_config(
+        optim={"lr": 0.3},
+        model={"hidden": [64]},
+        data={"n_samples": 100},
+        train={"epochs": 100, **stop},
+    )
+    first = mlpcli.train(config, out=tmp_path, name="r", quiet=True)
+    assert first.summary["stopped_early"]
+    run_before = first.summary["epochs_run"]
+    lines_before = metric_rows(first.run_dir)[1]
+    more = mlpcli.train(
+        make_config(
+            optim={"lr": 0.3},
+            model={"hidden": [64]},
+            data={"n_samples": 100},
+            train={"epochs": 200, **stop},
+        ),
+        resume=first.run_dir,
+        quiet=True,
+    )
+    summary = more.summary
+    assert summary["continued"][0]["stopped_early"] and summary["epochs_run"] > run_before
+    # The counter restarted at the continuation: it stops again once 2 epochs in a row after
+    # both the continuation and the best epoch miss the best so far.
+    last = max(summary["best_epoch"], run_before) + 2
+    assert summary["epochs_run"] in (last, 200)
+    rows, lines = metric_rows(more.run_dir)
+    assert len(rows) == summary["epochs_run"] and lines[: run_before + 1] == lines_before
+
+
+def test_more_epochs_are_refused_unless_they_add_epochs(tmp_path):
+    done = mlpcli.train(more_config(4), out=tmp_path, name="r", quiet=True)
+    before = {f: (done.run_dir / f).read_bytes() for f in ("config.yaml", "summary.json")}
+    with pytest.raises(mlpcli.errors.RunError, match=r"already completed.*train\.epochs=N.*4"):
+        mlpcli.train(more_config(4), resume=done.run_dir, quiet=True)
+    with pytest.raises(ConfigError, match=r"train\.epochs=3: .* already run 4 epochs"):
+        mlpcli.train(more_config(3), resume=done.run_dir, quiet=True)
+    other = make_config(**{**MORE, "train": {**MORE["train"], "epochs": 8, "batch_size": 32}})
+    with pytest.raises(ConfigError, match=r"at train\.batch_size;") as refused:
+        mlpcli.train(other, resume=done.run_dir, quiet=True)
+    assert "at train.epochs" not in str(refused.value)
+    assert {f: (done.run_dir / f).read_bytes() for f in before} == before  # nothing changed
+
+
+def test_an_interrupted_continuation_resumes_to_the_new_epochs(tmp_path):
+    five = mlpcli.train(more_config(5), out=tmp_path, name="r", quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        mlpcli.train(more_config(8), resume=five.run_dir, quiet=True, callbacks=[InterruptAt(6)])
+    summary = json.loads((five.run_dir / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["continued"][0]["epochs_to"] == 8
+    resumed = mlpcli.train(more_config(8), resume=five.run_dir, quiet=True)  # as config.yaml
+    assert resumed.summary["epochs_run"] == 8 and len(resumed.summary["continued"]) == 1
+    eight = mlpcli.train(more_config(8), out=tmp_path / "eight", quiet=True)
+    a, b = weights(eight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mlp_train_resume_takes_more_epochs_without_the_config(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlpcli.cli import app
+
+    config = tmp_path / "c.yaml"
+    config.write_text(more_config(3).to_yaml())
+    runner = CliRunner()
+    argv = ["train", str(config), "--out", str(tmp_path), "--name", "r", "-q"]
+    assert runner.invoke(app, argv).exit_code == 0
+    run_dir = tmp_path / "r"
+    result = runner.invoke(app, ["train", "--resume", str(run_dir), "train.epochs=5", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["epochs_run"] == 5
+    again = runner.invoke(app, ["train", "--resume", str(run_dir)])
+    assert again.exit_code == 2 and "train.epochs=N with N above 5" in again.stderr
+    missing = runner.invoke(app, ["train"])
+    assert missing.exit_code == 2 and "CONFIG" in missing.stderr
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path):

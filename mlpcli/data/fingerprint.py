@@ -77,20 +77,11 @@ def check_files(data: DataConfig, recorded: dict[str, Any]) -> None:
         if path is None and key not in files:
             continue
         if path is None or key not in files:
-            raise DataError(
-                f"data.{key}: the model's config and its recorded data disagree; "
-                f"pass the labelled rows with --data"
-            )
+            raise DataError(f"data.{key}: the model's config and its recorded data disagree")
         if not Path(path).exists():
-            raise DataError(
-                f"{path}: no such data file (the run was trained on it); "
-                f"pass the labelled rows with --data"
-            )
+            raise DataError(f"{path}: no such data file (the run was trained on it)")
         if file_sha256(path) != files[key]:
-            raise DataError(
-                f"{path} changed since the run was trained (sha256 differs); "
-                f"pass the labelled rows with --data"
-            )
+            raise DataError(f"{path} changed since the run was trained (sha256 differs)")
 
 
 def check_split(frame: Table, name: str, recorded: dict[str, Any], where: str) -> None:
@@ -99,8 +90,7 @@ def check_split(frame: Table, name: str, recorded: dict[str, Any], where: str) -
     if expected is not None and rows_sha256(frame) != expected:
         raise DataError(
             f"{where}: the {name} split drawn again holds other rows than the run's "
-            f"(sha256 differs; another numpy or scikit-learn version?); "
-            f"pass the labelled rows with --data"
+            f"(sha256 differs; another numpy or scikit-learn version?)"
         )
 
 
@@ -116,8 +106,5 @@ def recorded_fingerprint(metadata: dict[str, Any]) -> dict[str, Any] | None:
             isinstance(v, str) for k in ("files", "splits") for v in recorded.get(k, {}).values()
         )
     ):
-        raise CheckpointError(
-            "the model's recorded data (sha256 of files and splits) is damaged; "
-            "pass the labelled rows with --data"
-        )
+        raise CheckpointError("the model's recorded data (sha256 of files and splits) is damaged")
     return recorded

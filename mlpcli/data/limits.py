@@ -16,12 +16,13 @@ DECODED_FACTOR = 3
 MARGIN = 0.8  # of the memory left: the model, the splits and the interpreter need some too
 
 
-def available_memory() -> int | None:
-    """Bytes this process can still allocate (mlpcli.memory says how it is measured)."""
+def available_memory() -> tuple[int, str] | None:
+    """Bytes this process can still allocate, and what limits it (mlpcli.memory says how it is
+    measured); None when that is unknown."""
     from ..memory import available_memory as least
 
     free, source = least()
-    return None if source == "unknown" else free
+    return None if source == "unknown" else (free, source)
 
 
 def readable(n: float) -> str:
@@ -37,10 +38,10 @@ def check_fits(path: object, estimate: int, how: str) -> None:
     available = available_memory()
     if available is None:
         return
-    limit = int(available * MARGIN)
+    limit = int(available[0] * MARGIN)
     if estimate > limit:
         raise DataError(
             f"{path}: reading it would take about {readable(estimate)} of memory ({how}), "
-            f"more than the {readable(limit)} available; use a smaller file or a machine "
-            f"with more memory"
+            f"more than the {readable(limit)} available ({available[1]}); use a smaller file "
+            f"or a machine with more memory"
         )

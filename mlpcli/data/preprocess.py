@@ -218,6 +218,11 @@ class Preprocessor:
     categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> categories
     labels: list[Any] = field(default_factory=list)  # class labels, in output order
     target_scale: list[list[float]] = field(default_factory=list)  # regression: [mean, std] each
+    # What the figures hold fixed and rank features by, recorded so that they need no data file:
+    # numeric column -> [mean, std] of the training rows in raw units, whatever
+    # data.standardize says (std 0: constant); text column -> its most frequent training value.
+    stats: dict[str, list[float]] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------ fitting
 
@@ -237,7 +242,10 @@ class Preprocessor:
         for col in features:
             if _numeric_column(frame, col):
                 values = _floats(frame, col)
-                prep.numeric[col] = list(mean_std(values)) if standardize else [0.0, 1.0]
+                mean, std = mean_std(values)
+                prep.numeric[col] = [mean, std] if standardize else [0.0, 1.0]
+                constant = len(values) == 0 or values.min() == values.max()
+                prep.stats[col] = [mean, 0.0 if constant else std]
             else:
                 assert not isinstance(frame, Columns)
                 series = frame[col]
@@ -249,6 +257,7 @@ class Preprocessor:
                         f"list the useful columns in data.features"
                     )
                 prep.categorical[col] = categories
+                prep.modes[col] = str(series.astype(str).mode().iloc[0])  # ties: first sorted
         prep._fit_targets(frame, standardize, where)
         return prep
 

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..callbacks import Callback
 from ..errors import ConfigError, first_line
-from .executor import STOP_SECONDS, Progress, TrialProgress, TrialResult, TrialTask, run_trial
+from .executor import (
+    STOP_SECONDS,
+    STOP_SIGNALS,
+    Progress,
+    TrialProgress,
+    TrialResult,
+    TrialTask,
+    run_trial,
+)
 from .ray_connect import RayOptions, connect
 
 Files = dict[str, bytes]  # a run folder's files by their path inside it
@@ -34,6 +44,12 @@ class RayExecutor:
 
     def run(
         self, tasks: list[TrialTask], progress: Progress | None = None
+    ) -> Generator[TrialResult, None, None]:
+        with signal_names() as received:
+            yield from self._run(tasks, progress, received)
+
+    def _run(
+        self, tasks: list[TrialTask], progress: Progress | None, received: list[str]
     ) -> Generator[TrialResult, None, None]:
         ray, options = self.ray, self.options
         control = ray.remote(num_cpus=0)(Control).remote()
@@ -64,13 +80,17 @@ class RayExecutor:
                         if result.status == "stopped":
                             raise KeyboardInterrupt(result.interrupt)
         except KeyboardInterrupt as exc:
-            reason = str(exc.args[0]) if exc.args else "SIGINT"
+            # Raised while Ray waits, it comes back from Ray without the signal's name.
+            named = str(exc.args[0]) if exc.args else None
+            reason = named or (received[-1] if received else "SIGINT")
             yield from self._stop(control, refs, collected, reason)
-            raise
+            if named:
+                raise
+            raise KeyboardInterrupt(reason) from None
         except GeneratorExit:
-            # Closed by the sweep after an interrupt that reached it outside this generator:
+            # Closed by the sweep on an error of its own (an interrupt is thrown in instead):
             # the running trials still save and their files are written; nothing is yielded.
-            for _ in self._stop(control, refs, collected, "SIGINT"):
+            for _ in self._stop(control, refs, collected, "the sweep closing"):
                 pass
             raise
         finally:
@@ -132,9 +152,43 @@ class RayExecutor:
         return result
 
 
+@contextlib.contextmanager
+def signal_names() -> Iterator[list[str]]:
+    """The names of the stop signals (Ctrl-C, SIGTERM) this process receives meanwhile, in the
+    order they come; each is then handled as it was before."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # handlers can only be set from the main thread
+        return
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+
+    def note(signum: int, frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+        handler = before[signal.Signals(signum)]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:  # what the signal does by default: end the process
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    kept = {s: h for s, h in before.items() if h is not None}  # None: a handler set from C
+    for number in kept:
+        signal.signal(number, note)
+    try:
+        yield received
+    finally:
+        for number, handler in kept.items():
+            signal.signal(number, handler)
+
+
 def make_ray_executor(options: RayOptions) -> RayExecutor:
     """Connect to the cluster (or start Ray on this machine) and check it can run a trial."""
-    return RayExecutor(options, connect(options))
+    ray = connect(options)
+    try:
+        return RayExecutor(options, ray)
+    except BaseException:  # no node can run a trial: disconnect (and end our own instance)
+        ray.shutdown()
+        raise
 
 
 def trial_slots(ray: Any, options: RayOptions) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from ..errors import ConfigError, MlpError, RunError, first_line
 from ..registry import main_metric, shown, source_task
 from ..runs import (
     SUMMARY_FILE,
+    SWEEP_FILE,
     check_sweep_folder,
     completed_run,
     create_run_dir,
@@ -40,7 +43,7 @@ from .view import SweepView
 if TYPE_CHECKING:
     from .ray_connect import RayOptions
 
-PLAN_FILE = "sweep.yaml"
+PLAN_FILE = SWEEP_FILE
 
 
 @dataclass
@@ -196,6 +199,7 @@ def run_sweep(
     config = with_plan(as_config(config, overrides), hidden, depth, grid, seeds, source)
     trials, configs = plan_trials(config)
     check_trial_data(trials, configs)
+    ray = ray if executor is None else None  # the trials run where `executor` runs them
     if executor is None and ray is not None:  # connected before any folder is made
         from .ray_executor import make_ray_executor
 
@@ -232,8 +236,24 @@ def run_sweep(
             executor = make_executor(count)
         else:  # trials it runs at once, when it knows
             count = getattr(executor, "workers", None) or worker_count(None, max(1, len(tasks)))[0]
-        run = _Run(sweep_dir, config, trials, {r.trial.index: r for r in finished}, count)
+        hint = resume_command(sweep_dir, workers=workers, ray=ray, quiet=quiet)
+        run = _Run(sweep_dir, config, trials, {r.trial.index: r for r in finished}, count, hint)
         return run.execute(executor, tasks, quiet, started)
+
+
+def resume_command(
+    sweep_dir: Path, *, workers: int | None, ray: RayOptions | None, quiet: bool
+) -> str:
+    """The `mlp sweep` command that continues a sweep as it runs now: its plan is in its
+    folder, where and how its trials run (workers, Ray and its options) is not."""
+    args = ["mlp", "sweep", str(sweep_dir / PLAN_FILE), "--resume", str(sweep_dir)]
+    if workers is not None:
+        args += ["--workers", str(workers)]
+    if ray is not None:
+        args += ray.flags()
+    if quiet:
+        args.append("-q")
+    return shlex.join(args)
 
 
 @dataclass
@@ -245,6 +265,7 @@ class _Run:
     trials: list[Trial]
     results: dict[int, TrialResult]
     workers: int
+    resume_hint: str  # the command that continues it
 
     def execute(
         self, executor: Executor, tasks: list[TrialTask], quiet: bool, started: float
@@ -256,17 +277,15 @@ class _Run:
         stream = executor.run(tasks, view.on_progress)
         try:
             for result in stream:
-                self.results[result.trial.index] = result
-                view.update(result)
-                rows = [trial_row(r) for r in self.results.values()]
-                write_results_csv(self.sweep_dir / "results.csv", rows)
+                self._record(result, view)
         except KeyboardInterrupt as exc:
             status = "stopped"
-            hint = f"mlp sweep {self.sweep_dir / PLAN_FILE} --resume {self.sweep_dir}"
-            exc.resume_hint = hint  # type: ignore[attr-defined]
+            exc.resume_hint = self.resume_hint  # type: ignore[attr-defined]
+            for result in _stopped(stream, exc):
+                self._record(result, view)
             raise
         finally:
-            stream.close()  # an interrupt outside the executor must stop its trials too
+            stream.close()  # an error outside the executor must stop its trials too
             view.stop()
             done = list(self.results.values())
             summary = _write_summary(
@@ -282,6 +301,27 @@ class _Run:
         # Only once the summary is safe on disk and no error is on its way out.
         notes = _draw_boundaries(self.sweep_dir, self.trials) if summary["completed"] else []
         return SweepResult(self.sweep_dir, summary, notes)
+
+    def _record(self, result: TrialResult, view: SweepView) -> None:
+        self.results[result.trial.index] = result
+        view.update(result)
+        rows = [trial_row(r) for r in self.results.values()]
+        write_results_csv(self.sweep_dir / "results.csv", rows)
+
+
+def _stopped(
+    stream: Generator[TrialResult, None, None], exc: KeyboardInterrupt
+) -> Iterator[TrialResult]:
+    """The running trials' results after an interrupt. One that reached the sweep outside the
+    executor is passed in, so that its trials stop as they would for one inside it: named by
+    the same signal, and reported (an executor that raised it itself has reported them)."""
+    try:
+        result = stream.throw(exc)
+        while True:
+            yield result
+            result = next(stream)
+    except (KeyboardInterrupt, StopIteration):
+        return
 
 
 def known_metric(config: Config) -> str | None:
@@ -378,7 +418,7 @@ def _draw_boundaries(sweep_dir: Path, trials: list[Trial]) -> list[str]:
 
 
 def _plot(sweep_dir: Path, points: list[dict[str, Any]], metric: str) -> None:
-    from ..plots import sweep_curves, sweep_points
+    from ..plots import numeric_settings, sweep_curves, sweep_points
 
     title = sweep_dir.name
     # The baseline's width is 0, which a log axis cannot show: the curves draw it as a line.
@@ -389,5 +429,9 @@ def _plot(sweep_dir: Path, points: list[dict[str, Any]], metric: str) -> None:
         if len({p["depth"] for p in grid}) > 1:
             path = sweep_dir / "plots" / "vs_params.png"
             sweep_curves(grid, path, metric, "params", title, baseline)
+    elif numeric_settings(grid):  # a learning rate, a weight decay: numbers on a numeric axis
+        for key in numeric_settings(grid):
+            path = sweep_dir / "plots" / f"vs_{key}.png"
+            sweep_curves(grid, path, metric, key, title, baseline)
     else:
         sweep_points(points, sweep_dir / "plots" / "by_point.png", metric, title)

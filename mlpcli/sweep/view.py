@@ -8,7 +8,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..console import err
+from ..console import err, number
 from ..registry import TASKS, main_metric
 from .executor import TrialProgress, TrialResult
 from .grid import Trial
@@ -35,7 +35,7 @@ class SweepView:
         self.progress = Progress(
             TextColumn("trials"),
             MofNCompleteColumn(),
-            BarColumn(),
+            BarColumn(bar_width=None),  # as wide as the terminal leaves room for
             TimeElapsedColumn(),
             console=console,
         )
@@ -82,7 +82,7 @@ class SweepView:
 
     def _score(self, result: TrialResult) -> str:
         val = result.summary.get("metrics", {}).get("val", {})
-        return f"val_{self.metric} {val[self.metric]:.4f}" if self.metric in val else ""
+        return f"val_{self.metric} {number(val[self.metric])}" if self.metric in val else ""
 
     def _render(self) -> Group:
         table = Table(show_edge=False, header_style="bold")
