@@ -2,24 +2,21 @@
 
 Each bash block of a section runs as one `bash -e` script and each python block with the
 environment's Python, in the order the README gives them; any command that fails fails the test.
-The set-up and Development blocks install packages or run this suite, so they are not run here.
+The set-up block installs packages and the test command runs this suite, so they are not run
+here. The pages of docs/ are run by test_docs.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_docs import RUNNABLE, blocks, fresh_clone, run_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
 def section(title: str) -> str:
@@ -29,39 +26,16 @@ def section(title: str) -> str:
     return match.group(1)
 
 
-def code_blocks(title: str) -> list[tuple[str, str]]:
-    """(language, code) of the section's bash and python blocks, in order."""
-    blocks = BLOCK.findall(section(title))
-    assert blocks, f"README.md's '{title}' section has no bash or python block"
-    return blocks
+@pytest.fixture
+def clone(tmp_path: Path) -> Path:
+    return fresh_clone(tmp_path)
 
 
 def run_section(title: str, folder: Path) -> None:
-    """Run every block of the section in `folder`, with `mlp` and `python` from this environment."""
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for language, code in code_blocks(title):
-        command = ["bash", "-e", "-x", "-c", code] if language == "bash" else [sys.executable]
-        done = subprocess.run(
-            command,
-            input=code if language == "python" else None,
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert done.returncode == 0, (
-            f"README '{title}', {language} block failed with exit code {done.returncode}:\n"
-            f"{code}\n--- stdout ---\n{done.stdout[-3000:]}\n--- stderr ---\n{done.stderr[-3000:]}"
-        )
-
-
-@pytest.fixture
-def clone(tmp_path: Path) -> Path:
-    """A folder shaped like a fresh clone as far as the commands see it: configs/ and nothing else."""
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    return tmp_path
+    """Run every bash and python block of the section in `folder`, in order."""
+    runnable = [b for b in blocks(section(title)) if b.language in RUNNABLE]
+    assert runnable, f"README.md's '{title}' section has no bash or python block"
+    run_blocks(f"README '{title}'", runnable, folder)
 
 
 @pytest.mark.slow
@@ -77,9 +51,14 @@ def test_the_first_session_runs_as_written(clone):
 
 
 @pytest.mark.slow
-def test_the_sweep_examples_run_as_written(clone):
-    run_section("Sweeps", clone)
-    assert (clone / "runs" / "widths" / "results.csv").is_file()
+def test_the_insight_example_runs_as_written(clone):
+    run_section("What the network learned", clone)
+    assert (clone / "runs" / "vanishing" / "plots" / "gradients.png").is_file()
+
+
+def test_the_readme_is_a_front_door_of_at_most_300_lines():
+    lines = len(README.splitlines())
+    assert lines <= 300, f"README.md has {lines} lines; the reference belongs in docs/"
 
 
 def test_ci_runs_the_readme_test_command_and_it_selects_every_test(request):
