@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import mlpcli
-from mlpcli.diagnostics import Diagnostics, read_rows
-from mlpcli.trainer import Trainer
+from mlpcli.training.diagnostics import Diagnostics, read_rows
+from mlpcli.training.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SETTINGS = {

@@ -13,7 +13,7 @@ What it measures
       hand-tuned   tensors on the device, one torch.randperm per epoch, batches by index,
                    zero_grad(set_to_none=True), no host read inside the epoch
       hand+fused   the same loop with fused Adam and mlpcli's thread choice (one thread for
-                   a step under mlpcli.engine.SMALL_STEP_FLOPS): what is left of mlpcli's lead is its engine
+                   a step under mlpcli.training.engine.SMALL_STEP_FLOPS): what is left of mlpcli's lead is its engine
       DataLoader   TensorDataset + DataLoader(shuffle=True), loss.item() summed every step
       sklearn      MLPClassifier.fit (always on the CPU)
       Lightning    Trainer.fit on the same DataLoader, when lightning or pytorch_lightning
@@ -94,9 +94,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import mlpcli
-from mlpcli.config import TrainConfig
+from mlpcli.config.schema import TrainConfig
 from mlpcli.data import Dataset
-from mlpcli.engine import choose_threads
+from mlpcli.training.engine import choose_threads
 
 SEED = 0
 TEST_FRACTION = 0.2

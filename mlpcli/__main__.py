@@ -1,3 +1,3 @@
-from mlpcli.cli import app
+from .cli import app
 
 app(prog_name="mlp")

@@ -1,439 +1,115 @@
-"""The typed Python API the CLI calls: train a config into a run folder.
-
-result = mlpcli.train("configs/moons.yaml", ["model.hidden=[32]"])
-model = mlpcli.load(result.run_dir)
-model.predict(frame)
+"""The typed Python API: one function per `mlp` command, the one that command calls, for
+notebooks and scripts too. Each imports its capability when called, so `import mlpcli` stays
+free of torch; what a command returns is what its function returns.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import platform
-import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from .config.schema import Config, load_config
+from .runs.folder import SWEEP_FILE
 
-from . import __version__, memory
-from .atomic import sweep_temporaries, write_text_atomic
-from .baseline import add_baseline
-from .checkpoint import CheckpointSaver, load_checkpoint, save_model
-from .config import Config, as_config, differences, load_config
-from .data import Dataset, Preprocessor
-from .diagnostics import DIAGNOSTICS_FILE, Diagnostics
-from .distributed import SOLO, PeerLost, World
-from .errors import CheckpointError, ConfigError, MlpError, RunError, TrainingError, WriteError
-from .file_schemas import check_tensors, tensor_layout
-from .model import build_mlp, count_parameters, resolve_device
-from .plan import RunPlan, plan_run
-from .plots import loss_curve
-from .progress import Progress
-from .registry import main_metric
-from .runs import (
-    CHECKPOINT,
-    MODEL_FILE,
-    MetricsCsv,
-    check_name_free,
-    check_run_folder,
-    completed_run,
-    create_run_dir,
-    read_json,
-    run_lock,
-    write_json,
-)
-from .tasks import make_loss
-from .tracking import TensorBoard
-from .trainer import Callback, Split, Trainer, evaluate, read_floats, target_scale
+if TYPE_CHECKING:
+    import pandas as pd
 
-# The one setting a resumed run may change: more epochs continue it (see _more_epochs).
-EPOCHS = "train.epochs"
+    from .insight.figures import PlotResult
+    from .insight.inspection import Inspection
+    from .serving.evaluate import Evaluation, Predictor
+    from .serving.export import Exported
+    from .sweeps.runner import SweepResult
+    from .training.run import TrainResult
 
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    summary: dict[str, Any]
-
-
-@dataclass
-class Session:
-    """Everything a run needs in memory, built before any folder is made."""
-
-    config: Config
-    dataset: Dataset
-    prep: Preprocessor
-    trainer: Trainer
-    splits: dict[str, Split]
-
-
-def prepare(
-    config: Config,
-    dataset: Dataset | None = None,
-    plan: RunPlan | None = None,
-    world: World = SOLO,
-) -> Session:
-    """Data, preprocessing, model, loss and trainer; every user error surfaces here, those that
-    need no torch first (plan.plan_run, which a caller may have run already).
-
-    A dataset already loaded for this config's data section and seed may be passed in (a sweep
-    worker reuses one across trials).
-    """
-    plan = plan or plan_run(config, dataset)
-    dataset, prep = plan.dataset, plan.prep
-    device = world.place(resolve_device(config.train.device))
-    memory.check_for(plan.needs, config, device)
-    where = config.data.path or config.data.source
-    splits = {
-        name: Split.from_frame(prep, dataset.split(name), device, f"{where} ({name} split)")
-        for name in ("train", "val", "test")
-        if len(dataset.split(name))
-    }
-    torch.manual_seed(config.seed)
-    model = build_mlp(config.model, prep.in_dim, prep.out_dim).to(device)
-    trainer = Trainer(
-        config,
-        model,
-        make_loss(config, dataset.task),
-        dataset.task,
-        splits["train"],
-        splits.get("val"),
-        target_scale(prep, device),
-        world,
-    )
-    return Session(config, dataset, prep, trainer, splits)
+__all__ = [
+    "Config",
+    "evaluate",
+    "export",
+    "inspect",
+    "load",
+    "load_config",
+    "plot",
+    "predict",
+    "summary",
+    "sweep",
+    "train",
+]
 
 
 def train(
-    config: Config | str | Path,
-    overrides: list[str] | tuple[str, ...] = (),
-    *,
-    out: str | Path = "runs",
-    name: str | None = None,
-    resume: str | Path | None = None,
-    quiet: bool = False,
-    callbacks: list[Callback] = (),  # type: ignore[assignment]
-    dataset: Dataset | None = None,
-    plan: RunPlan | None = None,
-    world: World = SOLO,
+    config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), **options: Any
 ) -> TrainResult:
-    """Train a config (a file path or a Config) and write its run folder.
+    """Train a config (a file, or a Config) into a run folder; `mlp train`. Options: out, name,
+    resume, quiet, callbacks, world (see mlpcli.training.run.train)."""
+    from .training.run import train as train_run
 
-    With resume, continue the run folder from its last checkpoint; the config must match the
-    run's own config.yaml, but for a larger train.epochs, which continues the run (completed
-    or not) to that many epochs and is recorded in its config.yaml and summary.json. A plan
-    (plan.plan_run of the same config) spares checking again.
-
-    In a run of several processes (a world from distributed.join, under torchrun) every process
-    calls this with the same arguments: process 0 alone makes and writes the run folder, the
-    others train alongside it, write nothing, and return the same run folder with an empty
-    summary.
-    """
-    started = time.perf_counter()
-    config = as_config(config, overrides)
-    if resume is None:
-        if name is not None and world.is_main:
-            check_name_free(Path(out), name)
-        session = prepare(config, dataset, plan, world)
-        if not world.is_main:
-            return _follow(session, Path(world.share_text(None)))
-        run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
-        write_text_atomic(run_dir / "config.yaml", config.to_yaml())
-        world.share_text(str(run_dir))
-        with run_lock(run_dir):
-            return _run(session, run_dir, _started(), started, quiet, callbacks)
-    run_dir = Path(resume)
-    if not run_dir.is_dir():
-        raise RunError(f"--resume {run_dir}: no such run folder")
-    check_run_folder(run_dir)  # a shared folder may hold links planted to redirect writes
-    if not world.is_main:  # reads the same checkpoint; process 0 holds the folder's lock
-        return _follow(_resumed(run_dir, config, dataset, plan, world)[0], run_dir)
-    with run_lock(run_dir):
-        session, more = _resumed(run_dir, config, dataset, plan, world)
-        # A kill -9 leaves temporary files (never a final name) and may come before summary.json.
-        sweep_temporaries(run_dir)
-        summary_path = run_dir / "summary.json"
-        summary = read_json(summary_path) if summary_path.exists() else _started()
-        if more is not None:
-            write_text_atomic(run_dir / "config.yaml", session.config.to_yaml())
-            summary["continued"] = [*summary.get("continued", []), more]
-        return _run(session, run_dir, summary, started, quiet, callbacks)
+    return train_run(config, overrides, **options)
 
 
-def _resumed(
-    run_dir: Path, config: Config, dataset: Dataset | None, plan: RunPlan | None, world: World
-) -> tuple[Session, dict[str, Any] | None]:
-    """The session of a run folder, its trainer at the state of the folder's checkpoint; and,
-    for a run continued to more epochs, what summary.json records of that (else None)."""
-    saved, config = _check_resume(run_dir, config)
-    # Stopped before the first epoch ended: nothing to load, start the run afresh in place.
-    checkpoint = run_dir / CHECKPOINT
-    state = load_checkpoint(checkpoint) if checkpoint.exists() else None
-    more = None
-    if config.train.epochs != saved.train.epochs:
-        more = _more_epochs(run_dir, saved, config, state)
-    same = plan is not None and plan.config.to_dict() == config.to_dict()
-    session = prepare(config, dataset, plan if same else None, world)
-    if state is not None:
-        # load_state_dict would silently cast int or bool weights: compare kinds first.
-        expected = tensor_layout(session.trainer.model.state_dict())
-        for weights in (state["model"], state["best"]["state"] or state["model"]):
-            check_tensors(checkpoint, tensor_layout(weights), expected, "its weights")
-        try:
-            session.trainer.load_state_dict(state)
-        except (
-            KeyError,
-            ValueError,
-            RuntimeError,
-            TypeError,
-            AttributeError,
-            IndexError,
-        ) as exc:
-            raise CheckpointError(
-                f"{checkpoint}: does not fit this run's model and settings "
-                f"({exc.__class__.__name__}: {str(exc)[:120]})"
-            ) from None
-        if more is not None:
-            session.trainer.train_on()
-    return session, more
+def load(path: str | Path, device: str = "cpu") -> Predictor:
+    """A trained model from a run folder or a model file, ready to predict and score."""
+    from .serving.evaluate import load as load_model
+
+    return load_model(path, device)
 
 
-def _more_epochs(
-    run_dir: Path, saved: Config, config: Config, state: dict[str, Any] | None
-) -> dict[str, Any]:
-    """What a resume with another train.epochs continues, as summary.json records it; refused
-    unless there are more epochs to run than the checkpoint has run."""
-    run = state["epoch"] if state is not None else 0
-    if state is None and completed_run(run_dir):
-        raise CheckpointError(
-            f"--resume {run_dir}: train.epochs={config.train.epochs}: the run has no "
-            f"{CHECKPOINT} to continue from"
-        )
-    if config.train.epochs <= run:
-        raise ConfigError(
-            f"train.epochs={config.train.epochs}: --resume {run_dir} has already run {run} "
-            f"epochs; to train it further, give train.epochs above {run}"
-        )
-    return {
-        "after_epoch": run,
-        "epochs_from": saved.train.epochs,
-        "epochs_to": config.train.epochs,
-        "stopped_early": bool(state is not None and state["stopped_early"]),
-    }
+def evaluate(
+    run: str | Path, data: str | Path | None = None, split: str = "test", plot: bool = False
+) -> Evaluation:
+    """Score a run on one of its splits or a labelled file; `mlp eval`."""
+    from .serving.evaluate import score_run
+
+    return score_run(run, data, split, plot=plot)
 
 
-def _follow(session: Session, run_dir: Path) -> TrainResult:
-    """A process other than 0 trains alongside process 0 and writes nothing.
+def predict(run: str | Path, rows: str | Path, proba: bool = False) -> pd.DataFrame:
+    """Predict every row of a CSV or Parquet file; `mlp predict`."""
+    from .serving.evaluate import predict_file
 
-    A failure that stops every process at the same step (a NaN, a diverging loss) makes it wait
-    for process 0 to record the failure: the launcher stops the remaining processes as soon as
-    one ends with an error, and would otherwise cut process 0 short as it writes.
-    """
-    trainer = session.trainer
-    try:
-        trainer.fit()
-    except PeerLost:
-        raise
-    except TrainingError:
-        trainer.world.wait_for_main()
-        raise
-    return TrainResult(run_dir, {})
+    return predict_file(run, rows, proba=proba)
 
 
-def _started() -> dict[str, Any]:
-    return {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+def sweep(
+    config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), **options: Any
+) -> SweepResult:
+    """Train a grid of variations of a config; `mlp sweep`. Options: hidden, depth, grid, seeds,
+    workers, out, name, resume, quiet, ray (see mlpcli.sweeps.runner.run_sweep)."""
+    from .sweeps.runner import run_sweep
+
+    return run_sweep(config, list(overrides), **options)
 
 
-def _run(
-    session: Session,
-    run_dir: Path,
-    summary: dict[str, Any],
-    started: float,
-    quiet: bool,
-    callbacks: list[Callback],
-) -> TrainResult:
-    """Fit with the run folder's callbacks and finish the folder however fitting ends."""
-    trainer = session.trainer
-    diagnostics = session.config.train.diagnostics
-    board = TensorBoard(run_dir) if session.config.train.tensorboard else None
-    trainer.callbacks = [
-        MetricsCsv(run_dir / "metrics.csv"),
-        *([board] if board is not None else []),  # before diagnostics: it logs their records
-        *(
-            [
-                Diagnostics(
-                    run_dir / DIAGNOSTICS_FILE,
-                    diagnostics.every,
-                    diagnostics.rows,
-                    board.add_diagnostics if board is not None else None,
-                )
-            ]
-            if diagnostics is not None
-            else []
-        ),
-        CheckpointSaver(run_dir / CHECKPOINT, every=session.config.train.checkpoint_seconds),
-        Progress(main_metric(session.dataset.task), quiet=quiet),
-        *callbacks,
-    ]
-    resume_hint = f"mlp train {run_dir / 'config.yaml'} --resume {run_dir}"
-    if trainer.world.size > 1:  # the same processes draw the same batches again
-        resume_hint += f" --nproc {trainer.world.size}"
-    try:
-        write_json(run_dir / "summary.json", {**summary, **_summary(session, run_dir, "running")})
-        _fit(session, run_dir, started, resume_hint)
-        summary = _finish(session, run_dir, "completed", started)
-    except WriteError as exc:  # a full or read-only disk: the last checkpoint is intact
-        raise WriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
-    if session.config.train.baseline:  # once the MLP is saved, so that it cannot change it
-        summary = add_baseline(session, run_dir, summary, quiet)
-    return TrainResult(run_dir, summary)
+def inspect(
+    run: str | Path, at: str = "best", data: str | Path | None = None
+) -> tuple[Inspection, list[Path]]:
+    """Why a run's network learns or fails, layer by layer; `mlp inspect`. Returns the report
+    and the files written."""
+    from .insight.inspection import inspect_run
+
+    return inspect_run(run, at, data)
 
 
-def _fit(session: Session, run_dir: Path, started: float, resume_hint: str) -> None:
-    """trainer.fit(), recording in the run folder how it ended when it did not complete."""
-    trainer = session.trainer
-    try:
-        trainer.fit()
-    except PeerLost as exc:  # killed or crashed elsewhere: resumable, as after an interrupt
-        _finish(session, run_dir, "stopped", started, final=False)
-        raise PeerLost(f"{exc}; continue with: {resume_hint}") from None
-    except TrainingError as exc:
-        _finish(session, run_dir, "failed", started)
-        trainer.world.wait_for_main()  # the other processes stopped at the same step
-        where = f"run folder: {run_dir}"
-        if trainer.best_state is not None:
-            where = (
-                f"the model from epoch {trainer.best_epoch} is kept; {where}; `mlp inspect "
-                f"{run_dir} --at last` shows each layer's gradients before it failed"
-            )
-        raise TrainingError(f"{exc} ({where})") from None
-    except KeyboardInterrupt as exc:
-        _finish(session, run_dir, "stopped", started, final=False)
-        exc.resume_hint = resume_hint  # type: ignore[attr-defined]
-        raise
-    except WriteError:
-        # Recording the failure would most likely fail the same way.
-        with contextlib.suppress(MlpError):
-            _finish(session, run_dir, "failed", started, final=False)
-        raise
-    except BaseException:
-        _finish(session, run_dir, "failed", started, final=False)
-        raise
+def plot(target: str | Path, **options: Any) -> PlotResult:
+    """The figures of `mlp plot` for a run folder, a model file or a sweep folder. Options:
+    boundary, detectors, features, neurons, data."""
+    if Path(target).is_dir() and (Path(target) / SWEEP_FILE).is_file():
+        from .sweeps.boundaries import plot_sweep
+
+        return plot_sweep(Path(target), **options)
+    from .insight.figures import plot_run
+
+    return plot_run(target, **options)
 
 
-def _check_resume(run_dir: Path, config: Config) -> tuple[Config, Config]:
-    """(the run's own config, the config to resume with): the run's own, or with another
-    train.epochs to continue it; any other difference is refused, key by key, as is a
-    completed run with nothing to add."""
-    if not (run_dir / "config.yaml").is_file():
-        raise RunError(f"--resume {run_dir}: not a run folder (no config.yaml)")
-    saved = load_config(run_dir / "config.yaml")
-    differ = [key for key in differences(saved.to_dict(), config.to_dict()) if key != EPOCHS]
-    if differ:
-        raise ConfigError(
-            f"--resume {run_dir}: the config differs from the run's config.yaml at "
-            f"{', '.join(differ[:5])}; a resumed run keeps its own settings (only {EPOCHS} "
-            f"may change, to train it for more epochs)"
-        )
-    epochs = saved.train.epochs
-    if completed_run(run_dir) and config.train.epochs == epochs:
-        run = read_json(run_dir / "summary.json").get("epochs_run")
-        early = f", stopped early after {run}" if isinstance(run, int) and run < epochs else ""
-        raise RunError(
-            f"--resume {run_dir}: this run has already completed ({EPOCHS} {epochs}{early}); "
-            f"to train it for more epochs, add {EPOCHS}=N with N above {epochs}"
-        )
-    return saved, config if config.train.epochs != epochs else saved
+def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None) -> Exported:
+    """The model as one self-contained ONNX file, checked by onnxruntime; `mlp export`."""
+    from .serving.export import export_run
+
+    return export_run(run, fmt, out)
 
 
-def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
-    trainer = session.trainer
-    return {
-        "name": run_dir.name,
-        "status": status,
-        "task": session.dataset.task,
-        "main_metric": main_metric(session.dataset.task),
-        "monitor": trainer.monitor,
-        "best_epoch": trainer.best_epoch,
-        "saved_epoch": trainer.saved_epoch,
-        "epochs_run": trainer.epoch,
-        "stopped_early": trainer.stopped_early,
-        "params": count_parameters(trainer.model),
-        "device": str(trainer.device),
-        "engine": trainer.engine.name,
-        "threads": trainer.threads or torch.get_num_threads(),
-        "processes": trainer.world.size,
-        "rows": {name: len(split) for name, split in session.splits.items()},
-        "versions": {
-            "mlpcli": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-    }
+def summary(target: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The network a config, run or model file describes, layer by layer; `mlp summary`."""
+    from .insight.summary import summarize
 
-
-def _finish(
-    session: Session, run_dir: Path, status: str, started: float, final: bool = True
-) -> dict[str, Any]:
-    """Score the best weights on every split, save the model, plot, and write summary.json."""
-    trainer = session.trainer
-    if status != "completed":
-        trainer.restore_best()  # never keep the weights of a failed or half-done epoch
-    summary = {**read_json(run_dir / "summary.json"), **_summary(session, run_dir, status)}
-    unscored: list[str] = []  # the final metrics that are not finite
-    if final and trainer.best_state is not None:
-        metrics = {}
-        for name, split in session.splits.items():
-            values = evaluate(
-                trainer.model, trainer.loss_fn, trainer.task, split, trainer.target_scale
-            )
-            metrics[name] = read_floats(values)
-        summary["metrics"] = metrics
-        save_model(run_dir / MODEL_FILE, trainer.model, _model_metadata(session))
-        unscored = [
-            f"{split} {key} {value}"
-            for split, values in metrics.items()
-            for key, value in values.items()
-            if not math.isfinite(value)
-        ]
-        if status == "completed" and unscored:  # a completed run reports every metric
-            summary["status"] = "failed"
-    if trainer.history and session.config.train.plots:
-        loss_curve(
-            trainer.history,
-            run_dir / "plots" / "loss.png",
-            main_metric(session.dataset.task),
-            run_dir.name,
-            trainer.saved_epoch,
-            trainer.best_epoch,
-            trainer.monitor,
-        )
-    n_train = len(session.splits["train"])
-    summary.update(
-        # A resumed run adds this process's time to the earlier ones'.
-        seconds=round(summary.get("seconds", 0.0) + time.perf_counter() - started, 3),
-        train_seconds=round(trainer.train_seconds, 3),
-        samples_per_second=round(trainer.epoch * n_train / max(trainer.train_seconds, 1e-9), 1),
-    )
-    write_json(run_dir / "summary.json", summary)
-    if status == "completed" and unscored:
-        raise TrainingError(
-            f"the final metrics are not finite ({', '.join(unscored)}): the predictions are too "
-            f"far from the targets to score in float64, so the run is marked failed (the model "
-            f"is kept; run folder: {run_dir})"
-        )
-    return summary
-
-
-def _model_metadata(session: Session) -> dict[str, Any]:
-    return {
-        "config": session.config.to_dict(),
-        "preprocessor": session.prep.to_dict(),
-        "task": session.dataset.task,
-        "epoch": session.trainer.saved_epoch,
-        "versions": {"mlpcli": __version__, "torch": torch.__version__},
-        "data": session.dataset.fingerprint(),  # what eval checks before drawing a split again
-    }
+    return summarize(target, overrides)

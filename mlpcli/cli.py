@@ -37,7 +37,7 @@ from .console import (
 from .errors import MlpError
 
 if TYPE_CHECKING:
-    from .config import Config
+    from .config.schema import Config
 
 app = typer.Typer(
     name="mlp",
@@ -98,7 +98,7 @@ def handle_errors(command: F) -> F:
 def _other_process() -> bool:
     """Whether this is a process other than 0 of a run under torchrun: process 0 reports the
     run's errors (every process meets a config or training error alike), the others stay quiet."""
-    from .distributed import launched_rank
+    from .training.distributed import launched_rank
 
     return launched_rank() != 0
 
@@ -107,7 +107,7 @@ def _keep_exit_code() -> None:
     """In one of several processes: torch's launcher stops the others as soon as one ends with
     an error, so a process that has settled on its exit code (every process stops at the same
     step on a NaN) ignores that stop while it exits, rather than end by the signal."""
-    from .distributed import launched_size
+    from .training.distributed import launched_size
 
     if launched_size() > 1 and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -186,7 +186,7 @@ def train(
     ),
 ) -> None:
     """Train the model a config describes and write a run folder."""
-    from .config import load_config, seed_overrides
+    from .config.schema import load_config, seed_overrides
 
     config, overrides = _train_config(config, list(overrides or []), resume)
     extra = list(overrides or [])
@@ -201,7 +201,7 @@ def train(
     # Every mistake in the config or its data is reported before torch is imported; one in
     # the config alone, before pandas too.
     checked = load_config(config, extra)
-    from .plan import plan_run
+    from .training.plan import plan_run
 
     plan = plan_run(checked)
     if nproc is not None and nproc > 1:
@@ -221,7 +221,7 @@ def train(
             raise typer.Exit(code)
         return
     from .api import train as run_training
-    from .distributed import join
+    from .training.distributed import join
 
     with join(plan.config.train.device, plan.config) as world:
         result = run_training(
@@ -267,8 +267,8 @@ def _train_config(
 
 def _launch(config: Config, args: list[str], nproc: int) -> int:
     """`mlp train ARGS` in nproc processes through torch's launcher; their exit code."""
-    from .distributed import check_processes, launch, launched_size
-    from .model import resolve_device
+    from .model.factory import resolve_device
+    from .training.distributed import check_processes, launch, launched_size
 
     if launched_size() > 1:
         raise typer.BadParameter(
@@ -303,7 +303,7 @@ def eval_(
     matrix and per-class precision, recall and F1 too."""
     if split not in ("test", "val", "train"):
         raise typer.BadParameter(f"'{split}'; accepted: test, val, train", param_hint="--split")
-    from .evaluate import score_run
+    from .api import evaluate as score_run
 
     result = score_run(run, data, split, plot=plot)
     if as_json:
@@ -336,8 +336,8 @@ def predict(
     proba: bool = typer.Option(False, "--proba", help="Add class probability columns."),
 ) -> None:
     """Predict the target for every row of a file; prints CSV unless -o is given."""
+    from .api import predict as predict_file
     from .data.files import check_output, write_csv, write_table
-    from .evaluate import predict_file
 
     if output is not None:
         check_output(output)  # before the work, not after it
@@ -399,9 +399,9 @@ def sweep(
     ),
 ) -> None:
     """Train a grid of variations of a config and compare them in one table and plot."""
-    from .sweep import run_sweep
-    from .sweep.executor import ray_options_of
-    from .sweep.grid import parse_values
+    from .api import sweep as run_sweep
+    from .sweeps.executors.local import ray_options_of
+    from .sweeps.grid import parse_values
 
     ray = ray_options_of(
         executor,
@@ -465,7 +465,7 @@ def summary(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """The network layer by layer: widths, activations, parameters, multiply-adds per row."""
-    from .summary import summarize
+    from .api import summary as summarize
 
     result = summarize(target, list(overrides or []))
     if as_json:
@@ -513,7 +513,7 @@ def plot(
     if not (boundary or detectors):
         hint = "--boundary / --detectors"
         raise typer.BadParameter("give one of them, or both", param_hint=hint)
-    from .figures import plot_run
+    from .api import plot as plot_run
 
     result = plot_run(
         target,
@@ -542,7 +542,8 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Why the network learns or fails: gradients, dead and saturated units, layer by layer."""
-    from .inspection import AT, inspect_run
+    from .api import inspect as inspect_run
+    from .insight.inspection import AT
 
     if at not in AT:
         raise typer.BadParameter(f"'{at}'; accepted: {', '.join(AT)}", param_hint="--at")
@@ -572,7 +573,7 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Export the model with its preprocessing and output transform, checked by onnxruntime."""
-    from .export import export_run
+    from .api import export as export_run
 
     exported = export_run(run, fmt, output)
     if as_json:
@@ -595,6 +596,6 @@ def config_show(
     overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides."),
 ) -> None:
     """Print the resolved config, every default filled."""
-    from .config import load_config
+    from .config.schema import load_config
 
     sys.stdout.write(load_config(config, list(overrides or [])).to_yaml())

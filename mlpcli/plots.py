@@ -71,7 +71,7 @@ def literal(text: object) -> str:
 
 def save_figure(fig: Any, path: Path) -> Path:
     """Write the figure as a PNG under its final name only once it is complete."""
-    from .atomic import atomic_write, make_folder
+    from .runs.atomic import atomic_write, make_folder
 
     try:
         make_folder(path.parent)

@@ -17,7 +17,7 @@ from typing import Any
 # torch._dynamo is imported by the first optimizer a process builds; preloading it keeps that
 # out of every child's start-up too.
 PRELOAD = [
-    *("mlpcli.cli", "mlpcli.api", "torch", "torch._dynamo"),
+    *("mlpcli.cli", "mlpcli.training.run", "torch", "torch._dynamo"),
     *("sklearn.datasets", "sklearn.model_selection", "matplotlib.pyplot"),
 ]
 

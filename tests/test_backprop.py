@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from mlpcli.backprop import Backprop, unsupported
-from mlpcli.config import ModelConfig, TrainConfig, build_config
-from mlpcli.engine import Autograd, make_engine
+from mlpcli.config.registry import ACTIVATIONS
+from mlpcli.config.schema import ModelConfig, TrainConfig, build_config
 from mlpcli.errors import ConfigError
-from mlpcli.model import build_mlp
-from mlpcli.registry import ACTIVATIONS
+from mlpcli.model.factory import build_mlp
+from mlpcli.training.backprop import Backprop, unsupported
+from mlpcli.training.engine import Autograd, make_engine
 
 # loss -> (loss module, outputs, targets for a batch of 32)
 LOSSES = {
@@ -166,7 +166,7 @@ def test_a_failing_compile_is_a_config_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_a_batch_part_with_no_rows_has_an_empty_gradient(name):
     """In a run of several processes, one may get no row of a short last batch."""
-    from mlpcli.backprop import LOSS_GRADS
+    from mlpcli.training.backprop import LOSS_GRADS
 
     loss_fn, out_dim, targets = LOSSES[name]
     y = targets(torch.Generator().manual_seed(0))[:0]

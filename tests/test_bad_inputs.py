@@ -16,8 +16,7 @@ from test_config import shaped
 from typer.testing import CliRunner
 
 from mlpcli.cli import app
-from mlpcli.config import Config
-from mlpcli.registry import (
+from mlpcli.config.registry import (
     ACTIVATIONS,
     INITS,
     LOSSES,
@@ -26,6 +25,7 @@ from mlpcli.registry import (
     SYNTHETIC_SOURCES,
     TASKS,
 )
+from mlpcli.config.schema import Config
 
 runner = CliRunner()
 

@@ -13,11 +13,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import mlpcli
-from mlpcli import plots, trainer
+from mlpcli import plots
 from mlpcli.cli import app
-from mlpcli.config import build_config
+from mlpcli.config.schema import build_config
 from mlpcli.console import BASELINE_LABEL, metrics_table, sweep_table
-from mlpcli.sweep.runner import plan_trials
+from mlpcli.sweeps.plan import plan_trials
+from mlpcli.training import trainer
 
 runner = CliRunner()
 
@@ -135,7 +136,7 @@ def test_an_interrupted_baseline_keeps_the_completed_run(tmp_path, monkeypatch):
     def interrupt(session, config):
         raise KeyboardInterrupt("SIGTERM")
 
-    monkeypatch.setattr("mlpcli.baseline._fit_and_score", interrupt)
+    monkeypatch.setattr("mlpcli.training.baseline._fit_and_score", interrupt)
     result = mlp("train", write_config(tmp_path), "--out", tmp_path, "--name", "r", "--baseline")
     assert result.exit_code == 130
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())

@@ -171,7 +171,7 @@ def test_eval_with_a_missing_column(trained, tmp_path):
 
 
 def test_interrupt_exits_130_and_resume_finishes_the_run(config, tmp_path, monkeypatch):
-    from mlpcli import trainer
+    from mlpcli.training import trainer
 
     original = trainer.train_epoch
     calls = {"n": 0}
@@ -242,7 +242,7 @@ def test_eval_names_the_split_it_scored(trained):
 def test_a_run_in_use_cannot_be_resumed_twice(config, trained):
     import os
 
-    from mlpcli.runs import _host_name, run_lock
+    from mlpcli.runs.folder import _host_name, run_lock
 
     with run_lock(trained):  # a live process holds the run
         assert_clean_error(mlp("train", config, "--resume", trained), "in use by process")

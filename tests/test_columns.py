@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpcli.config import build_config
+from mlpcli.config.registry import SYNTHETIC_SOURCES
+from mlpcli.config.schema import build_config
 from mlpcli.data import Preprocessor, load_dataset
 from mlpcli.data.columns import Columns, as_frame
 from mlpcli.data.fingerprint import check_split, data_fingerprint, rows_sha256
 from mlpcli.data.preprocess import check_missing
 from mlpcli.errors import DataError
-from mlpcli.registry import SYNTHETIC_SOURCES
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from mlpcli.config import Config, apply_overrides, build_config, load_config
+from mlpcli.config.registry import ACTIVATIONS, LOSSES, SOURCES
+from mlpcli.config.schema import Config, apply_overrides, build_config, load_config
 from mlpcli.errors import ConfigError
-from mlpcli.registry import ACTIVATIONS, LOSSES, SOURCES
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from rich.console import Console
 
 from mlpcli.console import format_record, metrics_table, number
-from mlpcli.progress import Progress
+from mlpcli.training.progress import Progress
 
 
 def test_small_values_keep_three_significant_digits() -> None:

@@ -12,7 +12,7 @@ from test_train import NanAtStep
 
 import mlpcli
 from mlpcli.callbacks import Callback
-from mlpcli.config import build_config
+from mlpcli.config.schema import build_config
 from mlpcli.errors import TrainingError
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

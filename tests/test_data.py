@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpcli.config import build_config
+from mlpcli.config.registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES
+from mlpcli.config.schema import build_config
 from mlpcli.data import Dataset, Preprocessor, load_dataset
 from mlpcli.data.columns import Columns, as_frame
 from mlpcli.data.files import format_of, read_table, write_table
@@ -18,7 +19,6 @@ from mlpcli.data.sources import read_source
 from mlpcli.data.splits import split_frame
 from mlpcli.data.synthetic import bundled
 from mlpcli.errors import ConfigError, DataError
-from mlpcli.registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES
 
 
 def dataset(tmp_path: Path, **data) -> Dataset:

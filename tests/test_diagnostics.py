@@ -14,12 +14,12 @@ from safetensors.torch import load_file
 from torch import nn
 
 import mlpcli
-from mlpcli.backprop import Backprop
-from mlpcli.config import ModelConfig, TrainConfig
-from mlpcli.diagnostics import layer_stats, read_rows, sample_rows, unit_counts
-from mlpcli.engine import Autograd
-from mlpcli.model import build_mlp
-from mlpcli.probe import probe_model
+from mlpcli.config.schema import ModelConfig, TrainConfig
+from mlpcli.model.factory import build_mlp
+from mlpcli.training.backprop import Backprop
+from mlpcli.training.diagnostics import layer_stats, read_rows, sample_rows, unit_counts
+from mlpcli.training.engine import Autograd
+from mlpcli.training.probe import probe_model
 
 SPECS = ["sigmoid", "tanh", "relu", {"name": "leaky_relu", "negative_slope": 0.2}, "gelu", "elu"]
 LOSSES = {

@@ -28,13 +28,13 @@ from conftest import InterruptAt, assert_exit_2
 from typer.testing import CliRunner
 
 import mlpcli
-from mlpcli import trainer as trainer_module
-from mlpcli.api import prepare
-from mlpcli.checkpoint import load_checkpoint, load_model_file
 from mlpcli.cli import app
-from mlpcli.config import build_config, load_config
-from mlpcli.distributed import SOLO, Group, batch_part, check_processes
+from mlpcli.config.schema import build_config, load_config
 from mlpcli.errors import ConfigError
+from mlpcli.runs.checkpoint import load_checkpoint, load_model_file
+from mlpcli.training import trainer as trainer_module
+from mlpcli.training.distributed import SOLO, Group, batch_part, check_processes
+from mlpcli.training.run import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # seconds for one launch of two processes; a hang fails the test instead of CI

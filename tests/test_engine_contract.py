@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from mlpcli.backprop import Backprop, unsupported
-from mlpcli.config import ModelConfig, OptimConfig, TrainConfig
-from mlpcli.engine import Autograd, make_engine
+from mlpcli.config.schema import ModelConfig, OptimConfig, TrainConfig
 from mlpcli.errors import ConfigError
-from mlpcli.model import Swish, build_mlp
-from mlpcli.trainer import make_optimizer
+from mlpcli.model.factory import Swish, build_mlp
+from mlpcli.training.backprop import Backprop, unsupported
+from mlpcli.training.engine import Autograd, make_engine
+from mlpcli.training.trainer import make_optimizer
 
 CPU = torch.device("cpu")
 ROWS, IN_DIM = 12, 3

@@ -13,9 +13,9 @@ import pytest
 from conftest import assert_exit_2
 
 import mlpcli
-from mlpcli.config import build_config
+from mlpcli.config.schema import build_config
 from mlpcli.errors import CheckpointError, DataError
-from mlpcli.evaluate import evaluate_run, predict_file, score_run
+from mlpcli.serving.evaluate import evaluate_run, predict_file, score_run
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +342,7 @@ def test_eval_plot_refuses_a_link_and_a_model_without_classes(iris_run, tabular_
 
 
 def test_the_confusion_figure_draws_each_rows_share_and_count(monkeypatch, tmp_path):
-    from mlpcli import confusion_plot
+    from mlpcli.serving import confusion_plot
 
     drawn = {}
     monkeypatch.setattr(confusion_plot, "save_figure", lambda fig, path: drawn.setdefault("f", fig))

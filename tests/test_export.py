@@ -173,9 +173,9 @@ def test_export_refuses_to_replace_a_file_and_names_the_extra_it_needs(
 
 
 def test_a_graph_that_disagrees_with_the_model_fails_and_writes_nothing(table_run, monkeypatch):
-    import mlpcli.export
+    import mlpcli.serving.export
 
-    monkeypatch.setattr(mlpcli.export, "TOLERANCE", -1.0)  # nothing can pass
+    monkeypatch.setattr(mlpcli.serving.export, "TOLERANCE", -1.0)  # nothing can pass
     result = mlp("export", table_run)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "differs from the model's predictions" in result.stderr

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 import mlpcli
 from mlpcli.cli import app
-from mlpcli.config import build_config
-from mlpcli.sweep import run_sweep
-from mlpcli.sweep.executor import InlineExecutor
+from mlpcli.config.schema import build_config
+from mlpcli.sweeps import run_sweep
+from mlpcli.sweeps.executors.local import InlineExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

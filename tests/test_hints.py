@@ -139,11 +139,13 @@ STRINGS = {path: module_strings(path) for path in PACKAGE.rglob("*.py")}
 # Where a function a command runs names an option the command lacks, yet the command cannot meet
 # that message: (command, module:function) -> why. Each entry must still be needed.
 UNREACHABLE = {
-    ("sweep", "boundary.py:choose_features"): "a sweep's panels take the default features; "
+    ("sweep", "insight/boundary.py:choose_features"): "a sweep's panels take the default features; "
     "its --features messages answer features given to mlp plot",
-    ("sweep", "api.py:_run"): "a trial trains in one process; the resume hint's --nproc is "
-    "that of mlp train --nproc N",
-    ("plot", "sweep/baseline.py:check_baseline_key"): "the plan.yaml of a sweep folder was "
+    (
+        "sweep",
+        "training/run.py:_run",
+    ): "a trial trains in one process; the resume hint's --nproc is that of mlp train --nproc N",
+    ("plot", "sweeps/baseline.py:check_baseline_key"): "the plan.yaml of a sweep folder was "
     "checked when mlp sweep wrote it",
 }
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mlpcli.bounded_yaml import MAX_DEPTH, MAX_NODES
 from mlpcli.cli import app
-from mlpcli.config import MAX_NAME_BYTES, load_config
+from mlpcli.config.bounded_yaml import MAX_DEPTH, MAX_NODES
+from mlpcli.config.schema import MAX_NAME_BYTES, load_config
 from mlpcli.errors import ConfigError
 
 runner = CliRunner()

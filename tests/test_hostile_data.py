@@ -243,21 +243,23 @@ def test_a_run_whose_final_metrics_are_not_finite_fails_rather_than_completes(
     tmp_path, monkeypatch
 ):
     """A last guard, for predictions too far from the targets to score in float64."""
-    import mlpcli.api
+    import mlpcli.training.run
     from mlpcli.errors import TrainingError
 
     frame = regression_table()
     frame.to_csv(tmp_path / "data.csv", index=False)
     write_config(tmp_path)
-    scores = mlpcli.api.evaluate
+    scores = mlpcli.training.run.evaluate
 
     def overflowing(*args, **kwargs):
         values = scores(*args, **kwargs)
         return {**values, "mse": values["mse"] * math.inf}
 
-    monkeypatch.setattr(mlpcli.api, "evaluate", overflowing)
+    monkeypatch.setattr(mlpcli.training.run, "evaluate", overflowing)
     with pytest.raises(TrainingError) as info:
-        mlpcli.api.train(tmp_path / "exp.yaml", out=tmp_path / "runs", name="r", quiet=True)
+        mlpcli.training.run.train(
+            tmp_path / "exp.yaml", out=tmp_path / "runs", name="r", quiet=True
+        )
     message = str(info.value)
     assert "not finite" in message and "test mse inf" in message and "marked failed" in message
     run = tmp_path / "runs" / "r"
@@ -324,7 +326,7 @@ def rewrite_metadata(model: Path, change) -> None:
 
 
 def test_a_run_records_the_sha256_of_its_file_and_splits(trained):
-    from mlpcli.checkpoint import load_model_file
+    from mlpcli.runs.checkpoint import load_model_file
 
     _, meta = load_model_file(trained / "runs" / "r" / "model.safetensors")
     import hashlib
@@ -647,7 +649,7 @@ def test_parquet_decimals_are_numbers_not_categories(tmp_path):
 
     import pyarrow as pa
 
-    from mlpcli.checkpoint import load_model_file
+    from mlpcli.runs.checkpoint import load_model_file
 
     n = 60
     frame = table(n)

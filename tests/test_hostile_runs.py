@@ -326,7 +326,7 @@ def test_a_checkpoint_with_values_of_the_wrong_kind_changes_nothing(runs, stoppe
 def lock_record(run_dir: Path, **changes: str) -> str:
     """The lock file this process writes for run_dir, with some of its key=value lines changed:
     what another process (or host) would have left."""
-    from mlpcli.runs import run_lock
+    from mlpcli.runs.folder import run_lock
 
     with run_lock(run_dir):
         lines = (run_dir / ".lock").read_text().splitlines()
@@ -376,9 +376,9 @@ def test_this_host_is_named_as_filelock_records_it(tmp_path, namespace):
 
 @pytest.fixture
 def short_lease(monkeypatch):
-    import mlpcli.runs
+    import mlpcli.runs.folder
 
-    monkeypatch.setattr(mlpcli.runs, "LEASE_SECONDS", 0.5)
+    monkeypatch.setattr(mlpcli.runs.folder, "LEASE_SECONDS", 0.5)
 
 
 def test_another_hosts_live_lock_is_never_taken(runs, stopped, short_lease):
@@ -429,7 +429,7 @@ def test_a_lock_file_from_an_older_mlpcli_is_taken_over_once_its_holder_ends(
 
 
 def test_a_run_locked_by_a_live_holder_is_refused_naming_it(runs, stopped):
-    from mlpcli.runs import run_lock
+    from mlpcli.runs.folder import run_lock
 
     with run_lock(stopped):
         result = mlp("train", runs / "hostile.yaml", "--resume", stopped)

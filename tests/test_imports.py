@@ -62,12 +62,20 @@ def test_shell_completion_imports_nothing_heavy():
 
 
 def test_the_api_is_reachable_from_the_package():
+    """Every API name is mlpcli.api's, also once every subpackage is imported: a submodule of
+    the same name (mlpcli.sweep, say) would take the function's place on the package."""
+    import importlib
+    import pkgutil
+
     import mlpcli
+    import mlpcli.api
 
-    assert callable(mlpcli.train) and callable(mlpcli.load)
-    import mlpcli.trainer  # noqa: F401  (a submodule must not shadow the API function)
-
-    assert callable(mlpcli.train)
+    for info in pkgutil.walk_packages(mlpcli.__path__, "mlpcli."):
+        if info.name != "mlpcli.__main__":
+            importlib.import_module(info.name)
+    assert len(mlpcli.__all__) >= 10
+    for name in mlpcli.__all__:
+        assert getattr(mlpcli, name) is getattr(mlpcli.api, name), name
 
 
 def test_python_dash_m_runs_the_cli():
@@ -83,9 +91,9 @@ def test_synthetic_sources_and_file_splits_import_no_sklearn(tmp_path):
     table = tmp_path / "rows.csv"
     table.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{'xyz'[i % 3]}\n" for i in range(30)))
     code = (
-        "from mlpcli.config import build_config\n"
+        "from mlpcli.config.schema import build_config\n"
         "from mlpcli.data.sources import load_dataset\n"
-        "from mlpcli.registry import SYNTHETIC_SOURCES\n"
+        "from mlpcli.config.registry import SYNTHETIC_SOURCES\n"
         "for source in SYNTHETIC_SOURCES:\n"
         "    load_dataset(build_config({'data': {'source': source, 'n_samples': 50}}))\n"
         f"load_dataset(build_config({{'data': {{'source': 'csv', 'path': {str(table)!r}}}}}))"
@@ -152,3 +160,31 @@ def test_train_and_eval_of_a_synthetic_config_import_no_pandas_sklearn_or_dynamo
     code, imported = exit_code_and_imports(["train", str(config), "--out", str(out), *overrides])
     assert code == 0 and imported == {"torch", "numpy"}
     assert not (out / "bare" / "plots").exists() and (out / "bare" / "model.safetensors").exists()
+
+
+def test_eval_and_predict_load_no_training_sweep_insight_or_plotting_code(tmp_path):
+    """Serving sits beside training, not above it: scoring or using a model imports none of
+    the code that trains, sweeps, inspects or draws (the layers contract keeps it so)."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "data: {source: moons, n_samples: 90}\nmodel: {hidden: [4]}\ntrain: {epochs: 2}\n"
+    )
+    out = tmp_path / "runs"
+    code, _ = exit_code_and_imports(["train", str(config), "--out", str(out), "-q", "--name", "r"])
+    assert code == 0
+    rows = tmp_path / "new.csv"
+    rows.write_text("x1,x2\n0.1,0.2\n1.0,-0.5\n")
+    for args in (["eval", str(out / "r")], ["predict", str(out / "r"), str(rows)]):
+        script = (
+            "import sys\nfrom mlpcli.cli import app\n"
+            f"try:\n    app({args!r}, prog_name='mlp')\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print('loaded:' + ','.join(sorted(m for m in sys.modules if m.startswith('mlpcli'))))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+        )
+        loaded = done.stdout.strip().splitlines()[-1].removeprefix("loaded:").split(",")
+        assert "mlpcli.serving.evaluate" in loaded, loaded
+        unwanted = ("mlpcli.training", "mlpcli.sweeps", "mlpcli.insight", "mlpcli.plots")
+        assert not [m for m in loaded if m.startswith(unwanted)], (args[0], loaded)

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 import mlpcli
 from mlpcli.cli import app
-from mlpcli.config import load_config
-from mlpcli.diagnostics import read_rows
-from mlpcli.inspection import advice_for, diagnose, inspect_run
-from mlpcli.model import build_mlp
-from mlpcli.tasks import make_loss
+from mlpcli.config.schema import load_config
+from mlpcli.insight.inspection import advice_for, diagnose, inspect_run
+from mlpcli.model.factory import build_mlp
+from mlpcli.model.tasks import make_loss
+from mlpcli.training.diagnostics import read_rows
 
 VANISHING = Path(__file__).parent.parent / "configs" / "vanishing.yaml"
 QUICK = ["train.epochs=2", "data.n_samples=400"]

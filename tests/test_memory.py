@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlpcli import memory
-from mlpcli.config import build_config
+from mlpcli.config.schema import build_config
 from mlpcli.errors import ConfigError
+from mlpcli.resources import memory
 
 GIB = 1024**3
 MOONS = Path(__file__).resolve().parent.parent / "configs" / "moons.yaml"
@@ -64,7 +64,7 @@ def test_no_bias_and_norm_layers_change_the_parameter_count():
     ],
 )
 def test_the_parameter_count_is_build_mlps(model):
-    from mlpcli.model import build_mlp, count_parameters
+    from mlpcli.model.factory import build_mlp, count_parameters
 
     cfg = config(model=model)
     built = count_parameters(build_mlp(cfg.model, 3, 2))
@@ -105,7 +105,7 @@ def test_synthetic_rows_are_estimated_from_the_source_before_they_exist():
 
 @pytest.mark.parametrize("source", sorted(memory.SYNTHETIC_SHAPES))
 def test_the_source_shapes_match_the_generated_data(source):
-    from mlpcli.api import prepare
+    from mlpcli.training.run import prepare
 
     cfg = config(data={"source": source, "n_samples": 60}, model={"hidden": [4]})
     session = prepare(cfg)
@@ -114,8 +114,8 @@ def test_the_source_shapes_match_the_generated_data(source):
 
 
 def test_every_synthetic_source_and_optimizer_is_known():
-    from mlpcli.registry import OPTIMIZERS, SYNTHETIC_SOURCES
-    from mlpcli.trainer import EVAL_BATCH
+    from mlpcli.config.registry import OPTIMIZERS, SYNTHETIC_SOURCES
+    from mlpcli.model.outputs import EVAL_BATCH
 
     assert set(memory.SYNTHETIC_SHAPES) == set(SYNTHETIC_SOURCES)
     assert set(memory.OPTIMIZER_STATE) == set(OPTIMIZERS)
@@ -196,7 +196,7 @@ def v2_tree(tmp_path, parent_max: str = str(3 * GIB), child_max: str = "max"):
 
 
 def test_a_v2_limit_set_on_a_parent_of_the_process_cgroup_applies(tmp_path):
-    from mlpcli import cgroup
+    from mlpcli.resources import cgroup
 
     proc = v2_tree(tmp_path)
     limit = cgroup.tightest(proc)
@@ -205,7 +205,7 @@ def test_a_v2_limit_set_on_a_parent_of_the_process_cgroup_applies(tmp_path):
 
 
 def test_the_tightest_limit_along_the_path_wins_child_or_parent(tmp_path):
-    from mlpcli import cgroup
+    from mlpcli.resources import cgroup
 
     proc = v2_tree(tmp_path, child_max=str(GIB))  # the child's own 1 GiB, 0.25 used
     limit = cgroup.tightest(proc)
@@ -214,13 +214,13 @@ def test_the_tightest_limit_along_the_path_wins_child_or_parent(tmp_path):
 
 
 def test_max_everywhere_is_no_limit(tmp_path):
-    from mlpcli import cgroup
+    from mlpcli.resources import cgroup
 
     assert cgroup.tightest(v2_tree(tmp_path, parent_max="max")) is None
 
 
 def test_reclaimable_file_pages_do_not_count_as_used(tmp_path):
-    from mlpcli import cgroup
+    from mlpcli.resources import cgroup
 
     proc = v2_tree(tmp_path)
     (tmp_path / "cg" / "box" / "memory.stat").write_text(
@@ -252,7 +252,7 @@ def v1_tree(tmp_path, limit: str = str(3 * GIB)):
 
 
 def test_a_v1_memory_hierarchy_is_read_walking_up_from_the_process_cgroup(tmp_path):
-    from mlpcli import cgroup
+    from mlpcli.resources import cgroup
 
     limit = cgroup.tightest(v1_tree(tmp_path))
     assert limit is not None
@@ -262,7 +262,7 @@ def test_a_v1_memory_hierarchy_is_read_walking_up_from_the_process_cgroup(tmp_pa
 
 
 def test_v1s_unlimited_number_is_no_limit(tmp_path):
-    from mlpcli import cgroup
+    from mlpcli.resources import cgroup
 
     assert cgroup.tightest(v1_tree(tmp_path, limit=V1_UNLIMITED)) is None
 
@@ -270,7 +270,7 @@ def test_v1s_unlimited_number_is_no_limit(tmp_path):
 def test_a_container_mount_of_its_own_cgroup_is_read_at_the_mount_point(tmp_path):
     """Without a cgroup namespace, /proc/self/cgroup names the host's path (/docker/ID) and the
     container's mount has that path as its root."""
-    from mlpcli import cgroup
+    from mlpcli.resources import cgroup
 
     mount = tmp_path / "sys fs"  # mountinfo escapes the space
     cgroup_files(mount, memory_max=str(3 * GIB), memory_current="0")
@@ -284,7 +284,7 @@ def test_a_container_mount_of_its_own_cgroup_is_read_at_the_mount_point(tmp_path
 
 
 def test_no_cgroup_files_is_no_limit(tmp_path):
-    from mlpcli import cgroup
+    from mlpcli.resources import cgroup
 
     assert cgroup.tightest(tmp_path / "nothing") is None
     proc = fake_proc(tmp_path, ["0::/../elsewhere"], [("/", str(tmp_path), "cgroup2", "rw")])
@@ -302,7 +302,7 @@ def test_available_memory_names_the_cgroup_limit_that_binds(tmp_path):
 IN_FAKE_CGROUP = """
 import sys
 from pathlib import Path
-from mlpcli import cgroup
+from mlpcli.resources import cgroup
 cgroup.PROC = Path(sys.argv[1])
 sys.argv = ["mlp", *sys.argv[2:]]
 from mlpcli.cli import app
@@ -394,7 +394,7 @@ def test_eval_of_a_model_claiming_400m_rows_is_refused_under_the_cgroup_limit(tm
 def real_cgroup():
     """A new cgroup inside this process's own with a memory limit of 3 GiB, v2 or v1, removed
     afterwards; skipped where this machine does not let the tests make one."""
-    from mlpcli import cgroup
+    from mlpcli.resources import cgroup
 
     for own in cgroup.folders():
         child = own.folder / f"mlpcli-test-{os.getpid()}"

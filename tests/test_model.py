@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from mlpcli.config import ModelConfig
+from mlpcli.config.registry import ACTIVATIONS, INITS
+from mlpcli.config.schema import ModelConfig
 from mlpcli.errors import ConfigError
-from mlpcli.model import Swish, build_mlp, count_parameters, make_activation, resolve_device
-from mlpcli.registry import ACTIVATIONS, INITS
+from mlpcli.model.factory import Swish, build_mlp, count_parameters, make_activation, resolve_device
 
 CUDA = torch.cuda.is_available()
 

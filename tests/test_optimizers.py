@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from mlpcli import optimizers, schedules
+from mlpcli.training import optimizers, schedules
 
 # torch warns when its scheduler steps with no optimiser step between; these only read the lr.
 pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")

@@ -18,16 +18,16 @@ from matplotlib.text import Text
 from typer.testing import CliRunner
 
 import mlpcli
-from mlpcli.boundary import boundary_grid, neuron_maps, parse_features
 from mlpcli.cli import app
-from mlpcli.config import build_config
-from mlpcli.detectors import detector_weights
+from mlpcli.config.schema import build_config
 from mlpcli.errors import ConfigError
-from mlpcli.evaluate import load
-from mlpcli.figures import plot_run
-from mlpcli.first_layer import first_hidden_layer, hidden_activations
-from mlpcli.sweep import run_sweep
-from mlpcli.sweep.executor import InlineExecutor
+from mlpcli.insight.boundary import boundary_grid, neuron_maps, parse_features
+from mlpcli.insight.detectors import detector_weights
+from mlpcli.insight.figures import plot_run
+from mlpcli.insight.first_layer import first_hidden_layer, hidden_activations
+from mlpcli.serving.evaluate import load
+from mlpcli.sweeps import run_sweep
+from mlpcli.sweeps.executors.local import InlineExecutor
 
 runner = CliRunner()
 QUICK = {"optim": {"lr": 0.02}, "train": {"epochs": 3, "batch_size": 64}}
@@ -251,7 +251,7 @@ def legend_texts(fig):
 
 def keep_figures(monkeypatch):
     """The figures insight_plots would write, kept in a list instead."""
-    import mlpcli.insight_plots as insight_plots
+    import mlpcli.insight.boundary_plots as insight_plots
 
     figures = []
     monkeypatch.setattr(insight_plots, "save_figure", lambda fig, path: figures.append(fig) or path)
@@ -287,7 +287,7 @@ def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
 
 
 def test_a_boundaries_figure_that_fails_is_a_note_not_a_failed_sweep(tmp_path, monkeypatch):
-    import mlpcli.sweep.boundaries as boundaries
+    import mlpcli.sweeps.boundaries as boundaries
 
     def broken(sweep_dir, trials):
         raise ValueError("no room\nsecond line of a long message")
@@ -305,7 +305,7 @@ def test_a_boundaries_figure_that_fails_is_a_note_not_a_failed_sweep(tmp_path, m
 
 
 def test_an_error_in_the_trials_is_not_hidden_by_the_boundaries_figure(tmp_path, monkeypatch):
-    import mlpcli.sweep.boundaries as boundaries
+    import mlpcli.sweeps.boundaries as boundaries
 
     calls = []
     monkeypatch.setattr(boundaries, "sweep_boundaries", lambda *args: calls.append(args))
@@ -326,11 +326,12 @@ def test_an_error_in_the_trials_is_not_hidden_by_the_boundaries_figure(tmp_path,
 
 def sweep_panels(sweep_dir, monkeypatch):
     """The grids sweep_boundaries draws, and the splits it draws again to get them."""
-    import mlpcli.insight_plots as insight_plots
-    from mlpcli.config import load_config
-    from mlpcli.evaluate import Predictor
-    from mlpcli.sweep.boundaries import sweep_boundaries
-    from mlpcli.sweep.runner import PLAN_FILE, plan_trials
+    import mlpcli.insight.boundary_plots as insight_plots
+    from mlpcli.config.schema import load_config
+    from mlpcli.runs.folder import SWEEP_FILE
+    from mlpcli.serving.evaluate import Predictor
+    from mlpcli.sweeps.boundaries import sweep_boundaries
+    from mlpcli.sweeps.plan import plan_trials
 
     grids, splits = [], []
     monkeypatch.setattr(
@@ -340,7 +341,7 @@ def sweep_panels(sweep_dir, monkeypatch):
     monkeypatch.setattr(
         Predictor, "split", lambda self, name: splits.append(name) or split(self, name)
     )
-    sweep_boundaries(sweep_dir, plan_trials(load_config(sweep_dir / PLAN_FILE))[0])
+    sweep_boundaries(sweep_dir, plan_trials(load_config(sweep_dir / SWEEP_FILE))[0])
     return [grid for _, grid in grids], splits
 
 
@@ -403,7 +404,7 @@ def test_the_sweep_refusals_suggest_commands_that_work(tmp_path):
 def test_large_splits_are_drawn_as_a_seeded_sample(runs, monkeypatch):
     from matplotlib.collections import PathCollection
 
-    import mlpcli.boundary as boundary
+    import mlpcli.insight.boundary as boundary
 
     monkeypatch.setattr(boundary, "MAX_POINTS", 50)
     figures = keep_figures(monkeypatch)
@@ -422,7 +423,7 @@ def test_large_splits_are_drawn_as_a_seeded_sample(runs, monkeypatch):
 def test_a_wide_model_is_scored_piece_by_piece(tmp_path, monkeypatch):
     import tracemalloc
 
-    import mlpcli.boundary as boundary
+    import mlpcli.insight.boundary as boundary
 
     rng = np.random.default_rng(3)
     table = pd.DataFrame(rng.normal(size=(60, 200)), columns=[f"f{i}" for i in range(200)])

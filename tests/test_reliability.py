@@ -25,9 +25,9 @@ from conftest import InterruptAt
 from typer.testing import CliRunner
 
 import mlpcli
-from mlpcli.checkpoint import load_checkpoint, load_model_file
 from mlpcli.cli import app
-from mlpcli.config import load_config
+from mlpcli.config.schema import load_config
+from mlpcli.runs.checkpoint import load_checkpoint, load_model_file
 
 runner = CliRunner()
 
@@ -344,7 +344,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_keeps_the_checkpoint(small_disk, 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     """Where no small disk can be mounted: from the third checkpoint on, writes fail half-way."""
-    from mlpcli import atomic, checkpoint
+    from mlpcli.runs import atomic, checkpoint
 
     config = write_config(tmp_path, epochs=8, every=0)
     saves = []
@@ -403,15 +403,15 @@ def test_a_read_only_output_folder_is_a_clean_error(tmp_path):
 
 
 def test_an_errno_is_named_with_what_to_do(tmp_path):
-    from mlpcli.atomic import write_error
+    from mlpcli.runs.atomic import write_error
 
     assert "disk is full" in str(write_error(tmp_path / "f", OSError(errno.ENOSPC, "No space")))
 
 
 def test_a_short_append_is_undone_and_reported(tmp_path, monkeypatch):
     """A full disk can cut a write() short without an error: no half row may stay behind."""
-    from mlpcli import atomic
     from mlpcli.errors import WriteError
+    from mlpcli.runs import atomic
 
     path = tmp_path / "metrics.csv"
     atomic.append_line(path, "epoch,loss\n1,0.5\n")
@@ -423,8 +423,8 @@ def test_a_short_append_is_undone_and_reported(tmp_path, monkeypatch):
 
 
 def test_a_model_file_that_cannot_be_written_leaves_a_resumable_run(tmp_path, monkeypatch):
-    from mlpcli import api
-    from mlpcli.atomic import write_error
+    from mlpcli.runs.atomic import write_error
+    from mlpcli.training import run as api
 
     def full(path, model, metadata):
         raise write_error(path, OSError(errno.ENOSPC, "No space left on device"))

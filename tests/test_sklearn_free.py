@@ -19,7 +19,7 @@ from sklearn.datasets import make_blobs, make_circles, make_moons
 from sklearn.model_selection import train_test_split
 from sklearn.utils.extmath import _approximate_mode
 
-from mlpcli.config import build_config
+from mlpcli.config.schema import build_config
 from mlpcli.data import synthetic
 from mlpcli.data.columns import as_frame
 from mlpcli.data.sources import load_dataset

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 import mlpcli
 import mlpcli.cli
-from mlpcli.config import build_config
-from mlpcli.model import build_mlp, count_parameters
-from mlpcli.summary import layer_rows
+from mlpcli.config.schema import build_config
+from mlpcli.model.factory import build_mlp, count_parameters
+from mlpcli.model.layers import layer_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -13,14 +13,15 @@ from typer.testing import CliRunner
 
 import mlpcli
 from mlpcli.cli import app
-from mlpcli.config import build_config
+from mlpcli.config.schema import build_config
 from mlpcli.console import sweep_table
 from mlpcli.errors import ConfigError
-from mlpcli.sweep import run_sweep
-from mlpcli.sweep.executor import InlineExecutor, LocalExecutor, TrialProgress, TrialTask
-from mlpcli.sweep.grid import expand, hidden_axis, parse_values
-from mlpcli.sweep.runner import known_metric, plan_trials, with_plan
-from mlpcli.sweep.view import SweepView
+from mlpcli.sweeps import run_sweep
+from mlpcli.sweeps.executors.local import InlineExecutor, LocalExecutor, TrialProgress, TrialTask
+from mlpcli.sweeps.grid import expand, hidden_axis, parse_values
+from mlpcli.sweeps.plan import plan_trials
+from mlpcli.sweeps.runner import known_metric, with_plan
+from mlpcli.sweeps.view import SweepView
 
 BASE = {
     "name": "s",

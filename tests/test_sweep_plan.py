@@ -7,11 +7,12 @@ import pytest
 from typer.testing import CliRunner
 
 from mlpcli.cli import app
-from mlpcli.config import build_config, load_config
+from mlpcli.config.schema import build_config, load_config
 from mlpcli.errors import ConfigError
-from mlpcli.sweep.executor import worker_count
-from mlpcli.sweep.grid import MAX_TRIALS, expand
-from mlpcli.sweep.runner import plan_trials, with_plan
+from mlpcli.sweeps.executors.local import worker_count
+from mlpcli.sweeps.grid import MAX_TRIALS, expand
+from mlpcli.sweeps.plan import plan_trials
+from mlpcli.sweeps.runner import with_plan
 
 BASE = {
     "name": "s",

@@ -22,7 +22,7 @@ import pytest
 from conftest import resume_hint
 
 from mlpcli.cli import app
-from mlpcli.sweep.ray_connect import GIVE_UP_SECONDS, connect_error, version_mismatch
+from mlpcli.sweeps.executors.ray_connect import GIVE_UP_SECONDS, connect_error, version_mismatch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "moons.yaml"
@@ -559,7 +559,7 @@ def test_ray_reads_its_settings_again_when_imported_before(tmp_path):
     code = (
         "import os, ray\n"
         "from ray._raylet import AuthenticationTokenLoader, Config\n"
-        "from mlpcli.sweep.ray_connect import import_ray\n"
+        "from mlpcli.sweeps.executors.ray_connect import import_ray\n"
         "loader = AuthenticationTokenLoader.instance()\n"
         "print(Config.py_gcs_connect_timeout_s(), loader.has_token(ignore_auth_mode=True))\n"
         "os.environ.update(RAY_py_gcs_connect_timeout_s='7', RAY_AUTH_TOKEN='ab' * 32)\n"
@@ -588,7 +588,7 @@ class Interrupted:
 def test_the_resume_hint_repeats_the_ray_options_it_was_given(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import mlpcli.sweep.ray_executor as ray_executor
+    import mlpcli.sweeps.executors.ray_executor as ray_executor
 
     given = []
     monkeypatch.setattr(
@@ -628,7 +628,7 @@ def test_a_version_mismatch_is_one_line_naming_both():
 
 
 def test_a_trials_files_carry_its_tensorboard_logs_and_nothing_outside_its_folder(tmp_path):
-    from mlpcli.sweep.ray_executor import read_run_files, write_run_files
+    from mlpcli.sweeps.executors.ray_executor import read_run_files, write_run_files
 
     run = tmp_path / "worker" / "trial-000"
     (run / "tb").mkdir(parents=True)
@@ -647,7 +647,7 @@ def test_a_trials_files_carry_its_tensorboard_logs_and_nothing_outside_its_folde
 def test_the_executor_keeps_the_name_of_a_signal_that_ray_drops():
     """Ray turns an interrupt raised while it waits into a KeyboardInterrupt without the name of
     the signal; the executor notes each stop signal as it comes, then handles it as before."""
-    from mlpcli.sweep.ray_executor import signal_names
+    from mlpcli.sweeps.executors.ray_executor import signal_names
 
     def as_ray_leaves_it(signum, frame):
         raise KeyboardInterrupt

@@ -10,16 +10,16 @@ import torch
 from sklearn import metrics as skm
 from torch import nn
 
-from mlpcli.config import build_config
+from mlpcli.config.registry import LOSSES, MAXIMISED_METRICS, TASKS, main_metric, resolve
+from mlpcli.config.schema import build_config
 from mlpcli.errors import ConfigError
-from mlpcli.plan import check_monitor
-from mlpcli.registry import LOSSES, MAXIMISED_METRICS, TASKS, main_metric, resolve
-from mlpcli.tasks import (
+from mlpcli.model.tasks import (
     compute_metrics,
     is_better,
     make_loss,
     transform,
 )
+from mlpcli.training.plan import check_monitor
 
 
 def values(metrics: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import mlpcli
 from mlpcli.cli import app
-from mlpcli.diagnostics import read_rows
+from mlpcli.training.diagnostics import read_rows
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402

@@ -14,12 +14,12 @@ from conftest import InterruptAt
 from safetensors.torch import load_file
 
 import mlpcli
-from mlpcli import trainer
-from mlpcli.checkpoint import load_checkpoint, load_model_file
-from mlpcli.config import build_config
+from mlpcli.callbacks import Callback
+from mlpcli.config.registry import OPTIMIZERS, SCHEDULES
+from mlpcli.config.schema import build_config
 from mlpcli.errors import ConfigError, TrainingError
-from mlpcli.registry import OPTIMIZERS, SCHEDULES
-from mlpcli.trainer import Callback
+from mlpcli.runs.checkpoint import load_checkpoint, load_model_file
+from mlpcli.training import trainer
 
 
 def make_config(**sections):

@@ -11,10 +11,10 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..config.messages import cut
 from ..errors import DataError
+from ..runs.atomic import atomic_write
 from .limits import CSV_FACTOR, DECODED_FACTOR, check_fits, readable
-from .messages import cut
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config.schema import DataConfig
 from ..errors import CheckpointError, DataError
 from .columns import Columns, Table
 from .files import check_regular

@@ -17,9 +17,9 @@ MARGIN = 0.8  # of the memory left: the model, the splits and the interpreter ne
 
 
 def available_memory() -> tuple[int, str] | None:
-    """Bytes this process can still allocate, and what limits it (mlpcli.memory says how it is
+    """Bytes this process can still allocate, and what limits it (mlpcli.resources.memory says how it is
     measured); None when that is unknown."""
-    from ..memory import available_memory as least
+    from ..resources.memory import available_memory as least
 
     free, source = least()
     return None if source == "unknown" else (free, source)

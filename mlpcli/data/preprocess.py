@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config.messages import cut, listed, rows, shown
 from ..errors import DataError
 from .columns import Columns, Table, as_frame
-from .messages import cut, listed, rows, shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,7 +100,7 @@ def check_representable(blocks: dict[str, np.ndarray], where: str) -> None:
 def check_columns(frame: Table, columns: list[str], where: str, what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        from ..registry import suggest
+        from ..config.registry import suggest
 
         hints = "".join(suggest(c, frame.columns) for c in missing[:1])
         raise DataError(

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import memory
-from ..config import Config, DataConfig
+from ..config.messages import rows
+from ..config.registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, resolve, source_task
+from ..config.schema import Config, DataConfig
 from ..errors import ConfigError, DataError
-from ..registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, resolve, source_task
+from ..resources import memory
 from .columns import Columns, Table, as_frame
 from .fingerprint import data_fingerprint, file_hashes
-from .messages import rows
 from .preprocess import Preprocessor, check_columns, check_values, infer_task
 from .splits import part_size, split_frame
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config.messages import rows, shown
+from ..config.schema import DataConfig
 from ..errors import DataError
-from .messages import rows, shown
 from .sources import Dataset
 
 # The largest target magnitude accepted: errors up to a few thousand times it still square

@@ -1,0 +1,140 @@
+"""Every name a config can use, in plain dicts that import nothing heavy.
+
+The schema, the error messages, the model factory and the tests all read these tables, so a new
+activation, loss or optimiser is added in one place. Torch objects are named by dotted path and
+resolved only when a model is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import reprlib
+from collections.abc import Iterable
+from typing import Any
+
+# name -> (layer class, {parameter: default})
+ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "identity": ("torch.nn.Identity", {}),
+    "sigmoid": ("torch.nn.Sigmoid", {}),
+    "tanh": ("torch.nn.Tanh", {}),
+    "relu": ("torch.nn.ReLU", {}),
+    "leaky_relu": ("torch.nn.LeakyReLU", {"negative_slope": 0.01}),
+    "elu": ("torch.nn.ELU", {"alpha": 1.0}),
+    "gelu": ("torch.nn.GELU", {}),
+    "silu": ("torch.nn.SiLU", {}),
+    "swish": ("mlpcli.model.factory.Swish", {"beta": 1.0, "learnable": False}),
+    "softplus": ("torch.nn.Softplus", {"beta": 1.0}),
+}
+
+# name -> (loss class, tasks it fits)
+LOSSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mse": ("torch.nn.MSELoss", ("regression",)),
+    "mae": ("torch.nn.L1Loss", ("regression",)),
+    "huber": ("torch.nn.HuberLoss", ("regression",)),
+    "bce": ("torch.nn.BCEWithLogitsLoss", ("binary", "multilabel")),
+    "cross_entropy": ("torch.nn.CrossEntropyLoss", ("classification",)),
+}
+
+# task -> (default loss, output transform, metrics; the first metric is the headline one)
+TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "regression": ("mse", "identity", ("r2", "mse", "rmse", "mae")),
+    "binary": ("bce", "sigmoid", ("accuracy", "f1_macro")),
+    "classification": ("cross_entropy", "softmax", ("accuracy", "f1_macro")),
+    "multilabel": ("bce", "sigmoid", ("f1_micro", "subset_accuracy")),
+}
+
+# Metrics where larger is better; every other metric (and every loss) is minimised.
+MAXIMISED_METRICS = frozenset({"accuracy", "f1_macro", "f1_micro", "subset_accuracy", "r2"})
+
+# name -> (optimiser class, config keys it takes besides lr and weight_decay). Each class does
+# what its torch.optim namesake does, bitwise (see optimizers.py for why not torch.optim's own).
+OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sgd": ("mlpcli.training.optimizers.SGD", ("momentum", "nesterov")),
+    "adam": ("mlpcli.training.optimizers.Adam", ()),
+    "adamw": ("mlpcli.training.optimizers.AdamW", ()),
+    "rmsprop": ("mlpcli.training.optimizers.RMSprop", ("momentum",)),
+}
+
+# Optimisers with a fused implementation (one kernel for every parameter) on CPU and CUDA.
+FUSED_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+
+SCHEDULES: tuple[str, ...] = ("none", "step", "cosine", "plateau")
+
+INITS: tuple[str, ...] = (
+    "default",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+)
+
+# Data sources and their tasks. Synthetic: mlpcli.data.synthetic.<name>(n_samples, noise, rng).
+SYNTHETIC_SOURCES: dict[str, str] = {
+    "moons": "binary",
+    "circles": "binary",
+    "xor": "binary",
+    "spirals": "classification",
+    "blobs": "classification",
+    "sine": "regression",
+    "multilabel": "multilabel",
+}
+# Real sets bundled with scikit-learn (sklearn.datasets.load_<name>); nothing is downloaded.
+BUNDLED_SOURCES: dict[str, str] = {
+    "iris": "classification",
+    "wine": "classification",
+    "breast_cancer": "binary",
+    "digits": "classification",
+    "diabetes": "regression",
+}
+# Sources whose features are an image's pixels, row by row: (height, width), read by
+# `mlp plot --detectors`; a config sets data.image_shape for its own files.
+IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}
+# The user's own files, by format.
+FILE_SOURCES: tuple[str, ...] = ("csv", "parquet", "npz")
+SOURCES: tuple[str, ...] = (*SYNTHETIC_SOURCES, *BUNDLED_SOURCES, *FILE_SOURCES)
+
+
+def main_metric(task: str) -> str:
+    """A task's headline metric: the first one it reports."""
+    return TASKS[task][2][0]
+
+
+def source_task(source: str) -> str | None:
+    """The task a synthetic or bundled source knows it has; None for files (their data tells)."""
+    return SYNTHETIC_SOURCES.get(source) or BUNDLED_SOURCES.get(source)
+
+
+def all_metric_names() -> set[str]:
+    return {m for _, _, metrics in TASKS.values() for m in metrics} | {"loss"}
+
+
+# Values echoed in messages come from untrusted files and command lines: cut, never dumped whole.
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """repr(value), cut to at most limit characters."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def suggest(value: str, choices: Iterable[object]) -> str:
+    """' (did you mean 'x'?)' for the nearest valid name, or ''."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown(what: str, value: object, choices: Iterable[object]) -> str:
+    """A message for a name that is not in a registry: the nearest match and every valid name."""
+    names = ", ".join(str(c) for c in choices)
+    return f"unknown {what} {shown(str(value))}{suggest(str(value), choices)}; accepted: {names}"
+
+
+def resolve(dotted: str) -> Any:
+    """Import 'package.module.Name' and return Name."""
+    module, _, attr = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,718 @@
+"""The config schema, YAML loading, KEY=VALUE overrides and friendly validation errors.
+
+Every key is declared here with its default; unknown keys are refused with the nearest valid name,
+and every problem in a file is reported at once. Imports nothing heavy so that `mlp config show`
+stays instant.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ..errors import ConfigError
+from .bounded_yaml import MAX_DEPTH, YamlLimitError, safe_load
+from .registry import (
+    ACTIVATIONS,
+    FILE_SOURCES,
+    INITS,
+    LOSSES,
+    MAXIMISED_METRICS,
+    OPTIMIZERS,
+    SCHEDULES,
+    SOURCES,
+    TASKS,
+    all_metric_names,
+    shown,
+    unknown,
+)
+
+# A run or sweep name is one folder name, with room left in the file system's 255 bytes for what
+# is appended to it: "-sweep" and the date and time, "-YYYYmmdd-HHMMSS[-N]".
+NAME_MAX = 255
+STAMP_BYTES = len("-20250101-120000-9999")
+MAX_NAME_BYTES = NAME_MAX - len("-sweep") - STAMP_BYTES
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and scikit-learn accept 0..2**32-1; torch more
+DOTTED_KEY = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
+TaskName = Literal["auto", "regression", "binary", "classification", "multilabel"]
+
+
+def one_of(what: str, choices: Any) -> AfterValidator:
+    """A field check against a registry, naming the nearest valid name and all of them."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(unknown(what, value, choices))
+        return value
+
+    return AfterValidator(check)
+
+
+NAME_RULE = (
+    f"a name must be one folder name: no '/' or '\\', not '.' or '..', only printable "
+    f"characters, at most {MAX_NAME_BYTES} bytes in UTF-8"
+)
+
+
+def name_problem(name: str, limit: int = MAX_NAME_BYTES) -> str | None:
+    """Why name cannot be a run or sweep folder's name, or None when it can."""
+    separators = [c for c in "/\\" if c in name]
+    if not name.isprintable():
+        what = (
+            f"contains the unprintable character {next(c for c in name if not c.isprintable())!r}"
+        )
+    elif separators:
+        what = f"contains {separators[0]!r}"
+    elif name in ("", ".", ".."):
+        what = "is empty" if not name else "is not a folder name"
+    elif len(name.encode("utf-8")) > limit:
+        what = f"is {len(name.encode('utf-8'))} bytes long"
+    else:
+        return None
+    return f"{shown(name)} {what}; {NAME_RULE}"
+
+
+def check_run_name(name: str, where: str, limit: int = MAX_NAME_BYTES) -> None:
+    """Refuse a run or sweep name that would not make exactly one folder inside --out."""
+    problem = name_problem(name, limit)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+
+
+def _check_seed(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(
+            f"a seed is an integer from 0 to {MAX_SEED} (what numpy and scikit-learn accept), "
+            f"got {shown(value)}"
+        )
+    return value
+
+
+Seed = Annotated[StrictInt, AfterValidator(_check_seed)]
+
+
+class Section(BaseModel):
+    # Unknown keys are errors: a typo must never be silently ignored.
+    # Booleans are not numbers here, and inf / nan are no setting's value.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class DataConfig(Section):
+    source: Annotated[str, one_of("data source", SOURCES)] = "moons"
+    "Synthetic set, bundled real set, or a file format (csv, parquet, npz)."
+    path: str | None = None
+    "File sources: the data file; relative paths resolve against the config file's folder."
+    val_path: str | None = None
+    "Optional file holding the validation rows; otherwise val_split of path."
+    test_path: str | None = None
+    "Optional file holding the test rows; otherwise test_split of path."
+    target: str | list[str] | None = None
+    "Target column, or a list of columns for multi-label and multi-output tasks."
+    features: list[str] | None = None
+    "Feature columns; default: every column that is not a target."
+    n_samples: StrictInt = Field(1000, gt=0)
+    "Rows drawn from a synthetic source."
+    noise: float = Field(0.1, ge=0)
+    "Noise level of a synthetic source."
+    val_split: float = Field(0.2, ge=0, lt=1)
+    test_split: float = Field(0.2, ge=0, lt=1)
+    standardize: bool = True
+    "Scale numeric features to zero mean and unit variance, fitted on the training split only."
+    seed: Seed | None = None
+    "Seed of the synthetic rows and the splits; default: the top-level seed."
+    image_shape: list[StrictInt] | None = None
+    "Height and width when the features are an image's pixels (digits: [8, 8]); for --detectors."
+
+    @field_validator("image_shape")
+    @classmethod
+    def _image_shape_form(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) != 2 or min(value) <= 0):
+            raise ValueError(
+                f"data.image_shape: expected [height, width], two positive integers, "
+                f"got {shown(value)}"
+            )
+        return value
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_form(cls, value: Any) -> Any:
+        # One message instead of pydantic's one per member of the union.
+        if (
+            value is None
+            or (isinstance(value, str) and value)
+            or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))
+        ):
+            return value
+        raise ValueError(
+            f"data.target: expected a column name or a non-empty list of names, got {shown(value)}"
+        )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        if self.source in FILE_SOURCES and not self.path:
+            raise ValueError(f"data.path: a file is required when data.source is '{self.source}'")
+        if self.source not in FILE_SOURCES:
+            for key in ("path", "val_path", "test_path", "target", "features"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"data.{key}: only file sources ({', '.join(FILE_SOURCES)}) read it; "
+                        f"data.source is '{self.source}'"
+                    )
+        splits = (0 if self.val_path else self.val_split) + (
+            0 if self.test_path else self.test_split
+        )
+        if splits >= 1:
+            raise ValueError("data.val_split + data.test_split must leave rows for training (< 1)")
+        return self
+
+
+def check_activation(spec: Any) -> None:
+    """Raise ValueError unless spec is a name or {name: ..., parameter: value, ...}."""
+    if isinstance(spec, str):
+        if spec not in ACTIVATIONS:
+            raise ValueError(unknown("activation", spec, ACTIVATIONS))
+        return
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(
+            f"expected an activation name or a mapping with a 'name' key, got {shown(spec)}"
+        )
+    name = spec["name"]
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(unknown("activation", name, ACTIVATIONS))
+    defaults = ACTIVATIONS[name][1]
+    for key, value in spec.items():
+        if key == "name":
+            continue
+        if key not in defaults:
+            accepted = ", ".join(defaults) or "none"
+            raise ValueError(
+                unknown(f"parameter of {name}", key, defaults)
+                if defaults
+                else f"{name} takes no parameters (got {shown(key)}); accepted: {accepted}"
+            )
+        want = type(defaults[key])
+        ok = (
+            isinstance(value, bool)
+            if want is bool
+            else (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+        )
+        if not ok:
+            kind = want.__name__ if want is bool else f"finite {want.__name__}"
+            raise ValueError(f"{name}.{key} must be a {kind}, got {shown(value)}")
+
+
+class ModelConfig(Section):
+    hidden: list[StrictInt] = Field(default_factory=lambda: [64, 64])
+    "One width per hidden layer; [] is a linear model."
+    activation: Any = "relu"
+    "A name, {name: leaky_relu, negative_slope: 0.1}, or a list with one entry per hidden layer."
+    bias: bool = True
+    dropout: float = Field(0.0, ge=0, lt=1)
+    norm: Literal["batch", "layer"] | None = None
+    init: Annotated[str, one_of("init", INITS)] = "default"
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        bad = [w for w in value if w <= 0]
+        if bad:
+            raise ValueError(f"every width must be a positive integer, got {bad[0]}")
+        return value
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, value: Any) -> Any:
+        for spec in value if isinstance(value, list) else [value]:
+            check_activation(spec)
+        return value
+
+    @model_validator(mode="after")
+    def _one_activation_per_layer(self) -> ModelConfig:
+        if isinstance(self.activation, list) and len(self.activation) != len(self.hidden):
+            raise ValueError(
+                f"model.activation: a list needs one entry per hidden layer "
+                f"({len(self.hidden)} for hidden {self.hidden}), got {len(self.activation)}"
+            )
+        return self
+
+    def activations(self) -> list[dict[str, Any]]:
+        """One {name: ..., params...} mapping per hidden layer."""
+        specs = (
+            self.activation
+            if isinstance(self.activation, list)
+            else [self.activation] * len(self.hidden)
+        )
+        return [{"name": s} if isinstance(s, str) else dict(s) for s in specs]
+
+
+class OptimConfig(Section):
+    name: Annotated[str, one_of("optimizer", OPTIMIZERS)] = "adam"
+    lr: float = Field(1.0e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    "sgd and rmsprop only."
+    nesterov: bool = False
+    "sgd only; needs momentum > 0."
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> OptimConfig:
+        takes = OPTIMIZERS[self.name][1]
+        if self.momentum and "momentum" not in takes:
+            raise ValueError(f"optim.momentum: {self.name} takes no momentum (sgd and rmsprop do)")
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("optim.nesterov: needs optim.name sgd and optim.momentum > 0")
+        return self
+
+
+class ScheduleConfig(Section):
+    name: Annotated[str, one_of("schedule", SCHEDULES)] = "none"
+    step_size: StrictInt = Field(30, gt=0)
+    "step: epochs between decays."
+    gamma: float = Field(0.1, gt=0, le=1)
+    "step: factor applied every step_size epochs."
+    min_lr: float = Field(0.0, ge=0)
+    "cosine and plateau: the floor of the learning rate."
+    factor: float = Field(0.1, gt=0, lt=1)
+    "plateau: factor applied when val_loss stops improving."
+    patience: StrictInt = Field(10, ge=0)
+    "plateau: epochs without improvement before a decay."
+
+
+class EarlyStoppingConfig(Section):
+    patience: StrictInt = Field(10, gt=0)
+    monitor: str = "val_loss"
+    "val_loss, train_loss, or val_<metric> (e.g. val_accuracy); its direction follows the metric."
+    min_delta: float = Field(0.0, ge=0)
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_monitor(cls, value: str) -> str:
+        names = ["train_loss"] + sorted(f"val_{m}" for m in all_metric_names())
+        if value not in names:
+            raise ValueError(unknown("monitor", value, names))
+        return value
+
+    @property
+    def maximise(self) -> bool:
+        return self.monitor.removeprefix("val_") in MAXIMISED_METRICS
+
+
+class DiagnosticsConfig(Section):
+    every: Annotated[StrictInt, Field(gt=0)] | Literal["auto"] = "auto"
+    "Epochs between two records (and the last epoch); auto: as often as costs 3% of training."
+    rows: StrictInt = Field(1024, gt=0, le=65536)
+    "Training rows (a fixed sample) the per-layer statistics are computed on."
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every_form(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value > 0):
+            return value
+        raise ValueError(
+            f"train.diagnostics.every: expected a number of epochs (1 or more) or auto, "
+            f"got {shown(value)}"
+        )
+
+
+class TrainConfig(Section):
+    epochs: StrictInt = Field(100, gt=0)
+    batch_size: StrictInt = Field(64, gt=0)
+    early_stopping: EarlyStoppingConfig | None = None
+    grad_clip: float | None = Field(None, gt=0)
+    "Largest gradient norm; null for none."
+    restore_best: bool = True
+    "Keep the best epoch's weights (by the monitor, else val_loss); false keeps the last epoch's."
+    diverge_factor: float | None = Field(1.0e4, gt=1)
+    "Fail the run when an epoch's training loss exceeds this times the first step's; null: never."
+    device: str = "auto"
+    checkpoint_seconds: float = Field(10.0, ge=0)
+    "Write the resume checkpoint at most this often (and whenever training stops); 0: every epoch."
+    engine: Literal["auto", "backprop", "autograd"] = "auto"
+    "backprop: the chain rule written out (Linear and elementwise layers); auto picks it if it can."
+    threads: StrictInt | None = Field(None, gt=0, le=1024)
+    "CPU threads; null: one for small models (more only add waiting), every core for large ones."
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    "bf16 or fp16: mixed precision (autocast) on a GPU; weights and optimiser stay in fp32."
+    compile: bool = False
+    "torch.compile the model (with CUDA graphs for small models on a GPU)."
+    diagnostics: DiagnosticsConfig | None = Field(default_factory=DiagnosticsConfig)
+    "Per-layer gradients, dead and saturated units in diagnostics.csv; false or null: none."
+    baseline: bool = False
+    "Also train a linear model (hidden: []) on the same split and report it beside the MLP."
+    plots: bool = True
+    "Draw plots/loss.png when the run ends; false spares importing matplotlib (about 0.6 s)."
+    tensorboard: bool = False
+    "Log metrics, hparams and diagnostics for TensorBoard in tb/ (needs mlpcli[tensorboard])."
+
+    @field_validator("diagnostics", mode="before")
+    @classmethod
+    def _diagnostics_switch(cls, value: Any) -> Any:
+        # true: the defaults; false: off, written as null like every other switched-off key
+        if value is None or isinstance(value, (dict, DiagnosticsConfig)):
+            return value
+        if isinstance(value, bool):
+            return {} if value else None
+        raise ValueError(
+            f"train.diagnostics: expected true, false or {{every: N, rows: N}}, got {shown(value)}"
+        )
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(
+                f"unknown device {shown(value)}; accepted: auto, cpu, cuda, cuda:N, mps"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> TrainConfig:
+        if self.engine == "backprop" and (self.precision != "fp32" or self.compile):
+            raise ValueError(
+                "train.engine: backprop runs in fp32 and is not compiled; use engine auto or "
+                "autograd with train.precision or train.compile"
+            )
+        return self
+
+
+class SweepConfig(Section):
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    "Dotted keys and their values; every combination is a trial."
+    zip: dict[str, list[Any]] = Field(default_factory=dict)
+    "Dotted keys whose values vary together: the i-th value of each list makes one point."
+    seeds: StrictInt = Field(1, gt=0)
+    "Repeat every point with seeds seed, seed+1, ... to see the spread."
+    workers: StrictInt | None = Field(None, gt=0)
+    "Local worker processes; default: one per CPU core."
+
+    @field_validator("grid", "zip")
+    @classmethod
+    def _dotted_keys(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key in value:
+            if not re.fullmatch(DOTTED_KEY, key) or key.startswith("sweep"):
+                raise ValueError(f"{shown(key)} is not a dotted config key such as model.hidden")
+        return value
+
+
+class Config(Section):
+    name: str | None = None
+    "Run name prefix; default: the config file's stem. One folder name (see name_problem)."
+    seed: Seed = 0
+    task: TaskName = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: Annotated[str, one_of("loss", ["auto", *LOSSES])] = "auto"
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    "What `mlp sweep` varies; `mlp train` ignores it."
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _loss_fits_task(self) -> Config:
+        if self.task != "auto" and self.loss != "auto":
+            check_loss_fits(self.loss, self.task)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def check_loss_fits(loss: str, task: str) -> None:
+    if task not in LOSSES[loss][1]:
+        fitting = [name for name, (_, tasks) in LOSSES.items() if task in tasks]
+        raise ValueError(
+            f"loss: '{loss}' does not fit a {task} task; accepted: auto, {', '.join(fitting)}"
+        )
+
+
+def default_loss(task: str) -> str:
+    return TASKS[task][0]
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; a syntax error names the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: cannot read the config file ({exc.__class__.__name__})"
+        ) from None
+    try:
+        raw = safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        invalid = "" if isinstance(exc, YamlLimitError) else "invalid YAML: "
+        raise ConfigError(f"{path}{where}: {invalid}{problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of raw with each 'dotted.key=YAML value' applied."""
+    result = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        where = f"override {shown(item)}"
+        if not sep or not re.fullmatch(DOTTED_KEY, key):
+            raise ConfigError(
+                f"{where}: expected KEY=VALUE with a dotted key, e.g. model.hidden=[128,64]"
+            )
+        if key.count(".") >= MAX_DEPTH:
+            raise ConfigError(f"{where}: keys nest deeper than {MAX_DEPTH} levels")
+        try:
+            value = safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            invalid = "" if isinstance(exc, YamlLimitError) else "the value is not valid YAML: "
+            raise ConfigError(f"{where}: {invalid}{exc.problem}") from None
+        set_key(result, key, value, where=where)
+    return result
+
+
+def override_sources(overrides: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The override that last set each dotted key, for naming it in error messages.
+
+    A later override of a section (model={...}) replaces what earlier ones set inside it.
+    """
+    sources: dict[str, str] = {}
+    for item in overrides:
+        key = item.partition("=")[0]
+        for old in [k for k in sources if k.startswith(f"{key}.")]:
+            del sources[old]
+        sources[key] = item
+    return sources
+
+
+def _blame(key: str, overrides: dict[str, str], source: str) -> str:
+    """The override that set key or a section holding it, else source (the file)."""
+    parts = re.sub(r"\[\d+\]", "", key).split(".")
+    for i in range(len(parts), 0, -1):
+        item = overrides.get(".".join(parts[:i]))
+        if item is not None:
+            return f"override {shown(item)}"
+    return source
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set raw['a']['b'] = value for key 'a.b', creating sections on the way."""
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys at which two raw configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = dict.fromkeys([*a, *b])
+        return [d for k in keys for d in differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _absolute(path: str | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def build_config(
+    raw: dict[str, Any],
+    base_dir: Path | None = None,
+    source: str = "config",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Config:
+    """Validate a raw mapping; relative data paths resolve against base_dir (default: cwd).
+
+    Problems at keys that overrides set are attributed to those overrides, the rest to source.
+    """
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, source, overrides)) from None
+    base = (base_dir or Path.cwd()).resolve()
+    for key in ("path", "val_path", "test_path"):
+        try:
+            setattr(config.data, key, _absolute(getattr(config.data, key), base))
+        except (ValueError, RuntimeError, OSError) as exc:
+            # A NUL byte, or '~name' for a user that does not exist.
+            where = _blame(f"data.{key}", override_sources(overrides), source)
+            raise ConfigError(
+                f"{where}: data.{key}: {shown(getattr(config.data, key))} is not a usable path "
+                f"({exc})"
+            ) from None
+    return config
+
+
+def as_config(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A Config from a Config or a config file, with KEY=VALUE overrides applied."""
+    if isinstance(config, Config):
+        if not overrides:
+            return config
+        return build_config(apply_overrides(config.to_dict(), overrides), overrides=overrides)
+    return load_config(config, overrides)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a config file; every default filled."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), overrides)
+    raw.setdefault("name", path.stem)
+    return build_config(raw, path.parent, source=str(path), overrides=overrides)
+
+
+def seed_overrides(
+    path: str | Path, overrides: list[str] | tuple[str, ...], seed: int
+) -> list[str]:
+    """The overrides `--seed N` stands for: N seeds the weights, dropout and batch order, while
+    the data (synthetic rows and splits) keeps the seed it had, as a sweep's seeds do; so runs
+    that differ only in --seed are scored on the same rows. `seed=N` itself moves both."""
+    raw = apply_overrides(read_yaml(Path(path)), overrides)
+    data = raw.get("data")
+    held = raw.get("seed", Config.model_fields["seed"].default)
+    if (isinstance(data, dict) and data.get("seed") is not None) or not isinstance(held, int):
+        return [f"seed={seed}"]  # the data's seed is set already (or the seed is refused anyway)
+    return [f"seed={seed}", f"data.seed={held}"]
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the last key of loc, for 'did you mean'."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        inner = [
+            a
+            for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not inner:
+            return None
+        model = inner[0]
+    return model
+
+
+def _loc_text(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        part = str(part)
+        # A key is echoed as typed only when it is short and printable.
+        part = part if part.isprintable() and len(part) <= 60 else shown(part)
+        text += f".{part}" if text else part
+    return text
+
+
+MAX_PROBLEMS = 20  # lines per source: 50,000 bad values in one list are not 50,000 lines
+
+
+def format_errors(
+    exc: ValidationError, source: str, overrides: list[str] | tuple[str, ...] = ()
+) -> str:
+    """One line per problem: the dotted key, what is wrong, what would be accepted.
+
+    Problems are grouped by where their value came from: an override that set the key (or a
+    section holding it), else source.
+    """
+    setters = override_sources(overrides)
+    groups: dict[str, list[str]] = {source: []}  # the file's problems first
+    for err in exc.errors():
+        line = _problem_line(err)
+        key = re.match(r"[\w.\[\]]*", line).group(0)  # type: ignore[union-attr]
+        groups.setdefault(_blame(key, setters, source), []).append(line)
+    blocks = []
+    for where, lines in groups.items():
+        if not lines:
+            continue
+        count = f"{len(lines)} problems" if len(lines) > 1 else "1 problem"
+        more = [f"... and {len(lines) - MAX_PROBLEMS} more"] if len(lines) > MAX_PROBLEMS else []
+        text = "\n".join(f"  {line}" for line in lines[:MAX_PROBLEMS] + more)
+        blocks.append(f"{where}: {count}\n{text}")
+    return "\n".join(blocks)
+
+
+def _problem_line(err: Any) -> str:
+    # Drop pydantic's internal union/function tags from the location.
+    loc = tuple(p for p in err["loc"] if isinstance(p, int) or not re.search(r"[\[\(]", str(p)))
+    key = _loc_text(loc)
+    if err["type"] == "extra_forbidden":
+        section = _section_at(loc)
+        names = list(section.model_fields) if section else []
+        msg = unknown("key", loc[-1], names) if names else "unknown key"
+        return f"{key}: {msg.replace('unknown key ' + shown(str(loc[-1])), 'unknown key')}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if (
+        msg.startswith(f"{key}.")
+        or msg.startswith(f"{key}:")
+        or (not key and re.match(r"^[\w.]+:", msg))
+    ):
+        return msg
+    if (
+        err["type"] not in ("value_error",)
+        and "input" in err
+        and not isinstance(err["input"], dict)
+    ):
+        msg += f" (got {shown(err['input'])})"
+    return f"{key}: {msg}" if key else msg
+
+
+def loss_name(config: Config, task: str) -> str:
+    """The configured loss, or the task's default; a loss that does not fit the task is an error."""
+    name = default_loss(task) if config.loss == "auto" else config.loss
+    try:
+        check_loss_fits(name, task)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (the data makes this a {task} task)") from None
+    return name

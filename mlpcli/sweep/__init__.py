@@ -1,5 +1,0 @@
-"""Sweeps: a grid of trials over a base config, run by local workers, gathered into one table."""
-
-from .runner import SweepResult, run_sweep
-
-__all__ = ["SweepResult", "run_sweep"]

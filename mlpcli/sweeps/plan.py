@@ -1,0 +1,47 @@
+"""A sweep's trials and each one's resolved config, all validated before anything runs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..config.schema import Config, build_config, set_key
+from ..errors import ConfigError
+from .baseline import baseline_trials, check_baseline_key
+from .grid import Trial, expand
+
+
+def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
+    """Every trial and its resolved config, all validated before anything runs."""
+    sweep = config.sweep
+    check_baseline_key(sweep)
+    trials = expand(sweep.grid, sweep.zip, sweep.seeds, config.seed)
+    base = config.to_dict()
+    base.pop("sweep")
+    if base["data"]["seed"] is None:
+        base["data"]["seed"] = config.seed  # seeds vary the training, not the rows
+    base["train"]["baseline"] = False  # the sweep's baseline is one point, not one per trial
+    configs = []
+    problems: dict[str, list[str]] = {}  # a problem, once, with the points that have it
+    for trial in trials:
+        raw = {**copy.deepcopy(base), "seed": trial.seed, "name": trial.name}
+        try:
+            for key, value in trial.settings.items():
+                set_key(raw, key, value, where=f"sweep key '{key}'")
+            configs.append(build_config(raw, source=f"sweep point {trial.label()}").to_dict())
+        except ConfigError as exc:
+            header, _, body = str(exc).partition("\n")
+            problems.setdefault(body or header, []).append(header)
+    if problems:
+        raise ConfigError("\n".join(_once(body, headers) for body, headers in problems.items()))
+    if config.train.baseline:
+        extra, extra_configs = baseline_trials(config, trials, base)
+        trials, configs = trials + extra, configs + extra_configs
+    return trials, configs
+
+
+def _once(body: str, headers: list[str]) -> str:
+    """A problem shared by several points, named with its first point and how many more."""
+    more = len(set(headers)) - 1
+    header = headers[0] + (f" (and {more} more sweep points)" if more else "")
+    return f"{header}\n{body}" if body != headers[0] else header

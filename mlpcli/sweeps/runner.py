@@ -1,0 +1,398 @@
+"""`mlp sweep`: expand the plan, validate every trial, run them, and gather the results."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config.registry import main_metric, shown, source_task
+from ..config.schema import (
+    Config,
+    as_config,
+    build_config,
+    check_run_name,
+    differences,
+    load_config,
+)
+from ..console import err
+from ..errors import ConfigError, MlpError, RunError, first_line
+from ..runs.atomic import write_text_atomic
+from ..runs.folder import (
+    SUMMARY_FILE,
+    SWEEP_FILE,
+    check_sweep_folder,
+    completed_run,
+    create_run_dir,
+    read_json,
+    run_lock,
+    write_json,
+)
+from .executors.local import Executor, TrialResult, TrialTask, make_executor, worker_count
+from .grid import Trial, hidden_axis, parse_values
+from .plan import plan_trials
+from .results import best_point, point_stats, trial_row, write_results_csv
+from .view import SweepView
+
+if TYPE_CHECKING:
+    from .executors.ray_connect import RayOptions
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    summary: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what was not drawn, and why
+
+    @property
+    def failed(self) -> int:
+        return self.summary["failed"]
+
+
+def with_plan(
+    config: Config,
+    hidden: list[int] | None = None,
+    depth: list[int] | None = None,
+    grid: list[str] = (),  # type: ignore[assignment]
+    seeds: int | None = None,
+    source: str = "the config",
+) -> Config:
+    """The config with command-line sweep options merged into its sweep section.
+
+    A --grid key replaces that key's list in the file's sweep.grid; --hidden and --depth each
+    replace one dimension of the hidden layers and keep the other from the file. Flags that
+    would silently drop what another source asks for are refused instead.
+    """
+    sweep = config.sweep.model_copy(deep=True)
+    given: dict[str, list[Any]] = {}
+    for item in grid:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(
+                f"--grid {shown(item)}: expected KEY=V1,V2,..., e.g. optim.lr=1e-3,1e-2"
+            )
+        if key in given:
+            raise ConfigError(
+                f"--grid {key} is given twice; put all its values in one --grid {key}=V1,V2,..."
+            )
+        if key in sweep.zip:
+            raise ConfigError(
+                f"--grid {key}: {key} is also in sweep.zip of {source}, where its values are "
+                f"paired with other keys; change it there, or remove it there to use --grid"
+            )
+        given[key] = parse_values(text, f"--grid {key}")
+    sweep.grid.update(given)
+    if hidden or depth:
+        flags = " and ".join(n for n, v in (("--hidden", hidden), ("--depth", depth)) if v)
+        if "model.hidden" in given:
+            raise ConfigError(
+                f"{flags} and --grid model.hidden both set the hidden layers; give them in one "
+                f"place, e.g. --grid model.hidden=[16],[16,16] or --hidden 16 --depth 1,2"
+            )
+        if "model.hidden" in sweep.zip:
+            raise ConfigError(
+                f"{flags}: model.hidden is in sweep.zip of {source}, where its values are paired "
+                f"with other keys; change the layers there, or remove them there to use {flags}"
+            )
+        base = sweep.grid.get("model.hidden") or [config.model.hidden]
+        sweep.grid["model.hidden"] = hidden_axis(
+            hidden, depth, base, f"sweep.grid model.hidden of {source}"
+        )
+    if seeds is not None:
+        sweep.seeds = seeds
+    raw = config.to_dict()
+    raw["sweep"] = sweep.model_dump(mode="json")
+    return build_config(raw)
+
+
+def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> None:
+    """Read and check each distinct data section once, and every trial's loss and early-stopping
+    monitor against the task its data makes, before a folder is made or a worker started: a
+    missing file or a bad column is one error (exit 2), not every trial failing with it."""
+    from ..config.schema import loss_name
+    from ..training.plan import check_monitor, plan_run
+
+    tasks: dict[str, tuple[str, bool]] = {}  # data section -> (task, has validation rows)
+    for trial, raw in zip(trials, configs):
+        config = build_config(raw, source=f"sweep point {trial.label()}")
+        key = json.dumps(raw["data"], sort_keys=True)
+        try:
+            if key not in tasks:
+                plan = plan_run(config)
+                tasks[key] = (plan.dataset.task, len(plan.dataset.val) > 0)
+            task, has_val = tasks[key]
+            loss_name(config, task)
+            check_monitor(config, task, has_val)
+        except ConfigError as exc:
+            raise ConfigError(f"sweep point {trial.label()}: {exc}") from None
+
+
+def run_sweep(
+    config: str | Path | Config,
+    overrides: list[str] = (),  # type: ignore[assignment]
+    *,
+    hidden: list[int] | None = None,
+    depth: list[int] | None = None,
+    grid: list[str] = (),  # type: ignore[assignment]
+    seeds: int | None = None,
+    workers: int | None = None,
+    out: str | Path = "runs",
+    name: str | None = None,
+    resume: str | Path | None = None,
+    quiet: bool = False,
+    executor: Executor | None = None,
+    ray: RayOptions | None = None,
+) -> SweepResult:
+    """Run every trial of a sweep into one sweep folder and write its results and plots.
+
+    The trials run in `executor` when one is given, else on a Ray cluster with `ray` options,
+    else in local worker processes (`workers`, default one per core).
+    """
+    started = time.perf_counter()
+    if name is not None:
+        check_run_name(name, "--name")  # before any work is done
+    source = "the config" if isinstance(config, Config) else str(config)
+    config = with_plan(as_config(config, overrides), hidden, depth, grid, seeds, source)
+    trials, configs = plan_trials(config)
+    check_trial_data(trials, configs)
+    ray = ray if executor is None else None  # the trials run where `executor` runs them
+    if executor is None and ray is not None:  # connected before any folder is made
+        from .executors.ray_executor import make_ray_executor
+
+        executor = make_ray_executor(ray)
+    if resume is not None:
+        sweep_dir = Path(resume)
+        if not (sweep_dir / SWEEP_FILE).is_file():
+            raise RunError(f"--resume {sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
+        check_sweep_folder(sweep_dir)  # a shared folder may hold links planted to redirect writes
+    else:
+        sweep_dir = create_run_dir(
+            Path(out), name or f"{config.name or 'sweep'}-sweep", explicit=name is not None
+        )
+    # One process at a time works in a sweep folder; a second --resume is refused.
+    with run_lock(sweep_dir):
+        if resume is not None:
+            _check_resume(sweep_dir, config)
+        else:
+            write_text_atomic(sweep_dir / SWEEP_FILE, config.to_yaml())
+        tasks, finished = [], []
+        for trial, trial_config in zip(trials, configs):
+            run_dir = sweep_dir / "trials" / trial.name
+            done = _finished(trial, run_dir)
+            if done:
+                finished.append(done)
+            else:
+                tasks.append(TrialTask(trial, trial_config, run_dir))
+        if executor is None:
+            what = "--workers" if workers else "sweep.workers"
+            wanted = workers or config.sweep.workers
+            count, note = worker_count(wanted, max(1, len(tasks)), what=what)
+            if note:
+                err.print(note, markup=False, soft_wrap=True)
+            executor = make_executor(count)
+        else:  # trials it runs at once, when it knows
+            count = getattr(executor, "workers", None) or worker_count(None, max(1, len(tasks)))[0]
+        hint = resume_command(sweep_dir, workers=workers, ray=ray, quiet=quiet)
+        run = _Run(sweep_dir, config, trials, {r.trial.index: r for r in finished}, count, hint)
+        return run.execute(executor, tasks, quiet, started)
+
+
+def resume_command(
+    sweep_dir: Path, *, workers: int | None, ray: RayOptions | None, quiet: bool
+) -> str:
+    """The `mlp sweep` command that continues a sweep as it runs now: its plan is in its
+    folder, where and how its trials run (workers, Ray and its options) is not."""
+    args = ["mlp", "sweep", str(sweep_dir / SWEEP_FILE), "--resume", str(sweep_dir)]
+    if workers is not None:
+        args += ["--workers", str(workers)]
+    if ray is not None:
+        args += ray.flags()
+    if quiet:
+        args.append("-q")
+    return shlex.join(args)
+
+
+@dataclass
+class _Run:
+    """One pass of a sweep over its trials that have not finished yet."""
+
+    sweep_dir: Path
+    config: Config
+    trials: list[Trial]
+    results: dict[int, TrialResult]
+    workers: int
+    resume_hint: str  # the command that continues it
+
+    def execute(
+        self, executor: Executor, tasks: list[TrialTask], quiet: bool, started: float
+    ) -> SweepResult:
+        metric = _main_metric(list(self.results.values())) or known_metric(self.config)
+        view = SweepView(self.trials, metric, quiet=quiet)
+        view.start(list(self.results.values()))
+        status = "completed"
+        stream = executor.run(tasks, view.on_progress)
+        try:
+            for result in stream:
+                self._record(result, view)
+        except KeyboardInterrupt as exc:
+            status = "stopped"
+            exc.resume_hint = self.resume_hint  # type: ignore[attr-defined]
+            for result in _stopped(stream, exc):
+                self._record(result, view)
+            raise
+        finally:
+            stream.close()  # an error outside the executor must stop its trials too
+            view.stop()
+            done = list(self.results.values())
+            summary = _write_summary(
+                self.sweep_dir,
+                self.config,
+                self.trials,
+                self.results,
+                _main_metric(done) or view.metric or "loss",
+                status,
+                time.perf_counter() - started,
+                self.workers,
+            )
+        # Only once the summary is safe on disk and no error is on its way out.
+        notes = _draw_boundaries(self.sweep_dir, self.trials) if summary["completed"] else []
+        return SweepResult(self.sweep_dir, summary, notes)
+
+    def _record(self, result: TrialResult, view: SweepView) -> None:
+        self.results[result.trial.index] = result
+        view.update(result)
+        rows = [trial_row(r) for r in self.results.values()]
+        write_results_csv(self.sweep_dir / "results.csv", rows)
+
+
+def _stopped(
+    stream: Generator[TrialResult, None, None], exc: KeyboardInterrupt
+) -> Iterator[TrialResult]:
+    """The running trials' results after an interrupt. One that reached the sweep outside the
+    executor is passed in, so that its trials stop as they would for one inside it: named by
+    the same signal, and reported (an executor that raised it itself has reported them)."""
+    try:
+        result = stream.throw(exc)
+        while True:
+            yield result
+            result = next(stream)
+    except (KeyboardInterrupt, StopIteration):
+        return
+
+
+def known_metric(config: Config) -> str | None:
+    """The sweep's main metric when the config alone tells the task (a set task, or a built-in
+    data source); None when only the data file can tell."""
+    task = source_task(config.data.source) if config.task == "auto" else config.task
+    return main_metric(task) if task is not None else None
+
+
+def _check_resume(sweep_dir: Path, config: Config) -> None:
+    saved = load_config(sweep_dir / SWEEP_FILE).to_dict()
+    new = config.to_dict()
+    for raw in (saved, new):
+        raw.pop("name", None)
+        raw["sweep"].pop("workers", None)
+    differ = differences(saved, new)
+    if differ:
+        raise ConfigError(
+            f"--resume {sweep_dir}: the sweep differs from its {SWEEP_FILE} at "
+            f"{', '.join(differ[:5])}; a resumed sweep keeps its own plan"
+        )
+
+
+def _finished(trial: Trial, run_dir: Path) -> TrialResult | None:
+    """The result of a trial that already completed in an earlier sweep run, else None."""
+    if not completed_run(run_dir):
+        return None
+    summary = read_json(run_dir / SUMMARY_FILE)
+    return TrialResult(trial, "completed", run_dir, summary, seconds=summary.get("seconds", 0.0))
+
+
+def _main_metric(results: list[TrialResult]) -> str | None:
+    return next((r.summary["main_metric"] for r in results if r.status == "completed"), None)
+
+
+def _write_summary(
+    sweep_dir: Path,
+    config: Config,
+    trials: list[Trial],
+    results: dict[int, TrialResult],
+    metric: str,
+    status: str,
+    seconds: float,
+    workers: int,
+) -> dict[str, Any]:
+    rows = [trial_row(r) for r in results.values()]
+    if rows:
+        write_results_csv(sweep_dir / "results.csv", rows)
+    keys = list(trials[0].settings) if trials else []
+    points = point_stats(rows, keys)
+    for point in points:
+        if any(t.baseline and t.point == point["point"] for t in trials):
+            point["baseline"] = True  # a reference beside the grid, never its best point
+    failed = [r for r in results.values() if r.status == "failed"]
+    if failed and status == "completed":
+        status = "failed"
+    best = best_point([p for p in points if not p.get("baseline")], metric)
+    completed = [r for r in results.values() if r.status == "completed"]
+    summary = {
+        "name": sweep_dir.name,
+        "status": status,
+        "main_metric": metric,
+        "grid": config.sweep.grid,
+        "zip": config.sweep.zip,
+        "seeds": config.sweep.seeds,
+        "trials": len(trials),
+        "completed": len(completed),
+        "failed": len(failed),
+        "failures": {r.trial.name: r.error for r in failed},
+        "best": best,
+        "points": points,
+        "workers": workers,
+        "seconds": round(seconds, 3),
+    }
+    write_json(sweep_dir / "summary.json", summary)
+    if completed:
+        _plot(sweep_dir, points, metric)
+    return summary
+
+
+def _draw_boundaries(sweep_dir: Path, trials: list[Trial]) -> list[str]:
+    """plots/boundaries.png (only for data with two input features); a figure that cannot be
+    drawn is a note, never a failure of the trials that completed."""
+    from .boundaries import BOUNDARIES_FILE, sweep_boundaries
+
+    try:
+        sweep_boundaries(sweep_dir, trials)
+    except Exception as exc:  # whatever stops the figure, the sweep's results stand
+        first = first_line(str(exc))  # no traceback, one line
+        if not isinstance(exc, MlpError):  # an unexpected error: name its kind too
+            first = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        return [f"{sweep_dir / BOUNDARIES_FILE} was not drawn: {first}"]
+    return []
+
+
+def _plot(sweep_dir: Path, points: list[dict[str, Any]], metric: str) -> None:
+    from ..plots import numeric_settings, sweep_curves, sweep_points
+
+    title = sweep_dir.name
+    # The baseline's width is 0, which a log axis cannot show: the curves draw it as a line.
+    grid = [p for p in points if not p.get("baseline")]
+    baseline = next((p for p in points if p.get("baseline")), None)
+    if len({p.get("width") for p in grid}) > 1 and all("width" in p for p in grid):
+        sweep_curves(grid, sweep_dir / "plots" / "vs_width.png", metric, "width", title, baseline)
+        if len({p["depth"] for p in grid}) > 1:
+            path = sweep_dir / "plots" / "vs_params.png"
+            sweep_curves(grid, path, metric, "params", title, baseline)
+    elif numeric_settings(grid):  # a learning rate, a weight decay: numbers on a numeric axis
+        for key in numeric_settings(grid):
+            path = sweep_dir / "plots" / f"vs_{key}.png"
+            sweep_curves(grid, path, metric, key, title, baseline)
+    else:
+        sweep_points(points, sweep_dir / "plots" / "by_point.png", metric, title)
