@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.markup import escape
 
+from .config.registry import executors_text
 from .console import (
     confusion_table,
     err,
@@ -34,7 +35,7 @@ from .console import (
     summary_table,
     sweep_table,
 )
-from .errors import MlpError
+from .errors import Interrupted, MlpError
 
 if TYPE_CHECKING:
     from .config.schema import Config
@@ -50,7 +51,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130  # a refused input exits with its MlpError's code, 2
 _debug = False
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,7 +84,7 @@ def handle_errors(command: F) -> F:
             _keep_exit_code()
             if _other_process():
                 raise typer.Exit(EXIT_INTERRUPTED) from None
-            hint = getattr(exc, "resume_hint", None)
+            hint = exc.resume_hint if isinstance(exc, Interrupted) else None
             how = f" by {exc.args[0]}" if exc.args else ""
             err.print(
                 f"[yellow]interrupted{how}[/]"
@@ -154,6 +155,7 @@ def _print_json(data: Any) -> None:
 @app.command()
 @handle_errors
 def train(
+    context: typer.Context,
     config: Path = typer.Argument(
         None,
         metavar="CONFIG",
@@ -205,18 +207,7 @@ def train(
 
     plan = plan_run(checked)
     if nproc is not None and nproc > 1:
-        args = [str(config), *(overrides or []), "--out", str(out_dir)]
-        for flag, value in (("--name", name), ("--device", device), ("--seed", seed)):
-            args += [flag, str(value)] if value is not None else []
-        args += ["--resume", str(resume)] if resume is not None else []
-        switches = (
-            ("--quiet", quiet),
-            ("--json", as_json),
-            ("--baseline", baseline),
-            ("--tensorboard", tensorboard),
-        )
-        args += [flag for flag, on in switches if on]
-        code = _launch(plan.config, args, nproc)
+        code = _launch(plan.config, _command_line(context, leave_out={"nproc"}), nproc)
         if code:
             raise typer.Exit(code)
         return
@@ -263,6 +254,24 @@ def _train_config(
             "missing: give the experiment's YAML file (or --resume RUN)", param_hint="CONFIG"
         )
     return config, overrides
+
+
+def _command_line(context: typer.Context, leave_out: set[str]) -> list[str]:
+    """The arguments of the running command as its parameters parsed them, less `leave_out`:
+    what each process of `--nproc` is started with. Read from the command's own parameters, so
+    an option added to the command travels without being listed here."""
+    args: list[str] = []
+    for param in context.command.params:
+        value = context.params.get(param.name or "")
+        if param.name in leave_out or value is None or value == param.default:
+            continue
+        if param.param_type_name == "argument":
+            args += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        elif getattr(param, "is_flag", False):
+            args.append(param.opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    return args
 
 
 def _launch(config: Config, args: list[str], nproc: int) -> int:
@@ -380,7 +389,7 @@ def sweep(
         False, "--baseline", help="Add a linear model (hidden: []) as one more point."
     ),
     executor: str = typer.Option(
-        "local", "--executor", help="Where trials run: local (worker processes) or ray."
+        "local", "--executor", help=f"Where trials run: {executors_text()}."
     ),
     address: str = typer.Option(
         None, "--address", help="Ray: the cluster's HOST:PORT (default: Ray on this machine)."
@@ -427,9 +436,9 @@ def sweep(
             quiet=quiet,
             ray=ray,
         )
-    except KeyboardInterrupt as exc:
-        if as_json and getattr(exc, "resume_hint", None):  # how the result is shown: ours
-            exc.resume_hint += " --json"  # type: ignore[attr-defined]
+    except Interrupted as exc:
+        if as_json:  # how the result is shown is the command line's, not the sweep's
+            exc.resume_hint += " --json"
         raise
     summary = result.summary
     if as_json:

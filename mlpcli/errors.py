@@ -9,6 +9,15 @@ def first_line(text: str, limit: int = 300) -> str:
     return (text.strip().splitlines() or [""])[0][:limit]
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run or a sweep after it saved what it had; the command that
+    continues it. A KeyboardInterrupt still, so that whatever stops on Ctrl-C stops on it."""
+
+    def __init__(self, *args: object, resume_hint: str) -> None:
+        super().__init__(*args)  # the signal's name, when a signal stopped it
+        self.resume_hint = resume_hint
+
+
 class MlpError(Exception):
     """An error the user can fix: printed as one short message, never a traceback."""
 

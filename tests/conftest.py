@@ -104,3 +104,13 @@ def log_tick_labels(fig: Any) -> list[tuple[float, float]]:
                 if label.get_visible() and label.get_text() and low <= place <= high:
                     found.append((place, tick_value(label)))
     return found
+
+
+def mlp(*args: Any) -> Any:
+    """`mlp ARGS` in this process through typer's CliRunner (paths and numbers as text); the
+    result's exit_code, stdout and stderr."""
+    from typer.testing import CliRunner
+
+    from mlpcli.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])

@@ -8,19 +8,15 @@ import json
 
 import pytest
 import yaml
-from conftest import InterruptAt
+from conftest import InterruptAt, mlp
 from rich.console import Console
-from typer.testing import CliRunner
 
 import mlpcli
 from mlpcli import plots
-from mlpcli.cli import app
 from mlpcli.config.schema import build_config
 from mlpcli.console import BASELINE_LABEL, metrics_table, sweep_table
 from mlpcli.sweeps.plan import plan_trials
 from mlpcli.training import trainer
-
-runner = CliRunner()
 
 # XOR: no straight line separates the classes, while 16 hidden units learn it in seconds.
 XOR = {
@@ -38,10 +34,6 @@ def write_config(tmp_path, **changes):
     path = tmp_path / "xor.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-def mlp(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def train_json(config, out, *args):

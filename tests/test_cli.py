@@ -7,11 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
-from mlpcli.cli import app
-
-runner = CliRunner()
+from conftest import mlp
 
 TINY = """\
 name: tiny
@@ -27,10 +23,6 @@ def config(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
     return path
-
-
-def mlp(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture
@@ -254,3 +246,26 @@ def test_a_run_in_use_cannot_be_resumed_twice(config, trained):
     with run_lock(trained):
         assert f"pid={os.getpid()}\n" in (trained / ".lock").read_text()
     assert not (trained / ".lock").exists()
+
+
+def test_nproc_starts_each_process_with_the_command_line_it_was_given(monkeypatch, tmp_path):
+    """Every option of mlp train travels to the processes of --nproc, but --nproc itself."""
+    import mlpcli.cli as cli
+
+    started = []
+    monkeypatch.setattr(cli, "_launch", lambda config, args, n: started.append((args, n)) or 0)
+    argv = ["train", "configs/moons.yaml", "model.hidden=[8]", "--nproc", "2", "--seed", "3"]
+    argv += ["-q", "--name", "x", "--baseline", "--out", str(tmp_path), "--tensorboard"]
+    result = mlp(*argv)
+    assert result.exit_code == 0, result.output
+    ((args, n),) = started
+    assert n == 2 and "--nproc" not in args
+    assert args[:2] == ["configs/moons.yaml", "model.hidden=[8]"]
+    options = args[2:]
+    pairs = {
+        options[i]: options[i + 1]
+        for i, a in enumerate(options[:-1])
+        if a in ("--name", "--seed", "--out")
+    }
+    assert pairs == {"--name": "x", "--seed": "3", "--out": str(tmp_path)}
+    assert {"--quiet", "--baseline", "--tensorboard"} <= set(options)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpcli.config.registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES
+from mlpcli.config.registry import BUNDLED_SOURCES, SYNTHETIC_SOURCES, source_task
 from mlpcli.config.schema import build_config
 from mlpcli.data import Dataset, Preprocessor, load_dataset
 from mlpcli.data.columns import Columns, as_frame
@@ -63,7 +63,7 @@ def test_every_source_loads_with_its_task_and_sizes(name):
     config = source_config(name)
     ds = load_dataset(config)
     total = 300 if name in SYNTHETIC_SOURCES else len(bundled(name))
-    assert ds.task == {**SYNTHETIC_SOURCES, **BUNDLED_SOURCES}[name]
+    assert ds.task == source_task(name)
     # The registry's task agrees with what the rows themselves say.
     splits = [as_frame(ds.split(n)) for n in ("train", "val", "test")]
     assert infer_task(pd.concat(splits), ds.targets) == ds.task

@@ -260,7 +260,9 @@ def test_a_missing_file_or_anchor_is_a_broken_link(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "page", [ROOT / "README.md", *PAGES], ids=lambda p: str(p.relative_to(ROOT))
+    "page",
+    [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *PAGES],
+    ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_every_relative_link_and_anchor_resolves(page):
     broken = broken_links(page)

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_exit_2
+from conftest import assert_exit_2, mlp
 
 import mlpcli
 from mlpcli.config.schema import build_config
@@ -234,14 +234,6 @@ def test_regression_has_no_classes(tabular_run):
     result, folder = tabular_run
     scored = score_run(result.run_dir, data=folder / "test.csv")
     assert scored.labels is None and scored.to_dict() == scored.metrics
-
-
-def mlp(*args):
-    from typer.testing import CliRunner
-
-    from mlpcli.cli import app
-
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_eval_json_keeps_the_flat_metrics_and_adds_the_classes(iris_run):

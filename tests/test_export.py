@@ -12,20 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_exit_2
-from typer.testing import CliRunner
-
-from mlpcli.cli import app
+from conftest import assert_exit_2, mlp
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
-runner = CliRunner()
-
-
-def mlp(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def train(tmp_path: Path, config: str | Path, *overrides: str) -> Path:

@@ -10,25 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TICK_POWER, drawn_text, log_tick_labels, saved_figures
+from conftest import TICK_POWER, drawn_text, log_tick_labels, mlp, saved_figures
 from matplotlib.legend import Legend
 from matplotlib.text import Text
-from typer.testing import CliRunner
 
 import mlpcli
-from mlpcli.cli import app
 from mlpcli.config.schema import build_config
 from mlpcli.sweeps import run_sweep
 from mlpcli.sweeps.executors.local import InlineExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 QUICK = {"optim": {"lr": 0.02}, "train": {"epochs": 3, "batch_size": 64}}
 MOONS = {"source": "moons", "n_samples": 150}
-
-
-def mlp(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def sweep(tmp_path, name, baseline=False, **grid):

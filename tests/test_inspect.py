@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import InterruptAt
-from typer.testing import CliRunner
+from conftest import InterruptAt, mlp
 
 import mlpcli
-from mlpcli.cli import app
 from mlpcli.config.schema import load_config
 from mlpcli.insight.inspection import advice_for, diagnose, inspect_run
 from mlpcli.model.factory import build_mlp
@@ -22,11 +20,6 @@ from mlpcli.training.diagnostics import read_rows
 
 VANISHING = Path(__file__).parent.parent / "configs" / "vanishing.yaml"
 QUICK = ["train.epochs=2", "data.n_samples=400"]
-runner = CliRunner()
-
-
-def mlp(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def trained(tmp_path, *overrides, name=None):

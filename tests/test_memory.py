@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlpcli.config.registry import SYNTHETIC_SOURCES
 from mlpcli.config.schema import build_config
 from mlpcli.errors import ConfigError
 from mlpcli.resources import memory
@@ -103,23 +104,15 @@ def test_synthetic_rows_are_estimated_from_the_source_before_they_exist():
     assert memory.before_loading(config(data={"source": "iris"})) is None  # read, not drawn
 
 
-@pytest.mark.parametrize("source", sorted(memory.SYNTHETIC_SHAPES))
+@pytest.mark.parametrize("source", sorted(SYNTHETIC_SOURCES))
 def test_the_source_shapes_match_the_generated_data(source):
     from mlpcli.training.run import prepare
 
     cfg = config(data={"source": source, "n_samples": 60}, model={"hidden": [4]})
     session = prepare(cfg)
-    features, outputs = memory.SYNTHETIC_SHAPES[source]
-    assert (session.prep.in_dim, session.prep.out_dim) == (features, outputs)
-
-
-def test_every_synthetic_source_and_optimizer_is_known():
-    from mlpcli.config.registry import OPTIMIZERS, SYNTHETIC_SOURCES
-    from mlpcli.model.outputs import EVAL_BATCH
-
-    assert set(memory.SYNTHETIC_SHAPES) == set(SYNTHETIC_SOURCES)
-    assert set(memory.OPTIMIZER_STATE) == set(OPTIMIZERS)
-    assert memory.EVAL_BATCH == EVAL_BATCH
+    entry = SYNTHETIC_SOURCES[source]
+    assert (session.prep.in_dim, session.prep.out_dim) == (entry.features, entry.outputs)
+    assert session.dataset.targets == list(entry.targets)
 
 
 def test_available_memory_is_positive_and_says_what_limits_it():

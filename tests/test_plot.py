@@ -12,13 +12,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import assert_exit_2, drawn_text, saved_figures
+from conftest import assert_exit_2, drawn_text, mlp, saved_figures
 from matplotlib.image import imread
 from matplotlib.text import Text
-from typer.testing import CliRunner
 
 import mlpcli
-from mlpcli.cli import app
 from mlpcli.config.schema import build_config
 from mlpcli.errors import ConfigError
 from mlpcli.insight.boundary import boundary_grid, neuron_maps, parse_features
@@ -29,12 +27,7 @@ from mlpcli.serving.evaluate import load
 from mlpcli.sweeps import run_sweep
 from mlpcli.sweeps.executors.local import InlineExecutor
 
-runner = CliRunner()
 QUICK = {"optim": {"lr": 0.02}, "train": {"epochs": 3, "batch_size": 64}}
-
-
-def mlp(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def train(out, name, data, hidden=(8,), **extra):

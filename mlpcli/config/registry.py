@@ -11,7 +11,7 @@ import difflib
 import importlib
 import reprlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 # name -> (layer class, {parameter: default})
 ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -47,19 +47,49 @@ TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 # Metrics where larger is better; every other metric (and every loss) is minimised.
 MAXIMISED_METRICS = frozenset({"accuracy", "f1_macro", "f1_micro", "subset_accuracy", "r2"})
 
-# name -> (optimiser class, config keys it takes besides lr and weight_decay). Each class does
-# what its torch.optim namesake does, bitwise (see optimizers.py for why not torch.optim's own).
-OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "sgd": ("mlpcli.training.optimizers.SGD", ("momentum", "nesterov")),
-    "adam": ("mlpcli.training.optimizers.Adam", ()),
-    "adamw": ("mlpcli.training.optimizers.AdamW", ()),
-    "rmsprop": ("mlpcli.training.optimizers.RMSprop", ("momentum",)),
+
+class Optimizer(NamedTuple):
+    """An optimiser: its class (doing what its torch.optim namesake does, bitwise; see
+    optimizers.py for why not torch.optim's own), the config keys it takes besides lr and
+    weight_decay, the values it keeps per parameter (one more with momentum > 0, which the
+    memory estimate counts), and whether it has a fused implementation (one kernel for every
+    parameter) on CPU and CUDA."""
+
+    path: str
+    takes: tuple[str, ...]
+    state: int
+    fused: bool
+
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    "sgd": Optimizer("mlpcli.training.optimizers.SGD", ("momentum", "nesterov"), 0, True),
+    "adam": Optimizer("mlpcli.training.optimizers.Adam", (), 2, True),
+    "adamw": Optimizer("mlpcli.training.optimizers.AdamW", (), 2, True),
+    "rmsprop": Optimizer("mlpcli.training.optimizers.RMSprop", ("momentum",), 1, False),
 }
 
-# Optimisers with a fused implementation (one kernel for every parameter) on CPU and CUDA.
-FUSED_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
 
-SCHEDULES: tuple[str, ...] = ("none", "step", "cosine", "plateau")
+class Schedule(NamedTuple):
+    """A learning-rate schedule: its class (None: a constant lr) and {its argument: the
+    schedule.<key> it takes}, where "epochs" stands for train.epochs."""
+
+    path: str | None
+    takes: dict[str, str]
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "none": Schedule(None, {}),
+    "step": Schedule(
+        "mlpcli.training.schedules.StepLR", {"step_size": "step_size", "gamma": "gamma"}
+    ),
+    "cosine": Schedule(
+        "mlpcli.training.schedules.CosineAnnealingLR", {"T_max": "epochs", "eta_min": "min_lr"}
+    ),
+    "plateau": Schedule(
+        "mlpcli.training.schedules.ReduceLROnPlateau",
+        {"factor": "factor", "patience": "patience", "min_lr": "min_lr"},
+    ),
+}
 
 INITS: tuple[str, ...] = (
     "default",
@@ -69,15 +99,26 @@ INITS: tuple[str, ...] = (
     "kaiming_normal",
 )
 
-# Data sources and their tasks. Synthetic: mlpcli.data.synthetic.<name>(n_samples, noise, rng).
-SYNTHETIC_SOURCES: dict[str, str] = {
-    "moons": "binary",
-    "circles": "binary",
-    "xor": "binary",
-    "spirals": "classification",
-    "blobs": "classification",
-    "sine": "regression",
-    "multilabel": "multilabel",
+
+class SyntheticSource(NamedTuple):
+    """A generated set, drawn by mlpcli.data.synthetic.<name>(n_samples, noise, rng): its task,
+    its feature columns and model outputs (what the memory estimate counts before a row is
+    drawn), and its target columns."""
+
+    task: str
+    features: int
+    outputs: int
+    targets: tuple[str, ...] = ("y",)
+
+
+SYNTHETIC_SOURCES: dict[str, SyntheticSource] = {
+    "moons": SyntheticSource("binary", 2, 1),
+    "circles": SyntheticSource("binary", 2, 1),
+    "xor": SyntheticSource("binary", 2, 1),
+    "spirals": SyntheticSource("classification", 2, 3),
+    "blobs": SyntheticSource("classification", 2, 4),
+    "sine": SyntheticSource("regression", 1, 1),
+    "multilabel": SyntheticSource("multilabel", 2, 3, ("circle", "wave", "band")),
 }
 # Real sets bundled with scikit-learn (sklearn.datasets.load_<name>); nothing is downloaded.
 BUNDLED_SOURCES: dict[str, str] = {
@@ -95,6 +136,28 @@ FILE_SOURCES: tuple[str, ...] = ("csv", "parquet", "npz")
 SOURCES: tuple[str, ...] = (*SYNTHETIC_SOURCES, *BUNDLED_SOURCES, *FILE_SOURCES)
 
 
+class Executor(NamedTuple):
+    """Where a sweep's trials run (`mlp sweep --executor NAME`): the function that makes it
+    (sweeps/executors/; local's takes a worker count, ray's its RayOptions), what it is in
+    --help, and the `mlp sweep` options only it takes."""
+
+    path: str
+    about: str
+    options: tuple[str, ...]
+
+
+EXECUTORS: dict[str, Executor] = {
+    "local": Executor(
+        "mlpcli.sweeps.executors.local.make_executor", "worker processes", ("workers",)
+    ),
+    "ray": Executor(
+        "mlpcli.sweeps.executors.ray_executor.make_ray_executor",
+        "one Ray task per trial",
+        ("address", "cpus_per_trial", "gpus_per_trial", "retries", "shared_dir"),
+    ),
+}
+
+
 def main_metric(task: str) -> str:
     """A task's headline metric: the first one it reports."""
     return TASKS[task][2][0]
@@ -102,7 +165,13 @@ def main_metric(task: str) -> str:
 
 def source_task(source: str) -> str | None:
     """The task a synthetic or bundled source knows it has; None for files (their data tells)."""
-    return SYNTHETIC_SOURCES.get(source) or BUNDLED_SOURCES.get(source)
+    synthetic = SYNTHETIC_SOURCES.get(source)
+    return synthetic.task if synthetic is not None else BUNDLED_SOURCES.get(source)
+
+
+def executors_text() -> str:
+    """'local (worker processes) or ray (...)', for --executor's help."""
+    return " or ".join(f"{name} ({entry.about})" for name, entry in EXECUTORS.items())
 
 
 def all_metric_names() -> set[str]:

@@ -32,7 +32,6 @@ from .registry import (
     FILE_SOURCES,
     INITS,
     LOSSES,
-    MAXIMISED_METRICS,
     OPTIMIZERS,
     SCHEDULES,
     SOURCES,
@@ -275,7 +274,7 @@ class OptimConfig(Section):
 
     @model_validator(mode="after")
     def _options_fit(self) -> OptimConfig:
-        takes = OPTIMIZERS[self.name][1]
+        takes = OPTIMIZERS[self.name].takes
         if self.momentum and "momentum" not in takes:
             raise ValueError(f"optim.momentum: {self.name} takes no momentum (sgd and rmsprop do)")
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
@@ -310,10 +309,6 @@ class EarlyStoppingConfig(Section):
         if value not in names:
             raise ValueError(unknown("monitor", value, names))
         return value
-
-    @property
-    def maximise(self) -> bool:
-        return self.monitor.removeprefix("val_") in MAXIMISED_METRICS
 
 
 class DiagnosticsConfig(Section):

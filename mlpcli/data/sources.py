@@ -17,9 +17,6 @@ from .fingerprint import data_fingerprint, file_hashes
 from .preprocess import Preprocessor, check_columns, check_values, infer_task
 from .splits import part_size, split_frame
 
-# Default target columns of sources that name their own.
-MULTILABEL_TARGETS = ["circle", "wave", "band"]
-
 
 @dataclass
 class Dataset:
@@ -65,8 +62,8 @@ def target_columns(data: DataConfig, frame: Table) -> list[str]:
         targets = [data.target] if isinstance(data.target, str) else list(data.target)
         check_columns(frame, targets, str(data.path), "target")
         return targets
-    if data.source == "multilabel":
-        return list(MULTILABEL_TARGETS)
+    if data.source in SYNTHETIC_SOURCES:
+        return list(SYNTHETIC_SOURCES[data.source].targets)
     if data.source == "npz":  # the reader names them y, or y1..yK
         return [c for c in frame.columns if c[:1] == "y"]
     if data.source not in FILE_SOURCES:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..config.registry import SYNTHETIC_SOURCES
 from .columns import Columns, columns_of
 
 if TYPE_CHECKING:
@@ -148,7 +149,8 @@ def multilabel(n: int, noise: float, rng: np.random.Generator) -> Columns:
         x[:, 1] > 0.5 * np.sin(np.pi * x[:, 0]),  # above a wave
         np.abs(x[:, 0] - x[:, 1]) < 0.6,  # on a diagonal band
     ].astype(int)
-    return columns_of(x + noise * rng.standard_normal(x.shape), labels, ["circle", "wave", "band"])
+    names = list(SYNTHETIC_SOURCES["multilabel"].targets)  # the columns, in the order above
+    return columns_of(x + noise * rng.standard_normal(x.shape), labels, names)
 
 
 def bundled(name: str) -> pd.DataFrame:

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..model.layers import EVAL_BATCH
 from ..serving.evaluate import Predictor
 from ..training.probe import layer_groups
 
 MAX_UNITS = 64  # first-layer units drawn by --neurons and --detectors
-BATCH_ROWS = 65536  # rows through the layer at a time
 
 
 def first_hidden_layer(predictor: Predictor) -> nn.Sequential:
@@ -43,7 +43,7 @@ def hidden_activations(predictor: Predictor, frame: pd.DataFrame, where: str) ->
     x = predictor.preprocessor.transform(frame, where, before="plotting")
     with torch.inference_mode():
         tensor = torch.from_numpy(x).to(predictor.device)
-        batches = [layer(tensor[i : i + BATCH_ROWS]) for i in range(0, len(tensor), BATCH_ROWS)]
+        batches = [layer(tensor[i : i + EVAL_BATCH]) for i in range(0, len(tensor), EVAL_BATCH)]
     return torch.cat(batches).float().cpu().numpy()
 
 

@@ -10,6 +10,10 @@ from typing import Any
 from ..config.registry import TASKS
 from ..config.schema import ModelConfig
 
+# Rows a model scores at a time outside training (outputs.predict_raw, inspect, export), and so
+# the rows whose activations the memory estimate counts for evaluation.
+EVAL_BATCH = 65536
+
 
 @dataclass(frozen=True)
 class LayerRow:

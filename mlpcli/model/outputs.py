@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .layers import EVAL_BATCH
 from .tasks import compute_metrics, wide_dtype
 
 if TYPE_CHECKING:
     from ..data import Preprocessor
     from ..data.columns import Table
-
-EVAL_BATCH = 65536
 
 
 @dataclass

@@ -5,8 +5,9 @@ with a traceback, or push the machine into swap, after minutes of work. The esti
 what a run holds at once, in float32 (4 bytes a value):
 
 - parameters x (weights, gradients, the optimiser's state, the best epoch's weights, and the
-  checkpoint's snapshot of the weights and the optimiser's state): adam and adamw keep 2 values
-  a parameter, sgd with momentum and rmsprop 1, rmsprop with momentum 2;
+  checkpoint's snapshot of the weights and the optimiser's state): each optimiser's registry
+  entry says how many values a parameter it keeps (adam and adamw 2, sgd with momentum and
+  rmsprop 1, rmsprop with momentum 2);
 - the data as tensors, rows x (inputs + outputs); before a synthetic set is drawn, also the
   table it is drawn into (float64, held with its splits);
 - the largest activation buffers: a batch (at most the rows there are) x the widest layer x the
@@ -23,10 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config.registry import shown
+from ..config.registry import OPTIMIZERS, SYNTHETIC_SOURCES, shown
 from ..config.schema import Config
 from ..errors import ConfigError
-from ..model.layers import layer_rows
+from ..model.layers import EVAL_BATCH, layer_rows
 from . import cgroup
 
 if TYPE_CHECKING:
@@ -37,24 +38,9 @@ TABLE_FLOAT = 8  # bytes of a float64 in a drawn table
 TABLE_COPIES = 2  # the table and its train / val / test splits
 ACTIVATION_VALUES = 3  # kept per unit and row: pre-activation, activation, gradient
 PROBE_VALUES = 4  # a diagnostics probe keeps those for every layer at once, and a mask
-EVAL_BATCH = 65536  # rows per evaluation batch (trainer.EVAL_BATCH, without importing torch)
-
-# Optimiser state: values kept per parameter.
-OPTIMIZER_STATE = {"adam": 2, "adamw": 2, "sgd": 0, "rmsprop": 1}
 # weights, gradients, the best epoch's weights, the checkpoint's snapshot of the weights; the
 # snapshot also holds a copy of the optimiser's state
 PARAMETER_COPIES = 4
-
-# Synthetic source -> (feature columns, model outputs); the tests check them against the data.
-SYNTHETIC_SHAPES: dict[str, tuple[int, int]] = {
-    "moons": (2, 1),
-    "circles": (2, 1),
-    "xor": (2, 1),
-    "spirals": (2, 3),
-    "blobs": (2, 4),
-    "sine": (1, 1),
-    "multilabel": (2, 3),
-}
 
 
 @dataclass(frozen=True)
@@ -85,9 +71,9 @@ def count_parameters(config: Config, in_dim: int, out_dim: int) -> int:
 
 
 def optimizer_state(config: Config) -> int:
-    """Values the optimiser keeps per parameter."""
+    """Values the optimiser keeps per parameter (its registry entry's, one more with momentum)."""
     optim = config.optim
-    return OPTIMIZER_STATE.get(optim.name, 2) + (1 if optim.momentum > 0 else 0)
+    return OPTIMIZERS[optim.name].state + (1 if optim.momentum > 0 else 0)
 
 
 def estimate(
@@ -119,10 +105,10 @@ def before_loading(config: Config) -> Estimate | None:
     """The estimate for a synthetic source, whose size is known before a row is drawn; None for
     sources whose size is known only once they are read.
     """
-    shape = SYNTHETIC_SHAPES.get(config.data.source)
-    if shape is None:
+    source = SYNTHETIC_SOURCES.get(config.data.source)
+    if source is None:
         return None
-    features, outputs = shape
+    features, outputs = source.features, source.outputs
     rows = config.data.n_samples
     return estimate(config, rows, features, outputs, table_columns=features + outputs)
 
@@ -181,7 +167,7 @@ def check(estimate: Estimate, config: Config, available: tuple[int, str] | None 
     data = config.data
     rows = (
         f"data.n_samples {data.n_samples}"
-        if data.source in SYNTHETIC_SHAPES
+        if data.source in SYNTHETIC_SOURCES
         else f"data.path {shown(data.path or data.source)} ({estimate.rows:,} rows)"
     )
     parts = [

@@ -5,11 +5,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import errno
-import fcntl
 import io
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -182,21 +180,18 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 def _host_name() -> str:
     """This host as filelock records it in a lock: the host name, with a mark of the PID
-    namespace inside a container (whose pids another container cannot probe)."""
-    try:
-        from filelock._identity._host import host_name  # not exported: the same rule, then
-    except ImportError:
-        return socket.gethostname()
+    namespace inside a container (whose pids another container cannot probe). filelock does
+    not export the function; pyproject.toml pins the major version, and a test compares it with
+    the record of a lock this process holds."""
+    from filelock._identity._host import host_name
+
     return str(host_name())
 
 
 def _clear_recordless(path: Path) -> None:
     """Remove a left-over lock file that holds no filelock record, which filelock cannot probe:
-    the bare pid that earlier mlpcli versions wrote (and held with flock() while their process
-    lived), or one whose writer died before writing its record. One younger than
-    RECORDLESS_GRACE may be a record being written now, and one that an earlier mlpcli still
-    holds is in use: both stay.
-    """
+    one whose writer died before writing its record. One younger than RECORDLESS_GRACE may be a
+    record being written now, and stays."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -205,10 +200,6 @@ def _clear_recordless(path: Path) -> None:
         if os.pread(fd, 16, 0).startswith(b"filelock/"):
             return
         if time.time() - os.fstat(fd).st_mtime < RECORDLESS_GRACE:
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
             return
         path.unlink(missing_ok=True)
     finally:

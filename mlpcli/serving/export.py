@@ -26,6 +26,7 @@ from torch import nn
 from ..config.registry import FILE_SOURCES
 from ..data import Preprocessor
 from ..errors import ConfigError, DataError, MlpError
+from ..model.layers import EVAL_BATCH
 from ..runs.atomic import atomic_write, write_text_atomic
 from ..version import __version__
 from .evaluate import Predictor, load, model_path
@@ -35,7 +36,6 @@ EXTRA = 'pip install "mlpcli[onnx]"'
 OPSET = 20
 TOLERANCE = 1e-4  # largest difference from mlpcli's predictions (relative beyond 1) that passes
 CHECK_ROWS = 65536  # at most this many of the run's rows are scored by both
-BATCH = 65536
 
 
 class ExportError(MlpError):
@@ -231,7 +231,8 @@ def run_onnx(graph: bytes, inputs: np.ndarray) -> np.ndarray:
 
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     parts = [
-        session.run(None, {"input": inputs[i : i + BATCH]})[0] for i in range(0, len(inputs), BATCH)
+        session.run(None, {"input": inputs[i : i + EVAL_BATCH]})[0]
+        for i in range(0, len(inputs), EVAL_BATCH)
     ]
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 

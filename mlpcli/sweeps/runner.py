@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.registry import main_metric, shown, source_task
+from ..config.registry import EXECUTORS, main_metric, resolve, shown, source_task
 from ..config.schema import (
     Config,
     as_config,
@@ -20,7 +20,7 @@ from ..config.schema import (
     load_config,
 )
 from ..console import err
-from ..errors import ConfigError, MlpError, RunError, first_line
+from ..errors import ConfigError, Interrupted, MlpError, RunError, first_line
 from ..runs.atomic import write_text_atomic
 from ..runs.folder import (
     SUMMARY_FILE,
@@ -32,7 +32,7 @@ from ..runs.folder import (
     run_lock,
     write_json,
 )
-from .executors.local import Executor, TrialResult, TrialTask, make_executor, worker_count
+from .executors.local import Executor, TrialResult, TrialTask, worker_count
 from .grid import Trial, hidden_axis, parse_values
 from .plan import plan_trials
 from .results import best_point, point_stats, trial_row, write_results_csv
@@ -57,7 +57,7 @@ def with_plan(
     config: Config,
     hidden: list[int] | None = None,
     depth: list[int] | None = None,
-    grid: list[str] = (),  # type: ignore[assignment]
+    grid: Sequence[str] = (),
     seeds: int | None = None,
     source: str = "the config",
 ) -> Config:
@@ -134,11 +134,11 @@ def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> None
 
 def run_sweep(
     config: str | Path | Config,
-    overrides: list[str] = (),  # type: ignore[assignment]
+    overrides: Sequence[str] = (),
     *,
     hidden: list[int] | None = None,
     depth: list[int] | None = None,
-    grid: list[str] = (),  # type: ignore[assignment]
+    grid: Sequence[str] = (),
     seeds: int | None = None,
     workers: int | None = None,
     out: str | Path = "runs",
@@ -157,14 +157,12 @@ def run_sweep(
     if name is not None:
         check_run_name(name, "--name")  # before any work is done
     source = "the config" if isinstance(config, Config) else str(config)
-    config = with_plan(as_config(config, overrides), hidden, depth, grid, seeds, source)
+    config = with_plan(as_config(config, list(overrides)), hidden, depth, grid, seeds, source)
     trials, configs = plan_trials(config)
     check_trial_data(trials, configs)
     ray = ray if executor is None else None  # the trials run where `executor` runs them
     if executor is None and ray is not None:  # connected before any folder is made
-        from .executors.ray_executor import make_ray_executor
-
-        executor = make_ray_executor(ray)
+        executor = resolve(EXECUTORS["ray"].path)(ray)
     if resume is not None:
         sweep_dir = Path(resume)
         if not (sweep_dir / SWEEP_FILE).is_file():
@@ -194,7 +192,7 @@ def run_sweep(
             count, note = worker_count(wanted, max(1, len(tasks)), what=what)
             if note:
                 err.print(note, markup=False, soft_wrap=True)
-            executor = make_executor(count)
+            executor = resolve(EXECUTORS["local"].path)(count)
         else:  # trials it runs at once, when it knows
             count = getattr(executor, "workers", None) or worker_count(None, max(1, len(tasks)))[0]
         hint = resume_command(sweep_dir, workers=workers, ray=ray, quiet=quiet)
@@ -241,10 +239,9 @@ class _Run:
                 self._record(result, view)
         except KeyboardInterrupt as exc:
             status = "stopped"
-            exc.resume_hint = self.resume_hint  # type: ignore[attr-defined]
             for result in _stopped(stream, exc):
                 self._record(result, view)
-            raise
+            raise Interrupted(*exc.args, resume_hint=self.resume_hint) from None
         finally:
             stream.close()  # an error outside the executor must stop its trials too
             view.stop()

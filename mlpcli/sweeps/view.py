@@ -3,6 +3,8 @@ and an overall progress bar."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -41,7 +43,7 @@ class SweepView:
         )
         self.task = self.progress.add_task("sweep", total=len(trials))
 
-    def start(self, finished: list[TrialResult] = ()) -> None:  # type: ignore[assignment]
+    def start(self, finished: Sequence[TrialResult] = ()) -> None:
         for result in finished:
             self.results[result.trial.index] = result
         self.progress.update(self.task, completed=len(self.results))

@@ -11,6 +11,7 @@ import contextlib
 import math
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,15 @@ from ..callbacks import Callback
 from ..config.registry import main_metric
 from ..config.schema import Config, as_config, differences, load_config
 from ..data import Dataset, Preprocessor
-from ..errors import CheckpointError, ConfigError, MlpError, RunError, TrainingError, WriteError
+from ..errors import (
+    CheckpointError,
+    ConfigError,
+    Interrupted,
+    MlpError,
+    RunError,
+    TrainingError,
+    WriteError,
+)
 from ..model.factory import build_mlp, count_parameters, resolve_device
 from ..model.outputs import Split, evaluate, read_floats, target_scale
 from ..model.tasks import make_loss
@@ -118,7 +127,7 @@ def train(
     name: str | None = None,
     resume: str | Path | None = None,
     quiet: bool = False,
-    callbacks: list[Callback] = (),  # type: ignore[assignment]
+    callbacks: Sequence[Callback] = (),
     dataset: Dataset | None = None,
     plan: RunPlan | None = None,
     world: World = SOLO,
@@ -256,7 +265,7 @@ def _run(
     summary: dict[str, Any],
     started: float,
     quiet: bool,
-    callbacks: list[Callback],
+    callbacks: Sequence[Callback],
 ) -> TrainResult:
     """Fit with the run folder's callbacks and finish the folder however fitting ends."""
     trainer = session.trainer
@@ -315,8 +324,7 @@ def _fit(session: Session, run_dir: Path, started: float, resume_hint: str) -> N
         raise TrainingError(f"{exc} ({where})") from None
     except KeyboardInterrupt as exc:
         _finish(session, run_dir, "stopped", started, final=False)
-        exc.resume_hint = resume_hint  # type: ignore[attr-defined]
-        raise
+        raise Interrupted(*exc.args, resume_hint=resume_hint) from None
     except WriteError:
         # Recording the failure would most likely fail the same way.
         with contextlib.suppress(MlpError):

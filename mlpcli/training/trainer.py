@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..callbacks import Callback
-from ..config.registry import FUSED_OPTIMIZERS, OPTIMIZERS, resolve
+from ..config.registry import OPTIMIZERS, SCHEDULES, resolve
 from ..config.schema import Config, OptimConfig, ScheduleConfig
 from ..errors import TrainingError
 from ..model.outputs import Split, evaluate, read_floats
@@ -32,27 +32,27 @@ if TYPE_CHECKING:
 
 
 def make_optimizer(config: OptimConfig, params: Any, device: torch.device) -> Optimizer:
-    path, extra = OPTIMIZERS[config.name]
+    entry = OPTIMIZERS[config.name]
     kwargs: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
-    kwargs.update({key: getattr(config, key) for key in extra})
-    if config.name in FUSED_OPTIMIZERS and device.type in ("cpu", "cuda"):
+    kwargs.update({key: getattr(config, key) for key in entry.takes})
+    if entry.fused and device.type in ("cpu", "cuda"):
         # One kernel over all parameters, instead of a Python loop of small operations.
         kwargs["fused"] = True
-    return resolve(path)(params, **kwargs)
+    return resolve(entry.path)(params, **kwargs)
 
 
 def make_scheduler(
     config: ScheduleConfig, optimizer: Optimizer, epochs: int
 ) -> schedules.Schedule | None:
-    if config.name == "step":
-        return schedules.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
-    if config.name == "cosine":
-        return schedules.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=config.min_lr)
-    if config.name == "plateau":
-        return schedules.ReduceLROnPlateau(
-            optimizer, factor=config.factor, patience=config.patience, min_lr=config.min_lr
-        )
-    return None
+    """The schedule.name's class from its registry entry, given the keys it takes; None for none."""
+    entry = SCHEDULES[config.name]
+    if entry.path is None:
+        return None
+    kwargs = {
+        arg: epochs if key == "epochs" else getattr(config, key) for arg, key in entry.takes.items()
+    }
+    schedule: schedules.Schedule = resolve(entry.path)(optimizer, **kwargs)
+    return schedule
 
 
 class NonFiniteLoss(Exception):

@@ -398,19 +398,11 @@ def make_executor(workers: int) -> Executor:
     return InlineExecutor() if workers <= 1 else LocalExecutor(workers)
 
 
-# Where a sweep's trials can run (`mlp sweep --executor NAME`), with the options each takes.
-EXECUTORS = {
-    "local": "worker processes on this machine (--workers)",
-    "ray": "one Ray task per trial (--address, --cpus-per-trial, --gpus-per-trial, --retries, "
-    "--shared-dir)",
-}
-
-
 def ray_options_of(executor: str, workers: int | None, **ray: Any) -> Any:
     """The RayOptions the command line asks for (None for local workers); an error for an
     unknown executor, or for options of one executor given to the other. `ray` holds the Ray
     options by their RayOptions names, None where not given."""
-    from ...config.registry import unknown
+    from ...config.registry import EXECUTORS, unknown
     from ...errors import ConfigError
     from .ray_connect import RayOptions
 
