@@ -322,7 +322,7 @@ def test_bad_activation_parameters_are_refused(spec, fragment):
 
 
 def test_every_activation_parameter_in_the_registry_is_accepted():
-    for name, (_, defaults) in ACTIVATIONS.items():
+    for name, (_, defaults, *_facts) in ACTIVATIONS.items():
         config = build_config({"model": {"activation": {"name": name, **defaults}}})
         assert config.model.activations()[0] == {"name": name, **defaults}
 
@@ -411,7 +411,7 @@ def _submodel(annotation: object) -> type[BaseModel] | None:
 
 
 JUNK = ["hiden", "x", "", "Model", "1"]
-PARAMS = sorted({"name", *(k for _, defaults in ACTIVATIONS.values() for k in defaults)})
+PARAMS = sorted({"name", *(k for entry in ACTIVATIONS.values() for k in entry.defaults)})
 SCALARS = (
     st.none()
     | st.booleans()

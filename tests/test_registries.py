@@ -54,7 +54,7 @@ def test_every_activation_has_its_class_and_backprop_derivative(name):
     from mlpcli.training.backprop import ACTIVATION_GRADS
 
     recipe = RECIPE.format("add-an-activation")
-    path, defaults = ACTIVATIONS[name]
+    path = ACTIVATIONS[name].path
     assert resolves(path), f"activation {name!r}: its class {path} does not exist; {recipe}"
     if name in AUTOGRAD_ONLY:
         return
@@ -64,16 +64,30 @@ def test_every_activation_has_its_class_and_backprop_derivative(name):
     )
 
 
-def test_the_diagnostics_tables_name_only_registered_activations():
-    from mlpcli.training.diagnostics import BOUNDS, DYING
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_what_each_activation_entry_says_of_its_units_is_true(name):
+    """`dies`, `bounds` and `kaiming` are what mlp inspect and the init read: checked on the
+    module itself, so that a new entry cannot claim a fact its activation does not have."""
+    import torch
 
+    from mlpcli.model.factory import make_activation
+
+    entry = ACTIVATIONS[name]
     recipe = RECIPE.format("add-an-activation")
-    for table, names in (("DYING", DYING), ("BOUNDS", BOUNDS)):
-        for name in names:
-            assert name in ACTIVATIONS, (
-                f"training/diagnostics.py's {table} names activation {name!r}, which is not in "
-                f"ACTIVATIONS; {recipe}"
-            )
+    module = make_activation({"name": name, **entry.defaults})
+    below = torch.full((4,), -3.0, requires_grad=True)
+    module(below).sum().backward()
+    dead = bool((module(below) == 0).all()) and bool((below.grad == 0).all())
+    assert dead == entry.dies, f"activation {name!r}: dies={entry.dies} is not so; {recipe}"
+    far = module(torch.tensor([-50.0, 50.0])).detach()
+    if entry.bounds is None:
+        assert far.abs().max() >= 10, f"activation {name!r} is bounded: give its bounds; {recipe}"
+    else:
+        assert torch.allclose(far, torch.tensor(entry.bounds), atol=1e-6), (
+            f"activation {name!r}: its outputs at -50 and 50 are {far.tolist()}, not the bounds "
+            f"{entry.bounds} its entry gives; {recipe}"
+        )
+    torch.nn.init.calculate_gain(entry.kaiming, 0.01)  # a name init accepts
 
 
 # ---------------------------------------------------------------- data sources
@@ -187,7 +201,7 @@ def test_every_schedule_is_made_from_its_entry_with_the_config_values(name):
 # ---------------------------------------------------------------- diagnostics
 
 
-def test_every_diagnostic_is_documented_and_every_panel_draws_one():
+def test_every_diagnostic_is_registered_and_every_panel_draws_one():
     from mlpcli.insight.diagnostic_plots import GRADIENT_PANELS, UNIT_PANELS
     from mlpcli.training import diagnostics
     from mlpcli.training.probe import LayerProbe
@@ -204,11 +218,15 @@ def test_every_diagnostic_is_documented_and_every_panel_draws_one():
     written = set()
     for layer in diagnostics.layer_stats(probes, ["relu", "sigmoid"], previous):
         written |= set(layer)
-    documented = set(re.findall(r"^    (\w+) ", diagnostics.__doc__ or "", re.MULTILINE))
     for name in written:
-        assert name in documented, (
-            f"diagnostic {name!r} is written by layer_stats but training/diagnostics.py's "
-            f"docstring does not describe it; {recipe}"
+        assert name in diagnostics.STATISTICS, (
+            f"diagnostic {name!r} is written by layer_stats but has no entry in "
+            f"training/diagnostics.py's STATISTICS; {recipe}"
+        )
+    for name in diagnostics.STATISTICS:
+        assert name in written, (
+            f"training/diagnostics.py's STATISTICS has {name!r}, which layer_stats does not "
+            f"write; {recipe}"
         )
     for name in [*GRADIENT_PANELS, *UNIT_PANELS]:
         assert name in written, (

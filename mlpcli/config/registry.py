@@ -13,18 +13,33 @@ import reprlib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+
 # name -> (layer class, {parameter: default})
-ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "identity": ("torch.nn.Identity", {}),
-    "sigmoid": ("torch.nn.Sigmoid", {}),
-    "tanh": ("torch.nn.Tanh", {}),
-    "relu": ("torch.nn.ReLU", {}),
-    "leaky_relu": ("torch.nn.LeakyReLU", {"negative_slope": 0.01}),
-    "elu": ("torch.nn.ELU", {"alpha": 1.0}),
-    "gelu": ("torch.nn.GELU", {}),
-    "silu": ("torch.nn.SiLU", {}),
-    "swish": ("mlpcli.model.factory.Swish", {"beta": 1.0, "learnable": False}),
-    "softplus": ("torch.nn.Softplus", {"beta": 1.0}),
+class Activation(NamedTuple):
+    """An activation: its class, its parameters' defaults, and what it does to a unit."""
+
+    path: str  # dotted class
+    defaults: dict[str, Any]
+    # Its units can die: one whose input is <= 0 on every row outputs 0 and passes no gradient.
+    dies: bool = False
+    # A bounded output (low, high): a unit that sits near a bound passes almost no gradient.
+    bounds: tuple[float, float] | None = None
+    # The nonlinearity whose gain kaiming_* init uses (torch.nn.init.calculate_gain's names).
+    kaiming: str = "linear"
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "identity": Activation("torch.nn.Identity", {}),
+    "sigmoid": Activation("torch.nn.Sigmoid", {}, bounds=(0.0, 1.0)),
+    "tanh": Activation("torch.nn.Tanh", {}, bounds=(-1.0, 1.0)),
+    "relu": Activation("torch.nn.ReLU", {}, dies=True, kaiming="relu"),
+    # leaky_relu and elu keep a slope below 0, so their units never die
+    "leaky_relu": Activation("torch.nn.LeakyReLU", {"negative_slope": 0.01}, kaiming="leaky_relu"),
+    "elu": Activation("torch.nn.ELU", {"alpha": 1.0}),
+    "gelu": Activation("torch.nn.GELU", {}),
+    "silu": Activation("torch.nn.SiLU", {}),
+    "swish": Activation("mlpcli.model.factory.Swish", {"beta": 1.0, "learnable": False}),
+    "softplus": Activation("torch.nn.Softplus", {"beta": 1.0}),
 }
 
 # name -> (loss class, tasks it fits)

@@ -193,7 +193,7 @@ def check_activation(spec: Any) -> None:
     name = spec["name"]
     if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ValueError(unknown("activation", name, ACTIVATIONS))
-    defaults = ACTIVATIONS[name][1]
+    defaults = ACTIVATIONS[name].defaults
     for key, value in spec.items():
         if key == "name":
             continue

@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from ..plots import literal, pyplot, save_figure
+from ..training.diagnostics import panels
 
-GRADIENT_PANELS = {
-    "grad_rms": "dL/dz per row (RMS)",
-    "weight_grad_rms": "dL/dW (RMS)",
-}
-UNIT_PANELS = {"dead": "dead units (fraction)", "saturated": "saturated units (fraction)"}
+GRADIENT_PANELS = panels("gradients")
+UNIT_PANELS = panels("units")
 
 
 def _per_layer(history: list[dict[str, Any]], name: str) -> dict[int, tuple[list, list]]:

@@ -32,7 +32,7 @@ class Swish(nn.Module):
 
 def make_activation(spec: dict[str, Any]) -> nn.Module:
     """An activation layer from {name: ..., parameter: value}; defaults from the registry."""
-    path, defaults = ACTIVATIONS[spec["name"]]
+    path, defaults = ACTIVATIONS[spec["name"]][:2]
     params = {**defaults, **{k: v for k, v in spec.items() if k != "name"}}
     return resolve(path)(**params)
 
@@ -44,10 +44,7 @@ def _init_linear(layer: nn.Linear, init: str, activation: dict[str, Any] | None)
         getattr(nn.init, f"{init}_")(layer.weight)
     else:
         slope = activation.get("negative_slope", 0.01) if activation else 0.0
-        name = activation["name"] if activation else "linear"
-        nonlinearity = (
-            "leaky_relu" if name == "leaky_relu" else ("relu" if name == "relu" else "linear")
-        )
+        nonlinearity = ACTIVATIONS[activation["name"]].kaiming if activation else "linear"
         getattr(nn.init, f"{init}_")(layer.weight, a=slope, nonlinearity=nonlinearity)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)

@@ -1,17 +1,8 @@
 """Per-layer health of a network while it trains: gradients, weights, dead and saturated units.
 
 Every `train.diagnostics.every` epochs (and once before training), the engine probes a fixed
-sample of training rows and each hidden layer's statistics go to diagnostics.csv in long form,
-`epoch,layer,name,value`, layer 1 being the first hidden layer:
-
-    grad_rms         RMS of dL/dz, the gradient at the layer's pre-activations, per row
-    weight_grad_rms  RMS of dL/dW for the batch-mean loss (what the optimiser sees)
-    weight_rms       RMS of the layer's weights
-    update_ratio     RMS of the weights' change per epoch since the last record / weight_rms
-    act_mean         mean of the layer's activation outputs
-    act_std          their standard deviation
-    dead             relu: fraction of units whose output is 0 on every row
-    saturated        sigmoid and tanh: fraction of units within 3% of a bound on most rows
+sample of training rows and each hidden layer's statistics (STATISTICS below) go to
+diagnostics.csv in long form, `epoch,layer,name,value`, layer 1 being the first hidden layer.
 """
 
 from __future__ import annotations
@@ -22,11 +13,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
 from ..callbacks import Callback
+from ..config.registry import ACTIVATIONS
 from ..errors import RunError
 from ..runs.atomic import append_line, open_own, write_text_atomic
 from .probe import LayerProbe
@@ -34,14 +26,55 @@ from .probe import LayerProbe
 if TYPE_CHECKING:
     from .trainer import Trainer
 
+
+class Statistic(NamedTuple):
+    """One per-layer statistic: what its value is, and where mlp inspect draws it."""
+
+    meaning: str
+    figure: str | None = None  # "gradients" (plots/gradients.png) or "units" (plots/units.png)
+    panel: str | None = None  # its panel's title there
+
+
+# The registry of diagnostics: what layer_stats writes (diagnostics.csv's `name`), in its order.
+STATISTICS: dict[str, Statistic] = {
+    "grad_rms": Statistic(
+        "RMS of dL/dz, the gradient at the layer's pre-activations, per row",
+        "gradients",
+        "dL/dz per row (RMS)",
+    ),
+    "weight_grad_rms": Statistic(
+        "RMS of dL/dW for the batch-mean loss (what the optimiser sees)", "gradients", "dL/dW (RMS)"
+    ),
+    "weight_rms": Statistic("RMS of the layer's weights"),
+    "update_ratio": Statistic(
+        "RMS of the weights' change per epoch since the last record / weight_rms"
+    ),
+    "act_mean": Statistic("mean of the layer's activation outputs"),
+    "act_std": Statistic("their standard deviation"),
+    "dead": Statistic(
+        "units that can die (relu): fraction whose output is 0 on every row",
+        "units",
+        "dead units (fraction)",
+    ),
+    "saturated": Statistic(
+        "bounded units (sigmoid, tanh): fraction within 3% of a bound on most rows",
+        "units",
+        "saturated units (fraction)",
+    ),
+}
+
+
+def panels(figure: str) -> dict[str, str]:
+    """The statistics drawn in one figure ("gradients" or "units"), each with its panel title."""
+    return {n: s.panel or n for n, s in STATISTICS.items() if s.figure == figure}
+
+
 DIAGNOSTICS_FILE = "diagnostics.csv"
 FIELDS = ("epoch", "layer", "name", "value")
 
-# Activations whose units can die: a ReLU unit whose input is <= 0 on every row outputs 0 and
-# passes no gradient at all. (leaky_relu and elu keep a slope below 0, so theirs never die.)
-DYING = frozenset({"relu"})
-# Bounded activations, (low, high): a unit whose output sits near a bound passes almost none.
-BOUNDS: dict[str, tuple[float, float]] = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+# The activations whose units can die, and the bounded ones with their bounds (the registry's).
+DYING = frozenset(name for name, entry in ACTIVATIONS.items() if entry.dies)
+BOUNDS = {name: entry.bounds for name, entry in ACTIVATIONS.items() if entry.bounds is not None}
 # Share of the training time that diagnostics with every: auto may take.
 AUTO_BUDGET = 0.03
 SATURATION_MARGIN = 0.03  # of the bound's magnitude: |tanh| > 0.97, sigmoid < 0.03 or > 0.97
