@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..model.factory import layer_groups
 from ..model.layers import EVAL_BATCH
 from ..serving.evaluate import Predictor
-from ..training.probe import layer_groups
 
 MAX_UNITS = 64  # first-layer units drawn by --neurons and --detectors
 

@@ -23,7 +23,7 @@ from ..config.schema import Config, DiagnosticsConfig, load_config
 from ..data import Preprocessor
 from ..data.columns import as_frame
 from ..errors import CheckpointError, DataError, RunError
-from ..model.factory import build_mlp
+from ..model.factory import build_mlp, linear_layers
 from ..model.layers import layer_rows
 from ..model.outputs import Split
 from ..model.tasks import make_loss
@@ -86,7 +86,7 @@ def diagnose(
     (dead and saturated are None where the activation has no such state); and the flags of
     the whole network, in the order they first appear."""
     stats = layer_stats(probe_model(model, loss_fn, x, y), activation_names(config.model))
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    linears = linear_layers(model)
     # Parameters as mlp summary counts them: with a norm layer's and a learnable Swish's.
     rows = layer_rows(config.model, linears[0].in_features, linears[-1].out_features)
     last = stats[-1]["grad_rms"] if stats else 0.0

@@ -78,6 +78,23 @@ def build_mlp(config: ModelConfig, in_dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def layer_groups(model: nn.Sequential) -> list[list[nn.Module]]:
+    """The model's children cut before each Linear: [Linear, norm?, activation?, dropout?]."""
+    groups: list[list[nn.Module]] = []
+    for module in model.children():
+        if isinstance(module, nn.Linear) or not groups:
+            groups.append([module])
+        else:
+            groups[-1].append(module)
+    return groups
+
+
+def linear_layers(model: nn.Module) -> list[nn.Linear]:
+    """The Linear layers build_mlp made, input side first (inside a wrapper such as
+    DistributedDataParallel too); the last is the output layer."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

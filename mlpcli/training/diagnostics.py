@@ -20,6 +20,7 @@ import torch
 from ..callbacks import Callback
 from ..config.registry import ACTIVATIONS
 from ..errors import RunError
+from ..model.factory import linear_layers
 from ..runs.atomic import append_line, open_own, write_text_atomic
 from .probe import LayerProbe
 
@@ -169,8 +170,7 @@ def layer_stats(
 
 def hidden_weights(model: torch.nn.Module) -> list[torch.Tensor]:
     """The weights of every Linear layer but the output layer, input side first."""
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    return [m.weight.detach() for m in linears[:-1]]
+    return [m.weight.detach() for m in linear_layers(model)[:-1]]
 
 
 def activation_names(config_model: Any) -> list[str]:

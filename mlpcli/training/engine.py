@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config.schema import TrainConfig
 from ..errors import ConfigError, first_line
+from ..model.factory import linear_layers
 from .backprop import Backprop, unsupported
 from .distributed import SOLO, World
 from .optimizers import Optimizer
@@ -162,7 +163,7 @@ def step_flops(model: nn.Module, batch_size: int) -> float:
     """Floating-point operations of one training step, forward and backward: about
     6 x batch x weights (a multiply-add is two, and backward costs twice forward).
     """
-    weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    weights = sum(m.weight.numel() for m in linear_layers(model))
     return 6.0 * batch_size * weights
 
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model.factory import layer_groups
+
 # Batch norm as build_mlp makes it, and as a run of several CUDA processes converts it.
 BATCH_NORMS = (nn.BatchNorm1d, nn.SyncBatchNorm)
 
@@ -29,17 +31,6 @@ class LayerProbe:
     post: torch.Tensor  # a: the layer's activation output (z itself for the output layer)
     grad_pre: torch.Tensor  # dL/dz of the batch-mean loss, rows x units
     grad_weight: torch.Tensor  # dL/dW of the batch-mean loss
-
-
-def layer_groups(model: nn.Sequential) -> list[list[nn.Module]]:
-    """The model's children cut before each Linear: [Linear, norm?, activation?, dropout?]."""
-    groups: list[list[nn.Module]] = []
-    for module in model.children():
-        if isinstance(module, nn.Linear) or not groups:
-            groups.append([module])
-        else:
-            groups[-1].append(module)
-    return groups
 
 
 def probe_model(
