@@ -1,5 +1,6 @@
-"""Sweeps: a grid of trials over a base config, run by local workers, gathered into one table."""
+"""Sweeps: a grid of trials over a base config, run by an executor (worker processes on this
+machine, or Ray), gathered into one table and its figures."""
 
-from ..sweeps.runner import SweepResult, run_sweep
+from .runner import SweepResult, run_sweep
 
 __all__ = ["SweepResult", "run_sweep"]
