@@ -114,3 +114,19 @@ def mlp(*args: Any) -> Any:
     from mlpcli.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+# torch's rendezvous store (a TCPStore) listens on every interface: torch gives it no address
+# to bind. Launches of several processes therefore run in a network namespace of their own
+# whose only interface is the loopback, where nothing is reachable but from 127.0.0.1.
+NETNS = ("unshare", "--net", "--map-root-user", "sh", "-c", 'ip link set lo up && exec "$@"', "sh")
+
+
+def netns_works() -> bool:
+    """Whether this machine lets a test make such a namespace (unshare and ip, as a user)."""
+    import subprocess
+
+    try:
+        return subprocess.run([*NETNS, "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from conftest import InterruptAt, assert_exit_2
+from conftest import NETNS, InterruptAt, assert_exit_2, netns_works
 from typer.testing import CliRunner
 
 import mlpcli
@@ -56,21 +56,7 @@ train: {{epochs: {EPOCHS}, batch_size: 32, plots: false}}
 """
 
 
-# torch's rendezvous store (a TCPStore) listens on every interface: torch gives it no address
-# to bind. The launches below therefore run in a network namespace of their own whose only
-# interface is the loopback, where nothing is reachable but from 127.0.0.1.
-NETNS = ("unshare", "--net", "--map-root-user", "sh", "-c", 'ip link set lo up && exec "$@"', "sh")
-
-
-def _netns_works() -> bool:
-    try:
-        done = subprocess.run([*NETNS, "true"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-LOOPBACK_ONLY = list(NETNS) if _netns_works() else None
+LOOPBACK_ONLY = list(NETNS) if netns_works() else None
 needs_loopback_only = pytest.mark.skipif(
     LOOPBACK_ONLY is None,
     reason="needs unshare and ip to keep torch's rendezvous store off the network",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import NETNS, netns_works
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -99,15 +100,7 @@ def runnable_blocks(page: Path) -> list[Block]:
 
 # torch's rendezvous store (a TCPStore) listens on every interface, so the pages that launch
 # torchrun run in a network namespace of their own whose only interface is the loopback.
-NETNS = ("unshare", "--net", "--map-root-user", "sh", "-c", 'ip link set lo up && exec "$@"', "sh")
 LOOPBACK_ONLY_PAGES = {"scaling.md"}
-
-
-def _netns_works() -> bool:
-    try:
-        return subprocess.run([*NETNS, "true"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 # What each page's commands leave behind, beyond their exit codes.
@@ -132,7 +125,7 @@ EXPECTED_FILES = {
 def test_the_page_s_commands_run_as_written(page, clone):
     wrap: tuple[str, ...] = ()
     if page.name in LOOPBACK_ONLY_PAGES:
-        if not _netns_works():
+        if not netns_works():
             pytest.skip("needs unshare and ip to keep torch's rendezvous store off the network")
         wrap = NETNS
     run_blocks(f"docs/{page.name}", runnable_blocks(page), clone, wrap)
