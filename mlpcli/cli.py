@@ -247,8 +247,10 @@ def _train_config(
 ) -> tuple[Path, list[str]]:
     """CONFIG and the overrides as given; with --resume and no CONFIG (`mlp train --resume RUN
     train.epochs=N`, where the first override lands in CONFIG's place), the run's config.yaml."""
+    from .runs.folder import CONFIG_FILE
+
     if resume is not None and (config is None or ("=" in str(config) and not config.exists())):
-        return resume / "config.yaml", [str(config)] * (config is not None) + overrides
+        return resume / CONFIG_FILE, [str(config)] * (config is not None) + overrides
     if config is None:
         raise typer.BadParameter(
             "missing: give the experiment's YAML file (or --resume RUN)", param_hint="CONFIG"

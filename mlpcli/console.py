@@ -101,7 +101,7 @@ def confusion_table(labels: list[str], matrix: list[list[int]]) -> Table | None:
 
 
 def _score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return "-" if value is None else number(value)
 
 
 def settings_text(settings: dict[str, Any]) -> str:

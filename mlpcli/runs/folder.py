@@ -27,6 +27,7 @@ LOCK_FILE = ".lock"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.safetensors"
+CONFUSION_FILE = "plots/confusion.png"  # mlp eval --plot
 SWEEP_FILE = "sweep.yaml"  # the file that marks a sweep folder
 CHECKPOINT = Path("checkpoints") / "last.pt"
 TENSORBOARD_FOLDER = "tb"  # event files, with train.tensorboard (their names are TensorBoard's)
@@ -50,7 +51,7 @@ RUN_LAYOUT = {
     "plots/units.png": "file",
     "plots/boundary.png": "file",
     "plots/detectors.png": "file",
-    "plots/confusion.png": "file",
+    CONFUSION_FILE: "file",
 }
 # A sweep folder: its own files, and one run folder per trial under trials/.
 SWEEP_LAYOUT = {

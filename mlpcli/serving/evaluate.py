@@ -26,7 +26,13 @@ from ..model.outputs import Split, predict_raw, read_floats, score_outputs, targ
 from ..model.tasks import confusion_matrix, make_loss, per_class_scores, transform
 from ..runs.checkpoint import read_model_file
 from ..runs.file_schemas import Layout, check_tensors, tensor_layout
-from ..runs.folder import MODEL_FILE, SWEEP_FILE, check_run_folder, unfinished_run
+from ..runs.folder import (
+    CONFUSION_FILE,
+    MODEL_FILE,
+    SWEEP_FILE,
+    check_run_folder,
+    unfinished_run,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,7 +89,6 @@ def _sweep_advice(sweep_dir: Path) -> str:
 
 # The tasks whose rows each hold one class: those with a confusion matrix.
 CLASS_TASKS = ("binary", "classification")
-CONFUSION_FILE = Path("plots") / "confusion.png"
 
 
 @dataclass

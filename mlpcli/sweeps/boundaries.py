@@ -119,15 +119,21 @@ def _with_score(label: str, run: Path) -> str:
     return f"{label}\nval {metric} {value:.3f}" if isinstance(value, float) else label
 
 
-def redraw_sweep_boundaries(sweep_dir: Path) -> Path:
-    """plots/boundaries.png of an existing sweep folder, from its plan and finished trials."""
+def _first_trial(sweep_dir: Path) -> tuple[list[Trial], Path | None]:
+    """A sweep folder's trials, from its plan, and its first completed trial's run folder."""
     from ..config.schema import load_config
-    from ..insight.boundary import numeric_features
-    from ..serving.evaluate import load
 
     check_sweep_folder(sweep_dir)
     trials, _ = plan_trials(load_config(sweep_dir / SWEEP_FILE))
-    first = first_completed(sweep_dir, trials)
+    return trials, first_completed(sweep_dir, trials)
+
+
+def redraw_sweep_boundaries(sweep_dir: Path) -> Path:
+    """plots/boundaries.png of an existing sweep folder, from its plan and finished trials."""
+    from ..insight.boundary import numeric_features
+    from ..serving.evaluate import load
+
+    trials, first = _first_trial(sweep_dir)
     if first is None:
         raise DataError(f"{sweep_dir}: no trial of this sweep completed; nothing to draw")
     predictor = load(first)
@@ -153,22 +159,9 @@ def plot_sweep(
     features: str | None = None,
     neurons: bool = False,
     data: str | Path | None = None,
-    resolution: int | None = None,
 ) -> PlotResult:
     """`mlp plot SWEEP --boundary`: redraw plots/boundaries.png; what applies to one run only
     is refused with the command that draws it for one of the sweep's trials."""
-    return _plot_sweep(sweep_dir, detectors, features, neurons, data)
-
-
-def _plot_sweep(
-    sweep_dir: Path,
-    detectors: bool,
-    features: str | None,
-    neurons: bool,
-    data: str | Path | None = None,
-) -> PlotResult:
-    from ..sweeps.boundaries import redraw_sweep_boundaries
-
     asked = {
         "--detectors": ["--detectors"] if detectors else [],
         "--features": ["--boundary", "--features", features] if features is not None else [],
@@ -177,23 +170,14 @@ def _plot_sweep(
     }
     for flag, args in asked.items():
         if args:
+            _, trial = _first_trial(sweep_dir)
+            instead = (
+                "no trial of it has completed yet to draw instead"
+                if trial is None
+                else "draw one of its trials instead: "
+                + shlex.join(["mlp", "plot", str(trial), *args])
+            )
             raise ConfigError(
-                f"{flag}: {sweep_dir} is a sweep folder, where only --boundary applies; "
-                + _one_trial_instead(sweep_dir, args)
+                f"{flag}: {sweep_dir} is a sweep folder, where only --boundary applies; {instead}"
             )
     return PlotResult([redraw_sweep_boundaries(sweep_dir)])
-
-
-def _one_trial_instead(sweep_dir: Path, args: list[str]) -> str:
-    """'draw one of its trials instead: mlp plot <its first completed trial> <args>'."""
-    from ..config.schema import load_config
-    from ..runs.folder import check_sweep_folder
-    from ..sweeps.boundaries import first_completed
-    from ..sweeps.plan import plan_trials
-
-    check_sweep_folder(sweep_dir)
-    trials, _ = plan_trials(load_config(sweep_dir / SWEEP_FILE))
-    trial = first_completed(sweep_dir, trials)
-    if trial is None:
-        return "no trial of it has completed yet to draw instead"
-    return "draw one of its trials instead: " + shlex.join(["mlp", "plot", str(trial), *args])

@@ -161,7 +161,7 @@ def run_sweep(
     trials, configs = plan_trials(config)
     check_trial_data(trials, configs)
     ray = ray if executor is None else None  # the trials run where `executor` runs them
-    if executor is None and ray is not None:  # connected before any folder is made
+    if ray is not None:  # connected before any folder is made
         executor = resolve(EXECUTORS["ray"].path)(ray)
     if resume is not None:
         sweep_dir = Path(resume)
@@ -387,8 +387,8 @@ def _plot(sweep_dir: Path, points: list[dict[str, Any]], metric: str) -> None:
         if len({p["depth"] for p in grid}) > 1:
             path = sweep_dir / "plots" / "vs_params.png"
             sweep_curves(grid, path, metric, "params", title, baseline)
-    elif numeric_settings(grid):  # a learning rate, a weight decay: numbers on a numeric axis
-        for key in numeric_settings(grid):
+    elif numeric := numeric_settings(grid):  # a learning rate, a weight decay: numeric axes
+        for key in numeric:
             path = sweep_dir / "plots" / f"vs_{key}.png"
             sweep_curves(grid, path, metric, key, title, baseline)
     else:

@@ -1,8 +1,5 @@
-"""The typed Python API the CLI calls: train a config into a run folder.
-
-result = mlpcli.train("configs/moons.yaml", ["model.hidden=[32]"])
-model = mlpcli.load(result.run_dir)
-model.predict(frame)
+"""Training one run into its run folder: a new run, a resumed one, or one continued to more
+epochs; the folder's files, the final scores and the baseline. mlpcli.api.train calls it.
 """
 
 from __future__ import annotations
@@ -42,7 +39,9 @@ from ..runs.checkpoint import CheckpointSaver, load_checkpoint, save_model
 from ..runs.file_schemas import check_tensors, tensor_layout
 from ..runs.folder import (
     CHECKPOINT,
+    CONFIG_FILE,
     MODEL_FILE,
+    SUMMARY_FILE,
     MetricsCsv,
     check_name_free,
     check_run_folder,
@@ -153,7 +152,7 @@ def train(
         if not world.is_main:
             return _follow(session, Path(world.share_text(None)))
         run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
-        write_text_atomic(run_dir / "config.yaml", config.to_yaml())
+        write_text_atomic(run_dir / CONFIG_FILE, config.to_yaml())
         world.share_text(str(run_dir))
         with run_lock(run_dir):
             return _run(session, run_dir, _started(), started, quiet, callbacks)
@@ -167,10 +166,10 @@ def train(
         session, more = _resumed(run_dir, config, dataset, plan, world)
         # A kill -9 leaves temporary files (never a final name) and may come before summary.json.
         sweep_temporaries(run_dir)
-        summary_path = run_dir / "summary.json"
+        summary_path = run_dir / SUMMARY_FILE
         summary = read_json(summary_path) if summary_path.exists() else _started()
         if more is not None:
-            write_text_atomic(run_dir / "config.yaml", session.config.to_yaml())
+            write_text_atomic(run_dir / CONFIG_FILE, session.config.to_yaml())
             summary["continued"] = [*summary.get("continued", []), more]
         return _run(session, run_dir, summary, started, quiet, callbacks)
 
@@ -294,7 +293,7 @@ def _run(
     if trainer.world.size > 1:  # the same processes draw the same batches again
         resume_hint += f" --nproc {trainer.world.size}"
     try:
-        write_json(run_dir / "summary.json", {**summary, **_summary(session, run_dir, "running")})
+        write_json(run_dir / SUMMARY_FILE, {**summary, **_summary(session, run_dir, "running")})
         _fit(session, run_dir, started, resume_hint)
         summary = _finish(session, run_dir, "completed", started)
     except WriteError as exc:  # a full or read-only disk: the last checkpoint is intact
@@ -339,9 +338,9 @@ def _check_resume(run_dir: Path, config: Config) -> tuple[Config, Config]:
     """(the run's own config, the config to resume with): the run's own, or with another
     train.epochs to continue it; any other difference is refused, key by key, as is a
     completed run with nothing to add."""
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         raise RunError(f"--resume {run_dir}: not a run folder (no config.yaml)")
-    saved = load_config(run_dir / "config.yaml")
+    saved = load_config(run_dir / CONFIG_FILE)
     differ = [key for key in differences(saved.to_dict(), config.to_dict()) if key != EPOCHS]
     if differ:
         raise ConfigError(
@@ -351,7 +350,7 @@ def _check_resume(run_dir: Path, config: Config) -> tuple[Config, Config]:
         )
     epochs = saved.train.epochs
     if completed_run(run_dir) and config.train.epochs == epochs:
-        run = read_json(run_dir / "summary.json").get("epochs_run")
+        run = read_json(run_dir / SUMMARY_FILE).get("epochs_run")
         early = f", stopped early after {run}" if isinstance(run, int) and run < epochs else ""
         raise RunError(
             f"--resume {run_dir}: this run has already completed ({EPOCHS} {epochs}{early}); "
@@ -393,7 +392,7 @@ def _finish(
     trainer = session.trainer
     if status != "completed":
         trainer.restore_best()  # never keep the weights of a failed or half-done epoch
-    summary = {**read_json(run_dir / "summary.json"), **_summary(session, run_dir, status)}
+    summary = {**read_json(run_dir / SUMMARY_FILE), **_summary(session, run_dir, status)}
     unscored: list[str] = []  # the final metrics that are not finite
     if final and trainer.best_state is not None:
         metrics = {}
@@ -429,7 +428,7 @@ def _finish(
         train_seconds=round(trainer.train_seconds, 3),
         samples_per_second=round(trainer.epoch * n_train / max(trainer.train_seconds, 1e-9), 1),
     )
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / SUMMARY_FILE, summary)
     if status == "completed" and unscored:
         raise TrainingError(
             f"the final metrics are not finite ({', '.join(unscored)}): the predictions are too "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,9 +26,6 @@ from . import schedules
 from .distributed import SOLO, World
 from .engine import Engine, choose_threads, cpu_threads, make_engine
 from .optimizers import Optimizer
-
-if TYPE_CHECKING:
-    pass
 
 
 def make_optimizer(config: OptimConfig, params: Any, device: torch.device) -> Optimizer:
