@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .serving.evaluate import Evaluation, Predictor
     from .serving.export import Exported
     from .sweeps.runner import SweepResult
+    from .training.lr_find import LrFind
     from .training.run import TrainResult
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "inspect",
     "load",
     "load_config",
+    "lr_find",
     "plot",
     "predict",
     "summary",
@@ -40,10 +42,21 @@ def train(
     config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), **options: Any
 ) -> TrainResult:
     """Train a config (a file, or a Config) into a run folder; `mlp train`. Options: out, name,
-    resume, quiet, callbacks, world (see mlpcli.training.run.train)."""
+    resume, quiet, callbacks, world (see mlpcli.training.run.train). `--baseline NAMES` is the
+    config key train.baseline (the override "train.baseline=linear,kernel")."""
     from .training.run import train as train_run
 
     return train_run(config, overrides, **options)
+
+
+def lr_find(
+    config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), **options: Any
+) -> LrFind:
+    """The learning-rate range test of a config, and its suggested optim.lr; `mlp lr-find`.
+    Options: start, end, steps, out, output, plot (see mlpcli.training.run.find_lr)."""
+    from .training.run import find_lr
+
+    return find_lr(config, overrides, **options)
 
 
 def load(path: str | Path, device: str = "cpu") -> Predictor:
@@ -72,21 +85,26 @@ def predict(run: str | Path, rows: str | Path, proba: bool = False) -> pd.DataFr
 def sweep(
     config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), **options: Any
 ) -> SweepResult:
-    """Train a grid of variations of a config; `mlp sweep`. Options: hidden, depth, grid, seeds,
-    workers, out, name, resume, quiet, ray (see mlpcli.sweeps.runner.run_sweep)."""
+    """Train a grid of variations of a config; `mlp sweep`. Options: hidden, depth, params, grid,
+    seeds, workers, out, name, resume, quiet, ray (see mlpcli.sweeps.runner.run_sweep)."""
     from .sweeps.runner import run_sweep
 
     return run_sweep(config, list(overrides), **options)
 
 
 def inspect(
-    run: str | Path, at: str = "best", data: str | Path | None = None
+    run: str | Path,
+    at: str = "best",
+    data: str | Path | None = None,
+    probes: bool = False,
+    noise: bool = False,
 ) -> tuple[Inspection, list[Path]]:
-    """Why a run's network learns or fails, layer by layer; `mlp inspect`. Returns the report
-    and the files written."""
+    """Why a run's network learns or fails, layer by layer; `mlp inspect`. With probes, a
+    linear probe per layer; with noise, the gradient noise scale. Returns the report and the
+    files written."""
     from .insight.inspection import inspect_run
 
-    return inspect_run(run, at, data)
+    return inspect_run(run, at, data, probes=probes, noise=noise)
 
 
 def plot(target: str | Path, **options: Any) -> PlotResult:

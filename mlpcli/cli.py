@@ -11,6 +11,7 @@ import functools
 import io
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,9 +22,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.markup import escape
+from typer.core import TyperCommand
 
-from .config.registry import executors_text
+from .config.registry import BASELINES, executors_text
 from .console import (
+    baselines_table,
     confusion_table,
     err,
     inspect_table,
@@ -31,6 +34,7 @@ from .console import (
     number,
     out,
     per_class_table,
+    probe_table,
     settings_text,
     summary_table,
     sweep_table,
@@ -55,6 +59,46 @@ EXIT_FAILED, EXIT_INTERRUPTED = 1, 130  # a refused input exits with its MlpErro
 _debug = False
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# A --baseline value: names (linear, kernel) and commas, nothing a path or override holds.
+BASELINE_VALUE = re.compile(r"[A-Za-z_][\w-]*(,[A-Za-z_][\w-]*)*")
+
+
+class BaselineCommand(TyperCommand):
+    """A command whose --baseline takes an optional value: alone it means linear; `--baseline
+    kernel` or `--baseline linear,kernel` names the models (typer offers no optional values,
+    so the arguments are rewritten before click parses them). An argument after --baseline
+    that is not a list of names (KEY=VALUE, a path, an option) keeps its own meaning."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, baseline_args(args))
+
+
+def baseline_args(args: list[str]) -> list[str]:
+    """The arguments with each bare `--baseline [NAMES]` written as `--baseline=NAMES`."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":  # what follows is positional
+            return out + args[i:]
+        if arg != "--baseline":
+            out.append(arg)
+            i += 1
+            continue
+        value = args[i + 1] if i + 1 < len(args) else ""
+        named = BASELINE_VALUE.fullmatch(value) is not None
+        out.append(f"--baseline={value if named else 'linear'}")
+        i += 2 if named else 1
+    return out
+
+
+BASELINE_HELP = (
+    "Also train baselines on the same split: "
+    + "; ".join(f"{name} ({entry.about})" for name, entry in BASELINES.items())
+    + "; or a list (linear,kernel); alone: linear."
+)
 
 
 @app.callback()
@@ -152,7 +196,7 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-@app.command()
+@app.command(cls=BaselineCommand)
 @handle_errors
 def train(
     context: typer.Context,
@@ -174,9 +218,7 @@ def train(
     resume: Path = typer.Option(None, "--resume", help="Continue this run from its checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    baseline: bool = typer.Option(
-        False, "--baseline", help="Also train a linear model (hidden: []) on the same split."
-    ),
+    baseline: str = typer.Option(None, "--baseline", metavar="[NAMES]", help=BASELINE_HELP),
     tensorboard: bool = typer.Option(
         False, "--tensorboard", help="Log to RUN/tb/ for TensorBoard (needs mlpcli[tensorboard])."
     ),
@@ -196,8 +238,8 @@ def train(
         extra.append(f"train.device={device}")
     if seed is not None:
         extra += seed_overrides(config, list(overrides or []), seed)
-    if baseline:
-        extra.append("train.baseline=true")  # so the run's config.yaml records it
+    if baseline is not None:
+        extra.append(f"train.baseline={baseline}")  # so the run's config.yaml records it
     if tensorboard:
         extra.append("train.tensorboard=true")
     # Every mistake in the config or its data is reported before torch is imported; one in
@@ -221,20 +263,21 @@ def train(
     if not world.is_main:
         return
     summary = result.summary
-    failed = summary.get("baseline", {}).get("failed")
-    if failed:
-        reason = escape(terminal_safe(failed))
-        err.print(f"[yellow]note:[/] the linear baseline failed: {reason}", soft_wrap=True)
+    baselines = summary.get("baselines", {})
+    for key, entry in baselines.items():
+        if "failed" in entry:
+            reason = escape(terminal_safe(entry["failed"]))
+            label = BASELINES[key].label if key in BASELINES else key
+            err.print(f"[yellow]note:[/] the {label} failed: {reason}", soft_wrap=True)
     if as_json:
         _print_json({"run_dir": str(result.run_dir), **summary})
         return
-    out.print(
-        metrics_table(
-            summary.get("metrics", {}),
-            title=f"run {result.run_dir}",
-            baseline=summary.get("baseline"),
-        )
-    )
+    title = f"run {result.run_dir}"
+    if baselines:
+        labels = {"mlp": "MLP", **{name: entry.label for name, entry in BASELINES.items()}}
+        out.print(baselines_table(baselines, labels, title=title))
+    else:
+        out.print(metrics_table(summary.get("metrics", {}), title=title))
     out.print(
         f"{_kept_epoch(summary)}{' (stopped early)' if summary['stopped_early'] else ''} · "
         f"{summary['params']:,} parameters · {summary['device']} · "
@@ -368,13 +411,16 @@ def predict(
     err.print(f"wrote {len(frame)} rows to {escape(terminal_safe(str(output)))}")
 
 
-@app.command()
+@app.command(cls=BaselineCommand)
 @handle_errors
 def sweep(
     config: Path = typer.Argument(..., help="The base experiment's YAML file."),
     overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides of the base config."),
     hidden: str = typer.Option(None, "--hidden", help="Hidden widths to try, e.g. 8,16,32,64."),
     depth: str = typer.Option(None, "--depth", help="Numbers of hidden layers, e.g. 1,2,3."),
+    params: str = typer.Option(
+        None, "--params", help="Parameter budgets, e.g. 2000: each --depth gets the nearest width."
+    ),
     grid: list[str] = typer.Option(None, "--grid", help="KEY=V1,V2,... (repeatable)."),
     seeds: int = typer.Option(None, "--seeds", min=1, help="Repeat every point with N seeds."),
     workers: int = typer.Option(
@@ -387,8 +433,8 @@ def sweep(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    baseline: bool = typer.Option(
-        False, "--baseline", help="Add a linear model (hidden: []) as one more point."
+    baseline: str = typer.Option(
+        None, "--baseline", metavar="[NAMES]", help=BASELINE_HELP + " Each is one more point."
     ),
     executor: str = typer.Option(
         "local", "--executor", help=f"Where trials run: {executors_text()}."
@@ -426,9 +472,11 @@ def sweep(
     try:
         result = run_sweep(
             config,
-            list(overrides or []) + (["train.baseline=true"] if baseline else []),
+            list(overrides or [])
+            + ([f"train.baseline={baseline}"] if baseline is not None else []),
             hidden=parse_values(hidden, "--hidden") if hidden else None,
             depth=parse_values(depth, "--depth") if depth else None,
+            params=parse_values(params, "--params") if params else None,
             grid=list(grid or []),
             seeds=seeds,
             workers=workers,
@@ -550,6 +598,12 @@ def inspect(
         "--data",
         help="A labelled CSV, Parquet or NPZ file whose rows are probed instead of the run's.",
     ),
+    probes: bool = typer.Option(
+        False, "--probes", help="Fit a linear probe on each layer's representation."
+    ),
+    noise: bool = typer.Option(
+        False, "--noise", help="Estimate the gradient noise scale against the batch size."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Why the network learns or fails: gradients, dead and saturated units, layer by layer."""
@@ -559,7 +613,7 @@ def inspect(
     if at not in AT:
         raise typer.BadParameter(f"'{at}'; accepted: {', '.join(AT)}", param_hint="--at")
 
-    report, written = inspect_run(run, at, data)
+    report, written = inspect_run(run, at, data, probes=probes, noise=noise)
     if as_json:
         _print_json(report.to_dict())
         return
@@ -568,6 +622,13 @@ def inspect(
     out.print(report.verdict)
     for line in report.advice:
         out.print(f"  - {escape(line)}", soft_wrap=True)
+    if report.probes is not None:
+        rows = report.probes.rows
+        table = probe_table([p.to_dict() for p in report.probes.probes], rows["held_out"])
+        out.print(table)
+        out.print(f"linear probes: {escape(report.probes.verdict)}", soft_wrap=True)
+    if report.noise is not None:
+        out.print(f"gradient noise scale: {escape(report.noise.verdict)}", soft_wrap=True)
     for note in report.notes:
         err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
     err.print(f"wrote {', '.join(escape(terminal_safe(str(p))) for p in written)}", soft_wrap=True)
@@ -598,6 +659,61 @@ def export(
         f"from mlp predict {exported.max_difference:.2g}",
         soft_wrap=True,
     )
+
+
+@app.command("lr-find")
+@handle_errors
+def lr_find(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The experiment's YAML file."),
+    overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides, e.g. optim.name=sgd"),
+    start: float = typer.Option(1e-7, "--start", help="The first step's learning rate."),
+    end: float = typer.Option(10.0, "--end", help="The last step's learning rate."),
+    steps: int = typer.Option(100, "--steps", help="Training steps, each rate one factor up."),
+    out_dir: Path = typer.Option(
+        Path("runs"), "--out", help="Folder for the figure, NAME-lr_find.png (a fresh name)."
+    ),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="The figure's file instead (never overwritten)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the rates and losses as JSON."),
+) -> None:
+    """The learning-rate range test: the rate grows from --start to --end over --steps training
+    steps; suggests optim.lr and draws the loss against it. No run folder is made."""
+    from .config.schema import load_config
+    from .training.lr_find import check_free, check_range
+
+    # The options, the config and its data are checked before torch is imported.
+    check_range(start, end, steps)
+    if output is not None:
+        check_free(output)
+    checked = load_config(config, list(overrides or []))
+    from .training.plan import plan_run
+
+    plan = plan_run(checked)
+    from .api import lr_find as find_lr
+
+    found = find_lr(
+        plan.config, start=start, end=end, steps=steps, out=out_dir, output=output, plan=plan
+    )
+    if as_json:
+        _print_json(found.to_dict())
+    else:
+        stop = (
+            f"; stopped at {found.lrs[-1]:.2g}, the smoothed loss past 4x its best"
+            if found.stopped_early
+            else ""
+        )
+        out.print(
+            f"suggested optim.lr {found.suggested_lr:.3g} (valley rule; steepest descent of the "
+            f"smoothed loss at {found.steepest_lr:.3g})",
+            soft_wrap=True,
+        )
+        out.print(
+            f"{len(found.lrs)} steps from {start:g} to {end:g} in {found.seconds:.2f} s{stop}",
+            soft_wrap=True,
+        )
+    if found.figure is not None:
+        err.print(f"wrote {escape(terminal_safe(str(found.figure)))}", soft_wrap=True)
 
 
 @config_app.command("show")

@@ -58,6 +58,39 @@ def metrics_table(
     return table
 
 
+def baselines_table(
+    baselines: dict[str, dict[str, Any]], labels: dict[str, str], title: str | None = None
+) -> Table:
+    """The MLP and its baselines side by side (summary.json's `baselines` block), each column
+    headed by its label: a row per split and metric, then the numbers each model stores to
+    predict and the milliseconds it takes per 1,000 rows. A metric a model does not report
+    (the kernel's loss) or a failed model's cell reads '-'."""
+    table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title or ""))
+    table.add_column("metric")
+    names = list(baselines)
+    for name in names:
+        table.add_column(labels.get(name, name), justify="right")
+    models = [baselines[n] for n in names]
+    splits = list(dict.fromkeys(s for m in models for s in m.get("metrics", {})))
+    for split in splits:
+        keys = list(dict.fromkeys(k for m in models for k in m.get("metrics", {}).get(split, {})))
+        for key in keys:
+            values = [m.get("metrics", {}).get(split, {}).get(key) for m in models]
+            table.add_row(f"{split} {key}", *(_cell(v) for v in values))
+    table.add_section()
+    stored = [f"{m['stored_numbers']:,}" if "stored_numbers" in m else "-" for m in models]
+    table.add_row("stored numbers", *stored)
+    table.add_row("ms / 1k rows", *(_cell(m.get("predict_ms_per_1k_rows"), 3) for m in models))
+    for name, model in zip(names, models):
+        if "failed" in model:
+            table.add_row(Text(f"{labels.get(name, name)}: failed", style="bold yellow"))
+    return table
+
+
+def _cell(value: float | None, places: int = 4) -> str:
+    return "-" if value is None else number(value, places)
+
+
 def _metric_rows(table: Table, metrics: dict[str, dict[str, float]], splits: list[str]) -> None:
     names = list(dict.fromkeys(k for s in splits for k in metrics.get(s, {})))
     for name in names:
@@ -133,9 +166,7 @@ def sweep_table(summary: dict[str, Any]) -> Table:
         if point.get("baseline"):
             table.add_section()  # a reference, not one of the grid's points
         table.add_row(
-            f"{BASELINE_LABEL} (hidden=[])"
-            if point.get("baseline")
-            else settings_text(point["settings"]),
+            _baseline_row(point) if point.get("baseline") else settings_text(point["settings"]),
             f"{point['completed']}/{point['trials']}",
             f"{point.get('params', '-'):,}" if "params" in point else "-",
             cell(point, f"train_{metric}"),
@@ -143,6 +174,13 @@ def sweep_table(summary: dict[str, Any]) -> Table:
             cell(point, "val_loss"),
         )
     return table
+
+
+def _baseline_row(point: dict[str, Any]) -> str:
+    """A sweep's baseline point, as the settings column names it."""
+    if point.get("model") == "kernel":
+        return "kernel baseline (RBF kernel ridge)"
+    return f"{BASELINE_LABEL} (hidden=[])"
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -202,5 +240,22 @@ def inspect_table(layers: list[dict[str, Any]], title: str | None = None) -> Tab
             _fraction(row["saturated"]),
             ", ".join(row["flags"]),
             style="red" if row["flags"] else None,
+        )
+    return table
+
+
+def probe_table(probes: list[dict[str, Any]], held_out: str, title: str | None = None) -> Table:
+    """One row per layer (the input, then each hidden layer): its width and its linear probe's
+    main-metric score on the training rows and on the held-out rows."""
+    table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title or ""))
+    metric = probes[0]["metric"] if probes else ""
+    for column in ("layer", "name", "width", f"train {metric}", f"{held_out} {metric}"):
+        table.add_column(column, justify="left" if column == "name" else "right")
+    for row in probes:
+        table.add_row(
+            str(row["layer"]),
+            row["name"],
+            f"{row['width']:,}",
+            *("-" if row[split] is None else number(row[split]) for split in ("train", "val")),
         )
     return table

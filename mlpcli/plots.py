@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
+from .config.registry import BASELINES
 from .console import BASELINE_LABEL
 
 
@@ -121,8 +122,8 @@ def numeric_settings(points: list[dict[str, Any]]) -> list[str]:
 
 
 def _x(point: dict[str, Any], x_key: str) -> float:
-    """A point's place on the x axis: its width or parameter count, or a swept setting."""
-    if x_key in ("width", "params"):
+    """A point's place on the x axis: its width, depth or parameter count, or a swept setting."""
+    if x_key in ("width", "params", "depth"):
         return point[x_key]
     number = setting_number(point["settings"][x_key])
     assert number is not None  # numeric_settings chose the key
@@ -131,16 +132,28 @@ def _x(point: dict[str, Any], x_key: str) -> float:
 
 def _series(points: list[dict[str, Any]], x_key: str) -> dict[str, list[dict[str, Any]]]:
     """Points grouped into lines, sorted along x: against width or parameters, the same depth
-    and other settings; against a swept setting, the same other settings."""
+    and other settings; against depth, the same parameter budget (named with its widths) and
+    other settings; against a swept setting, the same other settings."""
     lines: dict[str, list[dict[str, Any]]] = {}
     by_size = x_key in ("width", "params")
     several_depths = by_size and len({p.get("depth") for p in points}) > 1
-    skip = "model.hidden" if by_size else x_key
+    skip = "model.hidden" if by_size or x_key == "depth" else x_key
     for p in points:
         others = [f"{k}={v}" for k, v in p["settings"].items() if k != skip]
-        label = " ".join(([f"depth {p['depth']}"] if several_depths else []) + others)
-        lines.setdefault(label, []).append(p)
-    return {k: sorted(v, key=lambda p: _x(p, x_key)) for k, v in lines.items()}
+        head = [f"depth {p['depth']}"] if several_depths else []
+        if x_key == "depth" and "budget" in p:
+            head = [f"{p['budget']:,} params"]
+        lines.setdefault(" ".join(head + others), []).append(p)
+    lines = {k: sorted(v, key=lambda p: _x(p, x_key)) for k, v in lines.items()}
+    if x_key == "depth":  # each depth's width differs, so the legend names them
+        return {_with_widths(k, v): v for k, v in lines.items()}
+    return lines
+
+
+def _with_widths(label: str, line: list[dict[str, Any]]) -> str:
+    """'2,000 params: widths 666, 40, 28' (in the order of depth)."""
+    widths = ", ".join(str(p["width"]) for p in line if "width" in p)
+    return f"{label}: width{'s' if len(line) > 1 else ''} {widths}" if widths else label
 
 
 def _failed(point: dict[str, Any]) -> bool:
@@ -175,7 +188,11 @@ def _x_axis(axes: Any, points: list[dict[str, Any]], x_key: str) -> None:
     from matplotlib.ticker import LogFormatter
 
     values = sorted({_x(p, x_key) for p in points})
-    label = {"width": "hidden units per layer", "params": "parameters"}.get(x_key, x_key)
+    label = {
+        "width": "hidden units per layer",
+        "params": "parameters",
+        "depth": "hidden layers, at one parameter budget",
+    }.get(x_key, x_key)
     for ax in axes:
         if x_key == "width":
             ax.set_xscale("log", base=2)
@@ -196,12 +213,13 @@ def sweep_curves(
     metric: str,
     x_key: str,
     title: str,
-    baseline: dict[str, Any] | None = None,
+    baseline: list[dict[str, Any]] | dict[str, Any] | None = None,
 ) -> Path:
     """Train (solid, dots) and validation (dashed, squares) loss and metric against width,
-    parameter count or a numeric swept setting (`x_key`), mean over seeds with a band of one
-    standard deviation; the linear baseline's point, if given, as horizontal lines across
-    both plots."""
+    parameter count, depth at a parameter budget, or a numeric swept setting (`x_key`), one
+    line per value of the other settings, mean over seeds with a band of one
+    standard deviation; each baseline's point, if given (the linear's, the kernel's), as
+    horizontal lines across both plots."""
     plt = pyplot()
     from matplotlib.lines import Line2D
 
@@ -217,8 +235,10 @@ def sweep_curves(
         completed = [p for p in line if not _failed(p)]
         for ax, name in zip(axes, ("loss", metric)):
             _draw_series(ax, completed, x_key, name, colour)
-    if baseline is not None:
-        handles.append(_baseline_lines(axes, baseline, metric))
+    baselines = [baseline] if isinstance(baseline, dict) else baseline or []
+    for i, point in enumerate(baselines):
+        colour = BASELINE_COLOURS[i % len(BASELINE_COLOURS)]
+        handles.append(_baseline_lines(axes, point, metric, colour))
     for split, style in SPLIT_STYLE.items():
         handles.append(
             Line2D(
@@ -271,35 +291,47 @@ def _draw_series(ax: Any, line: list[dict[str, Any]], x_key: str, name: str, col
 BASELINE_COLOUR = "dimgray"
 
 
-def _baseline_lines(axes: Any, baseline: dict[str, Any], metric: str) -> Any:
-    """The linear baseline (width 0, which a log axis cannot show) as horizontal lines: train
-    solid, validation dashed, each with a band of one standard deviation. Returns its legend
+BASELINE_COLOURS = (BASELINE_COLOUR, "saddlebrown")  # one per baseline point, in order
+
+
+def baseline_label(point: dict[str, Any]) -> str:
+    """A sweep's baseline point's name: 'linear baseline', 'kernel baseline'."""
+    return BASELINES[point["model"]].label if point.get("model") in BASELINES else BASELINE_LABEL
+
+
+def _baseline_lines(
+    axes: Any, baseline: dict[str, Any], metric: str, colour: str = BASELINE_COLOUR
+) -> Any:
+    """A baseline (the linear model's width 0, which a log axis cannot show, or the kernel
+    machine, which has no width) as horizontal lines: train solid, validation dashed, each with
+    a band of one standard deviation; the kernel has no loss to draw. Returns its legend
     entry."""
     from matplotlib.lines import Line2D
 
+    label = baseline_label(baseline)
     if _failed(baseline):
-        return Line2D([], [], label=f"{BASELINE_LABEL}: {FAILED_LABEL}", **FAILED_STYLE)
+        return Line2D([], [], label=f"{label}: {FAILED_LABEL}", **FAILED_STYLE)
     for ax, name in zip(axes, ("loss", metric)):
         for split, style in SPLIT_STYLE.items():
             mean = baseline.get(f"{split}_{name}_mean")
             if not isinstance(mean, (int, float)) or not math.isfinite(mean):
                 continue
             std = baseline.get(f"{split}_{name}_std", 0.0)
-            ax.axhline(mean, color=BASELINE_COLOUR, linestyle=style["linestyle"], linewidth=1.5)
+            ax.axhline(mean, color=colour, linestyle=style["linestyle"], linewidth=1.5)
             if std > 0:
-                ax.axhspan(mean - std, mean + std, color=BASELINE_COLOUR, alpha=0.12, linewidth=0)
+                ax.axhspan(mean - std, mean + std, color=colour, alpha=0.12, linewidth=0)
             if split == "val":  # named beside the axes too, where it covers no data
                 ax.annotate(
-                    BASELINE_LABEL.replace(" ", "\n"),
+                    label.replace(" ", "\n"),
                     (1.0, mean),
                     xycoords=("axes fraction", "data"),
                     xytext=(3, 0),
                     textcoords="offset points",
                     va="center",
-                    color=BASELINE_COLOUR,
+                    color=colour,
                     fontsize=7,
                 )
-    return Line2D([], [], color=BASELINE_COLOUR, linewidth=3, label=BASELINE_LABEL)
+    return Line2D([], [], color=colour, linewidth=3, label=label)
 
 
 MAX_SIDE_BY_SIDE = 8  # points up to which by_point.png sets its two panels side by side
@@ -313,7 +345,7 @@ def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: s
     from matplotlib.lines import Line2D
 
     labels = [
-        BASELINE_LABEL
+        baseline_label(p)
         if p.get("baseline")
         else " ".join(f"{k.split('.')[-1]}={v}" for k, v in p["settings"].items()) or "base"
         for p in points

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 import yaml
@@ -74,12 +75,13 @@ def test_the_baseline_leaves_the_mlp_bitwise_unchanged(tmp_path):
         assert with_baseline[key] == plain[key]
 
 
-def test_the_table_shows_the_baseline_under_the_mlp(tmp_path):
+def test_the_table_shows_the_baseline_beside_the_mlp(tmp_path):
     result = mlp("train", write_config(tmp_path), "--out", tmp_path, "--baseline")
     assert result.exit_code == 0, result.output
     table = result.stdout
-    assert "MLP" in table and f"{BASELINE_LABEL} (3 parameters)" in table
-    assert table.count("accuracy") == 2 and table.index("MLP") < table.index(BASELINE_LABEL)
+    assert "MLP" in table and BASELINE_LABEL in table and "kernel" not in table
+    assert table.count("accuracy") == 3 and table.index("MLP") < table.index(BASELINE_LABEL)
+    assert re.search(r"stored numbers\s+│\s+65\s+│\s+3\s", table), table
     assert f"training the {BASELINE_LABEL}" in result.stderr  # one line, no second bar
     assert result.stderr.count("epoch 1/40") == 1
 
@@ -121,7 +123,7 @@ def test_a_failed_baseline_is_recorded_and_the_run_completes(tmp_path, monkeypat
     assert "the training loss became nan at epoch 1" in baseline["failed"]
     assert "the linear baseline failed: the training loss became nan" in result.stderr
     table = mlp("train", config, "--out", tmp_path, "--baseline", "-q")
-    assert table.exit_code == 0 and f"{BASELINE_LABEL} (3 parameters): failed" in table.stdout
+    assert table.exit_code == 0 and f"{BASELINE_LABEL}: failed" in table.stdout
 
 
 def test_an_interrupted_baseline_keeps_the_completed_run(tmp_path, monkeypatch):

@@ -67,8 +67,10 @@ def test_log_axes_show_numbers_in_every_command(tmp_path, monkeypatch, sweeps):
     assert figures["loss.png"].axes[0].get_yscale() == "log"  # the loss fell more than 20x
     inspected = mlp("inspect", run)
     assert inspected.exit_code == 0, inspected.output
+    mlpcli.lr_find(build_config(config), out=tmp_path)
     drawn = {
         "mlp train: loss.png": figures["loss.png"],
+        "mlp lr-find: fit-lr_find.png": figures["fit-lr_find.png"],
         "mlp inspect: gradients.png": figures["gradients.png"],
         "mlp sweep: vs_params.png": sweeps["params"]["vs_params.png"],
         "mlp sweep: vs_width.png": sweeps["params"]["vs_width.png"],
@@ -105,13 +107,19 @@ def test_names_from_the_data_are_drawn_as_written(tmp_path, monkeypatch):
         ["train", config, "--out", tmp_path, "--name", "a$_$b", "-q"],
         ["plot", tmp_path / "a$_$b", "--boundary", "--neurons"],
         ["inspect", tmp_path / "a$_$b"],
+        ["lr-find", config, "--out", tmp_path],
         ["sweep", config, "--hidden", "2,3", "--out", tmp_path, "--name", "s$_$", "-q"],
     ):
         result = mlp(*args)
         assert result.exit_code == 0, result.output
-    assert {"loss.png", "boundary.png", "gradients.png", "vs_width.png", "boundaries.png"} <= set(
-        figures
-    )
+    assert {
+        "loss.png",
+        "boundary.png",
+        "gradients.png",
+        "a$_$b-lr_find.png",
+        "vs_width.png",
+        "boundaries.png",
+    } <= set(figures)
     texts = []
     for fig in figures.values():
         fig.canvas.draw()

@@ -217,6 +217,9 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, T
     mlp("train", config, "--out", runs, "--name", "r", "-q")  # exists
     mlp("train", config, "--resume", run, "-q")  # completed
     mlp("config", "show", config)
+    mlp("lr-find", config, "--out", runs)
+    mlp("lr-find", config, "--out", runs, "--start", "1", "--end", "0.1")  # refused
+    mlp("train", config, "optim.lr=auto", "--out", runs, "-q")
     for target in (config, run):
         mlp("summary", target)
     mlp("eval", run)

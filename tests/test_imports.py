@@ -133,6 +133,8 @@ def test_config_and_data_errors_of_train_and_sweep_come_before_torch(tmp_path):
         ["train", "configs/moons.yaml", "train.early_stopping={monitor: val_r2}", "--out", out],
         ["sweep", str(missing), "--hidden", "2,3", "--out", out],
         ["sweep", "configs/moons.yaml", "--grid", "loss=bce,mse", "--out", out],
+        ["train", "configs/moons.yaml", "--baseline", "kernl", "--out", out],
+        ["sweep", "configs/moons.yaml", "--baseline", "linear,kernal", "--out", out],
     ]
     for args in cases:
         code, heavy = exit_code_and_imports(args)

@@ -173,6 +173,26 @@ EXECUTORS: dict[str, Executor] = {
 }
 
 
+class Baseline(NamedTuple):
+    """A model `train.baseline` (or `--baseline NAME`) trains beside the MLP on the same split
+    tensors, reported in summary.json's `baselines` and as one more point of a sweep: its label
+    in tables, plots and messages, and what it is."""
+
+    label: str
+    about: str
+
+
+BASELINES: dict[str, Baseline] = {
+    "linear": Baseline(
+        "linear baseline", "the config's model with no hidden layer, trained like the MLP"
+    ),
+    "kernel": Baseline(
+        "kernel baseline",
+        "RBF kernel ridge regression, its bandwidth and penalty chosen on the validation split",
+    ),
+}
+
+
 def main_metric(task: str) -> str:
     """A task's headline metric: the first one it reports."""
     return TASKS[task][2][0]

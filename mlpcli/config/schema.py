@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     StrictInt,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -29,6 +30,7 @@ from ..errors import ConfigError
 from .bounded_yaml import MAX_DEPTH, YamlLimitError, safe_load
 from .registry import (
     ACTIVATIONS,
+    BASELINES,
     FILE_SOURCES,
     INITS,
     LOSSES,
@@ -265,12 +267,31 @@ class ModelConfig(Section):
 
 class OptimConfig(Section):
     name: Annotated[str, one_of("optimizer", OPTIMIZERS)] = "adam"
-    lr: float = Field(1.0e-3, gt=0)
+    lr: float | Literal["auto"] = 1.0e-3
+    "auto: the learning-rate range test (mlp lr-find) picks it before training."
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     "sgd and rmsprop only."
     nesterov: bool = False
     "sgd only; needs momentum > 0."
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _lr_form(cls, value: Any) -> Any:
+        # One message instead of pydantic's one per member of the union.
+        if value == "auto":
+            return value
+        try:
+            lr = float(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError, OverflowError):
+            lr = None
+        if lr is None:
+            raise ValueError(f"optim.lr: expected a number or auto, got {shown(value)}")
+        if not math.isfinite(lr):
+            raise ValueError(f"optim.lr: expected a finite number or auto, got {shown(value)}")
+        if lr <= 0:
+            raise ValueError(f"optim.lr: must be greater than 0 (or auto), got {shown(value)}")
+        return lr
 
     @model_validator(mode="after")
     def _options_fit(self) -> OptimConfig:
@@ -351,8 +372,8 @@ class TrainConfig(Section):
     "torch.compile the model (with CUDA graphs for small models on a GPU)."
     diagnostics: DiagnosticsConfig | None = Field(default_factory=DiagnosticsConfig)
     "Per-layer gradients, dead and saturated units in diagnostics.csv; false or null: none."
-    baseline: bool = False
-    "Also train a linear model (hidden: []) on the same split and report it beside the MLP."
+    baseline: list[str] = Field(default_factory=list)
+    "Models to train beside the MLP on the same split: linear, kernel, or a list; true: linear."
     plots: bool = True
     "Draw plots/loss.png when the run ends; false spares importing matplotlib (about 0.6 s)."
     tensorboard: bool = False
@@ -369,6 +390,32 @@ class TrainConfig(Section):
         raise ValueError(
             f"train.diagnostics: expected true, false or {{every: N, rows: N}}, got {shown(value)}"
         )
+
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def _baseline_names(cls, value: Any) -> Any:
+        # false / true as before the kernel baseline (true: the linear model); a name, a
+        # comma-separated string of names (as --baseline takes them) or a list of names.
+        if value is None or value is False:
+            return []
+        if value is True:
+            return ["linear"]
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(
+                f"train.baseline: expected true, false, a name or a list of names "
+                f"({', '.join(BASELINES)}), got {shown(value)}"
+            )
+        names = [n.strip() for n in names]
+        for name in names:
+            if name not in BASELINES:
+                raise ValueError(unknown("baseline", name, BASELINES))
+        return [name for name in BASELINES if name in names]  # each once, in one order
+
+    @field_serializer("baseline")
+    def _baseline_as_before(self, value: list[str]) -> list[str] | bool:
+        # Written as before the kernel baseline where it means the same: false, or true (linear).
+        return True if value == ["linear"] else value or False
 
     @field_validator("device")
     @classmethod
@@ -398,6 +445,10 @@ class SweepConfig(Section):
     "Repeat every point with seeds seed, seed+1, ... to see the spread."
     workers: StrictInt | None = Field(None, gt=0)
     "Local worker processes; default: one per CPU core."
+    params: list[StrictInt] | None = None
+    "A parameter budget or a list of them; each depth gets the uniform width nearest the budget."
+    depth: list[StrictInt] | None = None
+    "With sweep.params: the numbers of hidden layers to compare; default: model.hidden's."
 
     @field_validator("grid", "zip")
     @classmethod
@@ -406,6 +457,39 @@ class SweepConfig(Section):
             if not re.fullmatch(DOTTED_KEY, key) or key.startswith("sweep"):
                 raise ValueError(f"{shown(key)} is not a dotted config key such as model.hidden")
         return value
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _one_budget_or_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("params", "depth")
+    @classmethod
+    def _positive_counts(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not value:
+            raise ValueError("give at least one value")
+        bad = [v for v in value or [] if v < 1]
+        if bad:
+            raise ValueError(f"expected positive integers, got {bad[0]}")
+        return value
+
+    @model_validator(mode="after")
+    def _budget_sets_the_layers(self) -> SweepConfig:
+        if self.depth is not None and self.params is None:
+            raise ValueError(
+                "sweep.depth: compares depths at one parameter budget, so it needs sweep.params; "
+                "to sweep depth at one width, list the layers in sweep.grid model.hidden"
+            )
+        place = next(
+            (p for p, keys in (("grid", self.grid), ("zip", self.zip)) if "model.hidden" in keys),
+            None,
+        )
+        if self.params is not None and place is not None:
+            raise ValueError(
+                f"sweep.params and sweep.{place} model.hidden both set the hidden layers; "
+                f"give the budget's depths in sweep.depth, or drop sweep.params"
+            )
+        return self
 
 
 class Config(Section):

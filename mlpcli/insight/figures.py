@@ -38,7 +38,7 @@ def plot_run(
     plots/detectors.png for a run (a sweep folder's are sweeps.boundaries.plot_sweep's).
     `features` is --features as typed: two input column names joined by a comma. `data`, a
     labelled file, gives the rows to draw (and to rank the detectors by) instead of the run's."""
-    from ..serving.evaluate import labelled_rows, load, model_path
+    from ..serving.evaluate import labelled_rows, load, model_path, require_network
     from .boundary import (
         DEFAULT_RESOLUTION,
         Points,
@@ -55,6 +55,8 @@ def plot_run(
     folder = target if target.is_dir() else target.parent
     check_run_folder(folder)
     predictor = load(target)
+    if neurons or detectors:
+        require_network(predictor, target, "--neurons" if neurons else "--detectors")
     if neurons:
         first_hidden_layer(predictor)  # refused before anything is drawn, like what follows
     if detectors:

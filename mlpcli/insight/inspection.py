@@ -11,6 +11,7 @@ the run already has.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ import torch
 from torch import nn
 
 from ..config.registry import FILE_SOURCES
-from ..config.schema import Config, DiagnosticsConfig, load_config
+from ..config.schema import Config, DataConfig, DiagnosticsConfig, load_config
 from ..data import Preprocessor
 from ..data.columns import as_frame
+from ..data.splits import split_indices
 from ..errors import CheckpointError, DataError, RunError
 from ..model.factory import build_mlp, linear_layers
 from ..model.layers import layer_rows
@@ -30,7 +32,13 @@ from ..model.tasks import make_loss
 from ..runs.checkpoint import load_checkpoint
 from ..runs.file_schemas import check_tensors, tensor_layout
 from ..runs.folder import CHECKPOINT, CONFIG_FILE, MODEL_FILE, check_run_folder, write_json
-from ..serving.evaluate import expected_layout, labelled_rows, load, with_data_hint
+from ..serving.evaluate import (
+    expected_layout,
+    labelled_rows,
+    load,
+    require_network,
+    with_data_hint,
+)
 from ..training.diagnostics import (
     BOUNDS,
     DIAGNOSTICS_FILE,
@@ -40,8 +48,11 @@ from ..training.diagnostics import (
     read_rows,
     sample_rows,
 )
+from ..training.engine import choose_threads, cpu_threads
 from ..training.plan import plan_run
 from ..training.probe import probe_model
+from .noise import NoiseScale, noise_scale
+from .probes import HELD_OUT, LBFGS_STEPS, PENALTY, ProbeReport, probe_run
 
 INSPECT_FILE = "inspect.json"
 AT = ("init", "best", "last")
@@ -62,9 +73,11 @@ class Inspection:
     advice: list[str]
     verdict: str
     notes: list[str]  # what the report could not check, for the user to read
+    probes: ProbeReport | None = None  # with --probes
+    noise: NoiseScale | None = None  # with --noise
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        report = {
             "at": self.at,
             "epoch": self.epoch,
             "layers": self.layers,
@@ -73,6 +86,13 @@ class Inspection:
             "verdict": self.verdict,
             "notes": self.notes,
         }
+        if self.probes is not None:
+            report["probes"] = [probe.to_dict() for probe in self.probes.probes]
+            report["probe_rows"] = self.probes.rows
+            report["probe_verdict"] = self.probes.verdict
+        if self.noise is not None:
+            report["noise_scale"] = self.noise.to_dict()
+        return report
 
 
 def diagnose(
@@ -239,6 +259,8 @@ class RunNetwork:
     saved: nn.Module | None  # model.safetensors's network, when the run saved one
     saved_epoch: int
     notes: list[str]
+    # Another split of the run's own data by name (val, test); None for the rows of --data.
+    split: Callable[[str], Any] | None = None
 
 
 def read_run(run_dir: Path, data: Path | None = None) -> RunNetwork:
@@ -248,6 +270,7 @@ def read_run(run_dir: Path, data: Path | None = None) -> RunNetwork:
     are that labelled file's rather than the run's training split."""
     if (run_dir / MODEL_FILE).exists():
         predictor = load(run_dir)
+        require_network(predictor, run_dir, "mlp inspect")
         epoch = int(predictor.metadata.get("epoch", 0))
         prep = predictor.preprocessor
         if data is not None:
@@ -257,7 +280,8 @@ def read_run(run_dir: Path, data: Path | None = None) -> RunNetwork:
                 frame = predictor.split("train")
             except (DataError, CheckpointError) as exc:
                 raise with_data_hint(exc) from None
-        return RunNetwork(predictor.config, prep, frame, predictor.model, epoch, [])
+        split = predictor.split if data is None else None
+        return RunNetwork(predictor.config, prep, frame, predictor.model, epoch, [], split)
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / CHECKPOINT).is_file():
         load(run_dir)  # raises the error eval gives for a folder without a model
     config = load_config(run_dir / CONFIG_FILE)
@@ -280,7 +304,9 @@ def read_run(run_dir: Path, data: Path | None = None) -> RunNetwork:
         if data is not None
         else as_frame(plan.dataset.train)
     )
-    return RunNetwork(config, plan.prep, frame, None, 0, notes)
+    dataset = plan.dataset
+    split = (lambda name: as_frame(dataset.split(name))) if data is None else None
+    return RunNetwork(config, plan.prep, frame, None, 0, notes, split)
 
 
 def weights_at(run_dir: Path, run: RunNetwork, at: str) -> tuple[nn.Module, int]:
@@ -313,11 +339,17 @@ def weights_at(run_dir: Path, run: RunNetwork, at: str) -> tuple[nn.Module, int]
 
 
 def inspect_run(
-    run: str | Path, at: str = "best", data: str | Path | None = None
+    run: str | Path,
+    at: str = "best",
+    data: str | Path | None = None,
+    probes: bool = False,
+    noise: bool = False,
 ) -> tuple[Inspection, list[Path]]:
     """Diagnose a run's network at init, best or last, on its training rows or on the rows of
     the labelled file `data`; write inspect.json and, from the run's diagnostics.csv,
-    plots/gradients.png and plots/units.png. Returns the report and the files written."""
+    plots/gradients.png and plots/units.png. With `probes`, linear probes per layer and
+    plots/representations.png; with `noise`, the gradient noise scale. Returns the report
+    and the files written."""
     run_dir = Path(run)
     if at not in AT:
         raise RunError(f"--at: '{at}'; accepted: {', '.join(AT)}")
@@ -351,8 +383,117 @@ def inspect_run(
         verdict_text(layers, flags),
         notes,
     )
+    drawn = _draw_history(run_dir, config, at, epoch)
+    if probes:
+        report.probes = _probes(network, model, sample, data)
+        notes.append(_probes_note(report.probes, data))
+        drawn.append(_draw_representations(run_dir, network, report.probes, at, epoch))
+    if noise:
+        report.noise = _noise(network, model, loss_fn, where)
+        notes.append(_noise_note(report.noise, config))
     write_json(run_dir / INSPECT_FILE, report.to_dict())
-    return report, [run_dir / INSPECT_FILE, *_draw_history(run_dir, config, at, epoch)]
+    return report, [run_dir / INSPECT_FILE, *drawn]
+
+
+def _has_split(data: DataConfig, name: str) -> bool:
+    return bool(getattr(data, f"{name}_path") or getattr(data, f"{name}_split") > 0)
+
+
+def _probes(
+    network: RunNetwork, model: nn.Module, sample: Any, data: str | Path | None
+) -> ProbeReport:
+    """Probes fitted on the inspected sample and scored on as many rows at most of the run's
+    validation split, else its test split, else (no such split, or rows from --data) on a
+    held-out quarter of the sample."""
+    config = network.config
+    named = [n for n in ("val", "test") if _has_split(config.data, n)]
+    if network.split is not None and named:
+        try:
+            rows = network.split(named[0])
+        except (DataError, CheckpointError) as exc:
+            raise with_data_hint(exc) from None
+        held = rows.iloc[sample_rows(len(rows), len(sample), config.seed).numpy()]
+        return probe_run(model, config, network.prep, sample, held, named[0])
+    if len(sample) < 4:
+        raise DataError(
+            f"--probes: {len(sample)} rows to fit and score the probes on; at least 4 are needed"
+        )
+    fit, held = split_indices(len(sample), HELD_OUT, config.seed)
+    fit_rows, held_rows = sample.iloc[sorted(fit)], sample.iloc[sorted(held)]
+    return probe_run(model, config, network.prep, fit_rows, held_rows, "held-out")
+
+
+def _probes_note(report: ProbeReport, data: str | Path | None) -> str:
+    rows = report.rows
+    why = "the rows are --data's" if data is not None else "the run has no val or test split"
+    held = (
+        f"a held-out {HELD_OUT:.0%} of the sample, as {why}"
+        if rows["held_out"] == "held-out"
+        else f"a seeded sample of the {rows['held_out']} split"
+    )
+    return (
+        f"linear probes fitted on {rows['train']:,} training rows and scored on {rows['val']:,} "
+        f"rows ({held}); features standardised by the training rows' mean and std; L2 penalty "
+        f"{PENALTY:g}/2·|W|² on the mean loss; logistic fits by L-BFGS, at most {LBFGS_STEPS} "
+        f"iterations"
+    )
+
+
+def _draw_representations(
+    run_dir: Path, network: RunNetwork, report: ProbeReport, at: str, epoch: int
+) -> Path:
+    """plots/representations.png: each layer's held-out rows by PCA, coloured by target."""
+    from .probe_plots import representation_panels
+
+    prep = network.prep
+    target, classes, label = report.target, None, prep.targets[0]
+    if prep.task in ("binary", "classification"):
+        target = target.reshape(len(target), -1)[:, 0].long()
+        classes = [f"{label} = {v}" for v in prep.labels]
+    elif prep.task == "multilabel":
+        target, classes = target[:, 0].long(), [f"{prep.labels[0]} = 0", f"{prep.labels[0]} = 1"]
+    else:
+        mean, std = prep.target_scale[0]
+        target = target[:, 0].double() * std + mean
+    titles = [
+        f"{p.name}\n{report.rows['held_out']} {p.metric} "
+        + ("-" if p.val is None else f"{p.val:.2f}")
+        for p in report.probes
+    ]
+    projections = [(points.numpy(), share.numpy()) for points, share in report.projections]
+    return representation_panels(
+        projections,
+        titles,
+        target.numpy(),
+        classes,
+        label,
+        run_dir / "plots" / "representations.png",
+        f"{run_dir.name} at {at} (epoch {epoch}) · {report.rows['val']:,} {report.rows['held_out']} "
+        f"rows by PCA, coloured by {label}",
+    )
+
+
+def _noise(network: RunNetwork, model: nn.Module, loss_fn: nn.Module, where: str) -> NoiseScale:
+    """The noise scale on every training row (or the rows of --data) at training's batch size
+    (no larger than the rows)."""
+    config = network.config
+    rows = Split.from_frame(network.prep, network.train, torch.device("cpu"), where)
+    batch = min(config.train.batch_size, len(rows))
+    if config.model.norm == "batch" and batch < 2:
+        raise DataError(f"--noise: batches of {batch} row; model.norm batch needs at least 2")
+    # As training runs its steps: one thread for a small model, where more only wait.
+    with cpu_threads(choose_threads(config.train, model, torch.device("cpu"), len(rows))):
+        return noise_scale(model, loss_fn, rows.x, rows.y, batch, config.seed)
+
+
+def _noise_note(noise: NoiseScale, config: Config) -> str:
+    parts = noise.b_big // noise.batch_size
+    return (
+        f"noise scale from {noise.batches} batches of {noise.b_big:,} training rows, each the "
+        f"mean gradient of {parts} batches of {noise.batch_size:,} ({noise.batches * parts:,} "
+        f"in all), rows drawn with replacement (seed {config.seed}); the model as a training "
+        f"step runs it, with dropout off"
+    )
 
 
 def _probe_notes(config: Config, rows: int, data: str | Path | None) -> list[str]:

@@ -47,6 +47,7 @@ RUN_LAYOUT = {
     "model.onnx.json": "file",
     "plots": "folder",
     "plots/loss.png": "file",
+    "plots/lr_find.png": "file",  # optim.lr: auto
     "plots/gradients.png": "file",
     "plots/units.png": "file",
     "plots/boundary.png": "file",

@@ -22,9 +22,10 @@ from ..data.fingerprint import check_files, check_split, recorded_fingerprint
 from ..data.preprocess import check_columns, check_missing
 from ..errors import CheckpointError, DataError, MlpError
 from ..model.factory import build_mlp, resolve_device
+from ..model.kernel import KERNEL_KEY, KernelMachine
 from ..model.outputs import Split, predict_raw, read_floats, score_outputs, target_scale
 from ..model.tasks import confusion_matrix, make_loss, per_class_scores, transform
-from ..runs.checkpoint import read_model_file
+from ..runs.checkpoint import ModelFile, read_model_file
 from ..runs.file_schemas import Layout, check_tensors, tensor_layout
 from ..runs.folder import (
     CONFUSION_FILE,
@@ -174,6 +175,8 @@ class Predictor:
         loss_fn = make_loss(self.config, self.task)
         outputs = predict_raw(self.model, data.x)
         metrics = read_floats(score_outputs(outputs, loss_fn, self.task, data.y, scale))
+        if isinstance(self.model, KernelMachine):  # fitted to its own targets, not this loss
+            metrics.pop("loss")
         if self.task not in CLASS_TASKS:
             return Evaluation(metrics)
         matrix = confusion_matrix(self.task, outputs, data.y).cpu().tolist()
@@ -242,6 +245,8 @@ def load(path: str | Path, device: str = "cpu") -> Predictor:
     except RecursionError:
         raise CheckpointError(f"{file}: the model's config is nested too deeply") from None
     prep = Preprocessor.from_dict(meta["preprocessor"])
+    if KERNEL_KEY in meta:  # a sweep's kernel baseline point
+        return _kernel_predictor(file, model_file, config, prep, device)
     layers, stored = len(config.model.hidden) + 1, len(model_file.shapes)
     if layers > stored:  # every layer has a weight at least; spares building a long stack
         raise CheckpointError(
@@ -258,6 +263,32 @@ def load(path: str | Path, device: str = "cpu") -> Predictor:
     target = resolve_device(device)
     model.to(target).eval()
     return Predictor(config, prep, model, meta, target)
+
+
+def _kernel_predictor(
+    file: Path, model_file: ModelFile, config: Config, prep: Preprocessor, device: str
+) -> Predictor:
+    """A kernel machine's Predictor: its tensors checked against the shapes its centres and the
+    preprocessor's inputs and outputs make, before they are read."""
+    centres = model_file.shapes.get("centres", ((0,), ""))[0][:1] or (0,)
+    with torch.device("meta"):
+        empty = KernelMachine.empty(centres[0], prep.in_dim, prep.out_dim)
+    check_tensors(file, model_file.shapes, tensor_layout(empty.state_dict()))
+    model = KernelMachine.empty(centres[0], prep.in_dim, prep.out_dim)
+    model.load_state_dict(model_file.tensors())
+    target = resolve_device(device)
+    model.to(target).eval()
+    return Predictor(config, prep, model, model_file.metadata, target)
+
+
+def require_network(predictor: Predictor, path: str | Path, what: str) -> None:
+    """Refuse (exit 2) what only a network has, for a sweep's kernel baseline point."""
+    if isinstance(predictor.model, KernelMachine):
+        raise CheckpointError(
+            f"{path}: a sweep's kernel baseline point, a kernel machine with no layers of its "
+            f"own, so {what} does not apply; mlp eval, mlp predict and mlp plot --boundary "
+            f"take it"
+        )
 
 
 def expected_layout(config: Config, prep: Preprocessor) -> Layout:

@@ -29,7 +29,7 @@ from ..errors import ConfigError, DataError, MlpError
 from ..model.layers import EVAL_BATCH
 from ..runs.atomic import atomic_write, write_text_atomic
 from ..version import __version__
-from .evaluate import Predictor, load, model_path
+from .evaluate import Predictor, load, model_path, require_network
 
 FORMATS = ("onnx",)
 EXTRA = 'pip install "mlpcli[onnx]"'
@@ -162,6 +162,7 @@ def export_run(run: str | Path, fmt: str = "onnx", out: str | Path | None = None
         check_target(Path(out))
     require_onnx()
     predictor = load(run)
+    require_network(predictor, run, "mlp export")
     path = Path(out) if out is not None else default_path(run)
     module = Deployable(predictor.model, predictor.preprocessor).eval()
     graph = to_onnx(module, len(input_columns(predictor.preprocessor)))

@@ -1,6 +1,7 @@
-"""A sweep's linear baseline: one extra point, the base config with `model.hidden: []`, trained
-with each of the sweep's seeds. `train.baseline: true` in the base config (or `--baseline`) asks
-for it; the trials themselves train no baseline of their own.
+"""A sweep's baselines: one extra point for each name in the base config's `train.baseline` (or
+`--baseline NAMES`), run with each of the sweep's seeds: the linear one is the base config with
+`model.hidden: []`, the kernel one the base config's data fitted by kernel ridge regression
+(executors.local.run_trial runs it). The trials themselves train no baseline of their own.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import copy
 from typing import Any
 
 from ..config.schema import Config, SweepConfig, build_config
-from ..console import BASELINE_LABEL
 from ..errors import ConfigError
 from ..training.baseline import linear_raw
 from .grid import Trial
@@ -22,23 +22,32 @@ def check_baseline_key(sweep: SweepConfig) -> None:
     for where, keys in (("sweep.grid", sweep.grid), ("sweep.zip", sweep.zip)):
         if KEY in keys:
             raise ConfigError(
-                f"{where}: {KEY} cannot be swept; a sweep trains one {BASELINE_LABEL} point "
-                f"for all its trials: set {KEY}: true in the base config, or pass --baseline"
+                f"{where}: {KEY} cannot be swept; a sweep trains one point per baseline for "
+                f"all its trials: set {KEY} (e.g. [linear, kernel]) in the base config, or "
+                f"pass --baseline"
             )
 
 
 def baseline_trials(
     config: Config, trials: list[Trial], base: dict[str, Any]
 ) -> tuple[list[Trial], list[dict[str, Any]]]:
-    """The baseline point's trials (one per seed, after the grid's) and their resolved configs.
+    """The baseline points' trials (one per seed, after the grid's, a point per baseline) and
+    their resolved configs.
 
     `base` is the trials' base mapping: the config without its sweep section, its data seed set.
     """
     point = max((t.point for t in trials), default=-1) + 1
-    extra, configs = [], []
-    for s in range(config.sweep.seeds):
-        trial = Trial(len(trials) + s, point, {"model.hidden": []}, config.seed + s, baseline=True)
-        raw = linear_raw({**copy.deepcopy(base), "seed": trial.seed, "name": trial.name})
-        configs.append(build_config(raw, source=f"sweep point {trial.label()}").to_dict())
-        extra.append(trial)
+    extra: list[Trial] = []
+    configs = []
+    for name in config.train.baseline:
+        settings: dict[str, Any] = {"model.hidden": []} if name == "linear" else {}
+        for s in range(config.sweep.seeds):
+            index = len(trials) + len(extra)
+            trial = Trial(index, point, settings, config.seed + s, baseline=name)
+            raw = {**copy.deepcopy(base), "seed": trial.seed, "name": trial.name}
+            if name == "linear":
+                raw = linear_raw(raw)
+            configs.append(build_config(raw, source=f"sweep point {trial.label()}").to_dict())
+            extra.append(trial)
+        point += 1
     return extra, configs

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ..config.bounded_yaml import safe_load
-from ..config.registry import shown
+from ..config.registry import BASELINES, shown
 from ..console import BASELINE_LABEL
 from ..errors import ConfigError
 
@@ -29,7 +29,10 @@ class Trial:
     point: int  # the grid point; trials that differ only by seed share it
     settings: dict[str, Any] = field(hash=False)
     seed: int = 0
-    baseline: bool = False  # the linear baseline's point (train.baseline), not a grid point
+    # A baseline's point (a BASELINES name of train.baseline: linear, kernel), not a grid
+    # point; "" for a grid point.
+    baseline: str = ""
+    budget: int | None = None  # the parameter budget (sweep.params) its width was chosen for
 
     @property
     def name(self) -> str:
@@ -37,9 +40,14 @@ class Trial:
 
     def label(self) -> str:
         """'model.hidden=[16] optim.lr=0.01' for tables and messages."""
-        if self.baseline:
+        if self.baseline == "linear":
             return f"{BASELINE_LABEL} (model.hidden=[])"
-        return " ".join(f"{k}={format_value(v)}" for k, v in self.settings.items()) or "(base)"
+        if self.baseline:
+            return f"{BASELINES[self.baseline].label} (RBF kernel ridge)"
+        parts = [f"{k}={format_value(v)}" for k, v in self.settings.items()]
+        if self.budget is not None:  # the width follows from it
+            parts.insert(0, f"budget={self.budget}")
+        return " ".join(parts) or "(base)"
 
 
 def format_value(value: Any) -> str:

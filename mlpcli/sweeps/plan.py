@@ -8,6 +8,7 @@ from typing import Any
 from ..config.schema import Config, build_config, set_key
 from ..errors import ConfigError
 from .baseline import baseline_trials, check_baseline_key
+from .budget import budget_trials
 from .grid import Trial, expand
 
 
@@ -15,12 +16,15 @@ def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
     """Every trial and its resolved config, all validated before anything runs."""
     sweep = config.sweep
     check_baseline_key(sweep)
-    trials = expand(sweep.grid, sweep.zip, sweep.seeds, config.seed)
     base = config.to_dict()
     base.pop("sweep")
     if base["data"]["seed"] is None:
         base["data"]["seed"] = config.seed  # seeds vary the training, not the rows
     base["train"]["baseline"] = False  # the sweep's baseline is one point, not one per trial
+    if sweep.params is not None:
+        trials = budget_trials(config, base)
+    else:
+        trials = expand(sweep.grid, sweep.zip, sweep.seeds, config.seed)
     configs = []
     problems: dict[str, list[str]] = {}  # a problem, once, with the points that have it
     for trial in trials:

@@ -20,11 +20,15 @@ def trial_row(result: TrialResult) -> dict[str, Any]:
     """Settings, seed, status, metrics per split, parameters, time and run folder of one trial."""
     summary = result.summary
     row: dict[str, Any] = {"trial": result.trial.name, "point": result.trial.point}
+    if result.trial.baseline:  # which baseline the row is: linear, kernel
+        row["baseline"] = result.trial.baseline
     for key, value in result.trial.settings.items():
         row[key] = format_value(value)
     hidden = result.trial.settings.get("model.hidden")
     if isinstance(hidden, list):
         row["width"], row["depth"] = (max(hidden) if hidden else 0), len(hidden)
+    if result.trial.budget is not None:
+        row["budget"] = result.trial.budget
     row.update(
         seed=result.trial.seed,
         status=result.status,
@@ -70,7 +74,7 @@ def point_stats(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, A
             "trials": len(members),
             "completed": len(done),
         }
-        for extra in ("width", "depth", "params"):
+        for extra in ("width", "depth", "params", "budget"):
             value = next((r[extra] for r in members if r.get(extra) is not None), None)
             if value is not None:
                 entry[extra] = value

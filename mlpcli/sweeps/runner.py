@@ -32,6 +32,7 @@ from ..runs.folder import (
     run_lock,
     write_json,
 )
+from .budget import merge_budget
 from .executors.local import Executor, TrialResult, TrialTask, worker_count
 from .grid import Trial, hidden_axis, parse_values
 from .plan import plan_trials
@@ -60,12 +61,14 @@ def with_plan(
     grid: Sequence[str] = (),
     seeds: int | None = None,
     source: str = "the config",
+    params: list[int] | None = None,
 ) -> Config:
     """The config with command-line sweep options merged into its sweep section.
 
     A --grid key replaces that key's list in the file's sweep.grid; --hidden and --depth each
-    replace one dimension of the hidden layers and keep the other from the file. Flags that
-    would silently drop what another source asks for are refused instead.
+    replace one dimension of the hidden layers and keep the other from the file; --params
+    (or the file's sweep.params) makes --depth the depths compared at that parameter budget.
+    Flags that would silently drop what another source asks for are refused instead.
     """
     sweep = config.sweep.model_copy(deep=True)
     given: dict[str, list[Any]] = {}
@@ -87,7 +90,9 @@ def with_plan(
             )
         given[key] = parse_values(text, f"--grid {key}")
     sweep.grid.update(given)
-    if hidden or depth:
+    if params is not None or sweep.params is not None:
+        merge_budget(sweep, config.model.hidden, params, hidden, depth, given, source)
+    elif hidden or depth:
         flags = " and ".join(n for n, v in (("--hidden", hidden), ("--depth", depth)) if v)
         if "model.hidden" in given:
             raise ConfigError(
@@ -115,9 +120,11 @@ def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> None
     monitor against the task its data makes, before a folder is made or a worker started: a
     missing file or a bad column is one error (exit 2), not every trial failing with it."""
     from ..config.schema import loss_name
+    from ..resources.kernel_memory import check_kernel_memory
     from ..training.plan import check_monitor, plan_run
 
     tasks: dict[str, tuple[str, bool]] = {}  # data section -> (task, has validation rows)
+    sizes: dict[str, tuple[int, int]] = {}  # data section -> (training rows, most other rows)
     for trial, raw in zip(trials, configs):
         config = build_config(raw, source=f"sweep point {trial.label()}")
         key = json.dumps(raw["data"], sort_keys=True)
@@ -125,9 +132,13 @@ def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> None
             if key not in tasks:
                 plan = plan_run(config)
                 tasks[key] = (plan.dataset.task, len(plan.dataset.val) > 0)
+                data = plan.dataset
+                sizes[key] = (len(data.train), max(len(data.val), len(data.test)))
             task, has_val = tasks[key]
             loss_name(config, task)
             check_monitor(config, task, has_val)
+            if trial.baseline == "kernel":  # refused now, not as a trial failing with it
+                check_kernel_memory(*sizes[key])
         except ConfigError as exc:
             raise ConfigError(f"sweep point {trial.label()}: {exc}") from None
 
@@ -138,6 +149,7 @@ def run_sweep(
     *,
     hidden: list[int] | None = None,
     depth: list[int] | None = None,
+    params: list[int] | None = None,
     grid: Sequence[str] = (),
     seeds: int | None = None,
     workers: int | None = None,
@@ -157,7 +169,8 @@ def run_sweep(
     if name is not None:
         check_run_name(name, "--name")  # before any work is done
     source = "the config" if isinstance(config, Config) else str(config)
-    config = with_plan(as_config(config, list(overrides)), hidden, depth, grid, seeds, source)
+    config = as_config(config, list(overrides))
+    config = with_plan(config, hidden, depth, grid, seeds, source, params)
     trials, configs = plan_trials(config)
     check_trial_data(trials, configs)
     ray = ray if executor is None else None  # the trials run where `executor` runs them
@@ -331,19 +344,23 @@ def _write_summary(
     keys = list(trials[0].settings) if trials else []
     points = point_stats(rows, keys)
     for point in points:
-        if any(t.baseline and t.point == point["point"] for t in trials):
+        kind = next((t.baseline for t in trials if t.baseline and t.point == point["point"]), "")
+        if kind:
             point["baseline"] = True  # a reference beside the grid, never its best point
+            point["model"] = kind  # which baseline: linear, kernel
     failed = [r for r in results.values() if r.status == "failed"]
     if failed and status == "completed":
         status = "failed"
     best = best_point([p for p in points if not p.get("baseline")], metric)
     completed = [r for r in results.values() if r.status == "completed"]
+    budget = {"params": config.sweep.params, "depth": config.sweep.depth}
     summary = {
         "name": sweep_dir.name,
         "status": status,
         "main_metric": metric,
         "grid": config.sweep.grid,
         "zip": config.sweep.zip,
+        **(budget if config.sweep.params else {}),
         "seeds": config.sweep.seeds,
         "trials": len(trials),
         "completed": len(completed),
@@ -381,8 +398,14 @@ def _plot(sweep_dir: Path, points: list[dict[str, Any]], metric: str) -> None:
     title = sweep_dir.name
     # The baseline's width is 0, which a log axis cannot show: the curves draw it as a line.
     grid = [p for p in points if not p.get("baseline")]
-    baseline = next((p for p in points if p.get("baseline")), None)
-    if len({p.get("width") for p in grid}) > 1 and all("width" in p for p in grid):
+    baseline = [p for p in points if p.get("baseline")]
+    budgets = {p["budget"] for p in grid if "budget" in p}
+    if budgets:  # depths compared at equal parameter counts; each budget's own width per depth
+        sweep_curves(grid, sweep_dir / "plots" / "vs_depth.png", metric, "depth", title, baseline)
+        if len(budgets) > 1:
+            path = sweep_dir / "plots" / "vs_params.png"
+            sweep_curves(grid, path, metric, "params", title, baseline)
+    elif len({p.get("width") for p in grid}) > 1 and all("width" in p for p in grid):
         sweep_curves(grid, sweep_dir / "plots" / "vs_width.png", metric, "width", title, baseline)
         if len({p["depth"] for p in grid}) > 1:
             path = sweep_dir / "plots" / "vs_params.png"

@@ -16,6 +16,7 @@ from ..data import Dataset, Preprocessor, fit_preprocessor, load_dataset
 from ..data.targets import check_regression_targets
 from ..errors import ConfigError
 from ..resources import memory
+from ..resources.kernel_memory import check_kernel_memory
 
 
 @dataclass
@@ -48,6 +49,8 @@ def plan_run(config: Config, dataset: Dataset | None = None) -> RunPlan:
     # The data is read into host memory whatever the device: check that part now; the model's
     # share is checked once the device is known.
     memory.check(replace(needs, model_bytes=0, activation_bytes=0), config)
+    if "kernel" in config.train.baseline:  # refused before the MLP trains, not after
+        check_kernel_memory(len(dataset.train), max(len(dataset.val), len(dataset.test)))
     return RunPlan(config, dataset, prep, needs)
 
 

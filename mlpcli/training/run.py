@@ -19,6 +19,7 @@ import torch
 from ..callbacks import Callback
 from ..config.registry import main_metric
 from ..config.schema import Config, as_config, differences, load_config
+from ..console import err
 from ..data import Dataset, Preprocessor
 from ..errors import (
     CheckpointError,
@@ -53,9 +54,25 @@ from ..runs.folder import (
 )
 from ..runs.tracking import TensorBoard
 from ..version import __version__
-from .baseline import add_baseline
+from .baseline import add_baselines
 from .diagnostics import DIAGNOSTICS_FILE, Diagnostics
 from .distributed import SOLO, PeerLost, World
+from .lr_find import (
+    AUTO,
+    END,
+    FIGURE,
+    START,
+    STEPS,
+    LrFind,
+    check_free,
+    check_range,
+    draw,
+    draw_reserved,
+    fresh_path,
+    range_test,
+    reserve,
+    with_lr,
+)
 from .plan import RunPlan, plan_run
 from .progress import Progress
 from .trainer import Trainer
@@ -74,11 +91,12 @@ class TrainResult:
 class Session:
     """Everything a run needs in memory, built before any folder is made."""
 
-    config: Config
+    config: Config  # optim.lr: auto resolved to the range test's rate
     dataset: Dataset
     prep: Preprocessor
     trainer: Trainer
     splits: dict[str, Split]
+    lr_find: LrFind | None = None  # the range test that chose optim.lr, for optim.lr: auto
 
 
 def prepare(
@@ -88,7 +106,8 @@ def prepare(
     world: World = SOLO,
 ) -> Session:
     """Data, preprocessing, model, loss and trainer; every user error surfaces here, those that
-    need no torch first (plan.plan_run, which a caller may have run already).
+    need no torch first (plan.plan_run, which a caller may have run already). With optim.lr:
+    auto, the range test runs first, and the session's config holds the rate it chose.
 
     A dataset already loaded for this config's data section and seed may be passed in (a sweep
     worker reuses one across trials).
@@ -97,15 +116,41 @@ def prepare(
     dataset, prep = plan.dataset, plan.prep
     device = world.place(resolve_device(config.train.device))
     memory.check_for(plan.needs, config, device)
+    splits = _splits(config, dataset, prep, device, ("train", "val", "test"))
+    found = None
+    if config.optim.lr == AUTO:
+        found = _range_test(config, dataset, prep, splits, device) if world.is_main else None
+        # Every process trains with process 0's rate.
+        lr = float(world.share_text(repr(found.suggested_lr) if found is not None else None))
+        config = with_lr(config, lr)
+    trainer = _trainer(config, dataset, prep, splits, device, world)
+    return Session(config, dataset, prep, trainer, splits, found)
+
+
+def _splits(
+    config: Config, dataset: Dataset, prep: Preprocessor, device: torch.device, names: Sequence[str]
+) -> dict[str, Split]:
+    """The named splits that have rows, preprocessed, on the device."""
     where = config.data.path or config.data.source
-    splits = {
+    return {
         name: Split.from_frame(prep, dataset.split(name), device, f"{where} ({name} split)")
-        for name in ("train", "val", "test")
+        for name in names
         if len(dataset.split(name))
     }
+
+
+def _trainer(
+    config: Config,
+    dataset: Dataset,
+    prep: Preprocessor,
+    splits: dict[str, Split],
+    device: torch.device,
+    world: World,
+) -> Trainer:
+    """The model, seeded from the config, and its trainer."""
     torch.manual_seed(config.seed)
     model = build_mlp(config.model, prep.in_dim, prep.out_dim).to(device)
-    trainer = Trainer(
+    return Trainer(
         config,
         model,
         make_loss(config, dataset.task),
@@ -115,7 +160,56 @@ def prepare(
         target_scale(prep, device),
         world,
     )
-    return Session(config, dataset, prep, trainer, splits)
+
+
+def _range_test(
+    config: Config,
+    dataset: Dataset,
+    prep: Preprocessor,
+    splits: dict[str, Split],
+    device: torch.device,
+    start: float = START,
+    end: float = END,
+    steps: int = STEPS,
+) -> LrFind:
+    """The range test on a model and trainer built as training builds them, in one process."""
+
+    def build(lr: float) -> Trainer:
+        return _trainer(with_lr(config, lr), dataset, prep, splits, device, SOLO)
+
+    return range_test(build, start, end, steps, device)
+
+
+def find_lr(
+    config: Config | str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    start: float = START,
+    end: float = END,
+    steps: int = STEPS,
+    out: str | Path = "runs",
+    output: str | Path | None = None,
+    plot: bool = True,
+    plan: RunPlan | None = None,
+) -> LrFind:
+    """The learning-rate range test of a config (`mlp lr-find`) on its training split, model and
+    optimiser, with lr_find.png at `output`, else a fresh OUT/NAME-lr_find.png; no run folder
+    is made, and the config and the caller's random state are left as they were."""
+    check_range(start, end, steps)
+    if output is not None:
+        check_free(Path(output))  # before the work, not after it
+    config = as_config(config, overrides)
+    plan = plan or plan_run(config)
+    device = resolve_device(config.train.device)
+    memory.check_for(plan.needs, config, device)
+    splits = _splits(config, plan.dataset, plan.prep, device, ("train",))
+    found = _range_test(config, plan.dataset, plan.prep, splits, device, start, end, steps)
+    if plot:
+        name = config.name or "run"
+        path = reserve(Path(output)) if output is not None else fresh_path(Path(out), name)
+        own = config.optim.lr if isinstance(config.optim.lr, float) else None
+        found.figure = draw_reserved(found, path, name, own)
+    return found
 
 
 def train(
@@ -152,10 +246,11 @@ def train(
         if not world.is_main:
             return _follow(session, Path(world.share_text(None)))
         run_dir = create_run_dir(Path(out), name or config.name or "run", explicit=name is not None)
-        write_text_atomic(run_dir / CONFIG_FILE, config.to_yaml())
+        write_text_atomic(run_dir / CONFIG_FILE, session.config.to_yaml())  # optim.lr chosen
         world.share_text(str(run_dir))
         with run_lock(run_dir):
-            return _run(session, run_dir, _started(), started, quiet, callbacks)
+            summary = {**_started(), **_record_lr_find(session, run_dir, quiet)}
+            return _run(session, run_dir, summary, started, quiet, callbacks)
     run_dir = Path(resume)
     if not run_dir.is_dir():
         raise RunError(f"--resume {run_dir}: no such run folder")
@@ -172,6 +267,26 @@ def train(
             write_text_atomic(run_dir / CONFIG_FILE, session.config.to_yaml())
             summary["continued"] = [*summary.get("continued", []), more]
         return _run(session, run_dir, summary, started, quiet, callbacks)
+
+
+def _record_lr_find(session: Session, run_dir: Path, quiet: bool) -> dict[str, Any]:
+    """For optim.lr: auto, the range test's figure in the run folder, a line on stderr, and
+    what summary.json records of it; nothing otherwise."""
+    found = session.lr_find
+    if found is None:
+        return {}
+    figure = ""
+    if session.config.train.plots:
+        draw(found, run_dir / "plots" / FIGURE, run_dir.name)
+        figure = f"; plots/{FIGURE}"
+    if not quiet:
+        stop = ", stopped early" if found.stopped_early else ""
+        err.print(
+            f"optim.lr auto: {found.suggested_lr:.3g}, suggested by a range test of "
+            f"{len(found.lrs)} steps{stop} ({found.seconds:.2f} s{figure})",
+            soft_wrap=True,
+        )
+    return {"lr_find": found.summary()}
 
 
 def _resumed(
@@ -299,7 +414,7 @@ def _run(
     except WriteError as exc:  # a full or read-only disk: the last checkpoint is intact
         raise WriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
     if session.config.train.baseline:  # once the MLP is saved, so that it cannot change it
-        summary = add_baseline(session, run_dir, summary, quiet)
+        summary = add_baselines(session, run_dir, summary, quiet)
     return TrainResult(run_dir, summary)
 
 
@@ -341,6 +456,8 @@ def _check_resume(run_dir: Path, config: Config) -> tuple[Config, Config]:
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunError(f"--resume {run_dir}: not a run folder (no config.yaml)")
     saved = load_config(run_dir / CONFIG_FILE)
+    if config.optim.lr == AUTO:  # the rate the run's own range test chose
+        config = with_lr(config, saved.optim.lr)
     differ = [key for key in differences(saved.to_dict(), config.to_dict()) if key != EPOCHS]
     if differ:
         raise ConfigError(

@@ -117,6 +117,7 @@ def run_trial(
     from ...errors import MlpError
     from ...runs.atomic import write_text_atomic
     from ...runs.folder import CONFIG_FILE, SUMMARY_FILE, read_json
+    from ...training.kernel_run import fit_kernel_run
     from ...training.run import train
 
     started = time.perf_counter()
@@ -128,19 +129,24 @@ def run_trial(
             if len(_datasets) >= MAX_CACHED_DATASETS:
                 _datasets.pop(next(iter(_datasets)))
             _datasets[key] = load_dataset(config)
-        if task.run_dir.is_dir() and not (task.run_dir / CONFIG_FILE).exists():
-            # Stopped between making the folder and its first write: start it in place.
-            write_text_atomic(task.run_dir / CONFIG_FILE, config.to_yaml())
-        trained = train(
-            config,
-            out=task.run_dir.parent,
-            name=task.run_dir.name,
-            resume=task.run_dir if task.run_dir.is_dir() else None,
-            quiet=True,
-            callbacks=[*([_Reporter(task.trial, progress)] if progress else []), *callbacks],
-            dataset=dataset if dataset is not None else _datasets[key],
-        )
-        result.status, result.summary = "completed", trained.summary
+        data = dataset if dataset is not None else _datasets[key]
+        if task.trial.baseline == "kernel":  # fitted, not trained: no epochs to report
+            result.summary = fit_kernel_run(config, task.run_dir, data)
+            result.status = "completed"
+        else:
+            if task.run_dir.is_dir() and not (task.run_dir / CONFIG_FILE).exists():
+                # Stopped between making the folder and its first write: start it in place.
+                write_text_atomic(task.run_dir / CONFIG_FILE, config.to_yaml())
+            trained = train(
+                config,
+                out=task.run_dir.parent,
+                name=task.run_dir.name,
+                resume=task.run_dir if task.run_dir.is_dir() else None,
+                quiet=True,
+                callbacks=[*([_Reporter(task.trial, progress)] if progress else []), *callbacks],
+                dataset=data,
+            )
+            result.status, result.summary = "completed", trained.summary
     except KeyboardInterrupt as exc:
         result.status, result.interrupt = "stopped", str(exc.args[0]) if exc.args else "SIGINT"
         result.error = f"interrupted by {result.interrupt}"
