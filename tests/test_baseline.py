@@ -130,7 +130,7 @@ def test_an_interrupted_baseline_keeps_the_completed_run(tmp_path, monkeypatch):
     def interrupt(session, config):
         raise KeyboardInterrupt("SIGTERM")
 
-    monkeypatch.setattr("mlpcli.training.baseline._fit_and_score", interrupt)
+    monkeypatch.setattr("mlpcli.training.baselines.fit._fit_and_score", interrupt)
     result = mlp("train", write_config(tmp_path), "--out", tmp_path, "--name", "r", "--baseline")
     assert result.exit_code == 130
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())

@@ -22,7 +22,7 @@ from mlpcli.model.outputs import Split
 from mlpcli.resources import kernel_memory
 from mlpcli.sweeps.boundaries import first_seeds
 from mlpcli.sweeps.plan import plan_trials
-from mlpcli.training.kernel import GAMMA_FACTORS, LAMBDAS, fit_kernel
+from mlpcli.training.baselines.kernel import GAMMA_FACTORS, LAMBDAS, fit_kernel
 
 MOONS = {
     "name": "moons",

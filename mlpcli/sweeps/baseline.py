@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config.schema import Config, SweepConfig, build_config
 from ..errors import ConfigError
-from ..training.baseline import linear_raw
+from ..training.baselines.fit import linear_raw
 from .grid import Trial
 
 KEY = "train.baseline"

@@ -54,7 +54,7 @@ from ..runs.folder import (
 )
 from ..runs.tracking import TensorBoard
 from ..version import __version__
-from .baseline import add_baselines
+from .baselines.fit import add_baselines
 from .diagnostics import DIAGNOSTICS_FILE, Diagnostics
 from .distributed import SOLO, PeerLost, World
 from .lr_find import (

@@ -117,7 +117,7 @@ def run_trial(
     from ...errors import MlpError
     from ...runs.atomic import write_text_atomic
     from ...runs.folder import CONFIG_FILE, SUMMARY_FILE, read_json
-    from ...training.kernel_run import fit_kernel_run
+    from ...training.baselines.kernel_run import fit_kernel_run
     from ...training.run import train
 
     started = time.perf_counter()

@@ -14,14 +14,14 @@ from typing import Any
 
 import torch
 
-from ..config.registry import main_metric
-from ..config.schema import Config
-from ..data import Dataset
-from ..model.kernel import KERNEL_KEY
-from ..model.outputs import Split, target_scale
-from ..runs.atomic import write_text_atomic
-from ..runs.checkpoint import save_model
-from ..runs.folder import (
+from ...config.registry import main_metric
+from ...config.schema import Config
+from ...data import Dataset
+from ...model.kernel import KERNEL_KEY
+from ...model.outputs import Split, target_scale
+from ...runs.atomic import write_text_atomic
+from ...runs.checkpoint import save_model
+from ...runs.folder import (
     CONFIG_FILE,
     MODEL_FILE,
     SUMMARY_FILE,
@@ -30,10 +30,10 @@ from ..runs.folder import (
     run_lock,
     write_json,
 )
-from ..version import __version__
-from .baseline import predict_ms_per_1k_rows
+from ...version import __version__
+from ..plan import plan_run
+from .fit import predict_ms_per_1k_rows
 from .kernel import fit_kernel, kernel_metrics
-from .plan import plan_run
 
 
 def fit_kernel_run(config: Config, run_dir: Path, dataset: Dataset | None = None) -> dict[str, Any]:

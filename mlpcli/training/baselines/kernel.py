@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from ..config.registry import MAXIMISED_METRICS, main_metric
-from ..errors import ConfigError
-from ..model.kernel import KernelMachine, rbf, squared_distances
-from ..model.outputs import Split, predict_raw, read_floats
-from ..model.tasks import compute_metrics
-from ..resources.kernel_memory import LANDMARKS, MAX_EXACT_ROWS
+from ...config.registry import MAXIMISED_METRICS, main_metric
+from ...errors import ConfigError
+from ...model.kernel import KernelMachine, rbf, squared_distances
+from ...model.outputs import Split, predict_raw, read_floats
+from ...model.tasks import compute_metrics
+from ...resources.kernel_memory import LANDMARKS, MAX_EXACT_ROWS
 
 # gamma = factor / median squared distance between training rows (a sample of MEDIAN_ROWS)
 GAMMA_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)

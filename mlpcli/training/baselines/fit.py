@@ -4,7 +4,7 @@ stores to predict, and what a prediction costs.
 
 The linear baseline is the run's own config with no hidden layer (`model.hidden: []`), trained
 with the same optimiser, schedule, epochs, early stopping and seed, so that the two are compared
-on equal terms; the kernel baseline is fitted by training/kernel.py. torch is imported only to
+on equal terms; the kernel baseline is fitted by kernel.py. torch is imported only to
 train them: a sweep plans its baseline points with linear_raw() alone.
 """
 
@@ -16,17 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.registry import BASELINES
-from ..config.schema import Config, build_config
-from ..console import BASELINE_LABEL, err
-from ..errors import MlpError
-from ..resources import memory
-from ..runs.folder import SUMMARY_FILE, write_json
+from ...config.registry import BASELINES
+from ...config.schema import Config, build_config
+from ...console import BASELINE_LABEL, err
+from ...errors import MlpError
+from ...resources import memory
+from ...runs.folder import SUMMARY_FILE, write_json
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from .run import Session
+    from ..run import Session
 
 # predict_ms_per_1k_rows: the best of REPEATS timed predictions of TIMED_ROWS preprocessed
 # training rows (repeated if there are fewer), on the CPU, one thread, after WARMUP untimed ones.
@@ -163,7 +163,7 @@ def predict_ms_per_1k_rows(model: nn.Module, x: Any) -> float:
     """Milliseconds a model takes to predict 1,000 preprocessed rows (see TIMED_ROWS)."""
     import torch
 
-    from ..model.outputs import predict_raw
+    from ...model.outputs import predict_raw
 
     rows = x[torch.arange(TIMED_ROWS, device=x.device) % len(x)].detach().to("cpu")
     on_cpu = all(t.device.type == "cpu" for t in model.state_dict().values())
@@ -192,10 +192,10 @@ def _fit_and_score(session: Session, config: Config) -> tuple[dict[str, Any], nn
     the model."""
     import torch
 
-    from ..model.factory import build_mlp
-    from ..model.outputs import evaluate, read_floats
-    from ..model.tasks import make_loss
-    from .trainer import Trainer
+    from ...model.factory import build_mlp
+    from ...model.outputs import evaluate, read_floats
+    from ...model.tasks import make_loss
+    from ..trainer import Trainer
 
     splits, task = session.splits, session.dataset.task
     torch.manual_seed(config.seed)  # the MLP's seed, as prepare() uses it
