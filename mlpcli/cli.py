@@ -61,8 +61,9 @@ _debug = False
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# A --baseline value: names (linear, kernel) and commas, nothing a path or override holds.
-BASELINE_VALUE = re.compile(r"[A-Za-z_][\w-]*(,[A-Za-z_][\w-]*)*")
+# A --baseline value: names (linear, kernel) and commas (spaces beside them allowed), nothing
+# a path or override holds.
+BASELINE_VALUE = re.compile(r"[A-Za-z_][\w-]*(\s*,\s*[A-Za-z_][\w-]*)*")
 
 
 class BaselineCommand(TyperCommand):
@@ -680,12 +681,14 @@ def lr_find(
     """The learning-rate range test: the rate grows from --start to --end over --steps training
     steps; suggests optim.lr and draws the loss against it. No run folder is made."""
     from .config.schema import load_config
-    from .training.lr_find import check_free, check_range
+    from .training.lr_find import check_free, check_out, check_range
 
     # The options, the config and its data are checked before torch is imported.
     check_range(start, end, steps)
     if output is not None:
         check_free(output)
+    else:
+        check_out(out_dir)
     checked = load_config(config, list(overrides or []))
     from .training.plan import plan_run
 

@@ -188,6 +188,7 @@ def test_the_memory_check_counts_nystroem_landmarks_above_the_exact_limit():
         (["--baseline"], ["--baseline=linear"]),
         (["--baseline", "kernel"], ["--baseline=kernel"]),
         (["--baseline", "linear,kernel", "-q"], ["--baseline=linear,kernel", "-q"]),
+        (["--baseline", "linear, kernel"], ["--baseline=linear, kernel"]),
         (["--baseline", "-q"], ["--baseline=linear", "-q"]),
         # An override or a path after it keeps its own meaning.
         (["--baseline", "optim.lr=0.1"], ["--baseline=linear", "optim.lr=0.1"]),
@@ -216,6 +217,7 @@ def test_the_cli_forms_reach_the_config(tmp_path):
         (True, ["linear"], True),
         ("kernel", ["kernel"], ["kernel"]),
         ("kernel,linear", ["linear", "kernel"], ["linear", "kernel"]),
+        ("linear, kernel", ["linear", "kernel"], ["linear", "kernel"]),
         (["kernel"], ["kernel"], ["kernel"]),
     ],
 )
@@ -281,6 +283,7 @@ def test_a_sweep_with_linear_and_kernel_gets_their_points_rows_lines_and_panels(
     assert isinstance(mlpcli.load(trial).model, KernelMachine)
     assert "loss" not in mlpcli.evaluate(trial).metrics  # not the task's loss: left out
     assert_exit_2(mlp("inspect", trial), "kernel baseline point", "mlp plot --boundary")
+    assert_exit_2(mlp("summary", trial), "kernel baseline point", "mlp summary does not apply")
     trials, _ = plan_trials(build_config(yaml.safe_load((sweep_dir / "sweep.yaml").read_text())))
     labels = [label for label, run in first_seeds(sweep_dir, trials) if run is not None]
     assert labels[-1].startswith(BASELINES["kernel"].label) and len(labels) == 4

@@ -97,8 +97,10 @@ class Rows:
 def test_a_curve_that_blows_up_at_once_is_refused_rather_than_read():
     assert lr_find.window(100, 100) == (10, 95)
     assert lr_find.window(12, 100) == (0, 12)  # too short to leave points out: read whole
-    with pytest.raises(TrainingError, match="no curve to read"):
-        lr_find.window(1, 100)
+    for count in (1, 2, 4):  # a suggestion from so few points would only echo --start
+        with pytest.raises(TrainingError, match="no curve to read"):
+            lr_find.window(count, 100)
+    assert lr_find.window(5, 100) == (0, 5)
 
 
 def fake_trainer(losses, batch_size=4, rows=10):
@@ -267,6 +269,15 @@ def test_mlp_lr_find_refuses_bad_options_naming_them(tmp_path):
     for args, needle in cases:
         assert_exit_2(mlp("lr-find", MOONS, "--out", tmp_path / "runs", *args), needle)
     assert taken.read_bytes() == b"mine" and not (tmp_path / "runs").exists()
+    assert_exit_2(mlp("lr-find", MOONS, "--out", taken), f"--out {taken}: not a folder")
+    assert taken.read_bytes() == b"mine"
+
+
+def test_a_test_that_blows_up_in_its_first_steps_suggests_nothing(tmp_path):
+    args = ["--start", "10", "--end", "1e6", "--steps", "20", "--out", tmp_path / "runs"]
+    result = mlp("lr-find", MOONS, *args)
+    assert result.exit_code == 1 and "no curve to read" in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_option_and_config_errors_come_before_torch(tmp_path):

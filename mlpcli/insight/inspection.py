@@ -386,7 +386,7 @@ def inspect_run(
     drawn = _draw_history(run_dir, config, at, epoch)
     if probes:
         report.probes = _probes(network, model, sample, data)
-        notes.append(_probes_note(report.probes, data))
+        notes.append(_probes_note(report.probes, data, network.prep.task))
         drawn.append(_draw_representations(run_dir, network, report.probes, at, epoch))
     if noise:
         report.noise = _noise(network, model, loss_fn, where)
@@ -423,7 +423,7 @@ def _probes(
     return probe_run(model, config, network.prep, fit_rows, held_rows, "held-out")
 
 
-def _probes_note(report: ProbeReport, data: str | Path | None) -> str:
+def _probes_note(report: ProbeReport, data: str | Path | None, task: str) -> str:
     rows = report.rows
     why = "the rows are --data's" if data is not None else "the run has no val or test split"
     held = (
@@ -434,8 +434,12 @@ def _probes_note(report: ProbeReport, data: str | Path | None) -> str:
     return (
         f"linear probes fitted on {rows['train']:,} training rows and scored on {rows['val']:,} "
         f"rows ({held}); features standardised by the training rows' mean and std; L2 penalty "
-        f"{PENALTY:g}/2·|W|² on the mean loss; logistic fits by L-BFGS, at most {LBFGS_STEPS} "
-        f"iterations"
+        f"{PENALTY:g}/2·|W|² on the mean loss; "
+        + (
+            "least squares in closed form"
+            if task == "regression"
+            else f"logistic fits by L-BFGS, at most {LBFGS_STEPS} iterations"
+        )
     )
 
 

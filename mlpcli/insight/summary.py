@@ -63,10 +63,11 @@ def _of_model(path: Path) -> dict[str, Any]:
     from ..data import Preprocessor
     from ..runs.checkpoint import read_model_file
     from ..runs.folder import SUMMARY_FILE, read_json
-    from ..serving.evaluate import model_path
+    from ..serving.evaluate import model_path, require_network_file
 
     file = model_path(path)
     metadata = read_model_file(file).metadata
+    require_network_file(metadata, path, "mlp summary")
     config = build_config(metadata["config"])
     prep = Preprocessor.from_dict(metadata["preprocessor"])
     rows = 0

@@ -283,7 +283,12 @@ def _kernel_predictor(
 
 def require_network(predictor: Predictor, path: str | Path, what: str) -> None:
     """Refuse (exit 2) what only a network has, for a sweep's kernel baseline point."""
-    if isinstance(predictor.model, KernelMachine):
+    require_network_file(predictor.metadata, path, what)
+
+
+def require_network_file(metadata: dict[str, Any], path: str | Path, what: str) -> None:
+    """require_network() from a model file's metadata, before any model is built."""
+    if KERNEL_KEY in metadata:
         raise CheckpointError(
             f"{path}: a sweep's kernel baseline point, a kernel machine with no layers of its "
             f"own, so {what} does not apply; mlp eval, mlp predict and mlp plot --boundary "

@@ -34,6 +34,7 @@ MAX_STEPS = 2000  # the valley rule takes steps**2 / 2 comparisons
 BETA = 0.98  # the smoothing of the loss
 STOP_FACTOR = 4.0  # stop once the smoothed loss passes this times its best
 SKIP_END = 5  # the last points, where the loss turns upwards, are no candidates
+MIN_CURVE = 5  # points a suggestion needs: fewer would only echo --start
 FIGURE = "lr_find.png"
 
 
@@ -114,9 +115,9 @@ def window(count: int, steps: int) -> tuple[int, int]:
     SKIP_END, as fastai and torch-lr-finder leave them out (the first are noise around the
     untrained loss, the last the blow-up); a curve too short for that is read whole."""
     low, high = steps // 10, count - SKIP_END
-    if high - low < 3:
+    if high - low < MIN_CURVE:
         low, high = 0, count
-    if high - low < 2:
+    if high - low < MIN_CURVE:
         raise TrainingError(
             f"the range test's loss passed {STOP_FACTOR:g}x its best within {count + 1} steps: "
             f"no curve to read; a range test from a lower rate draws one"
@@ -253,6 +254,12 @@ def check_free(path: Path) -> None:
         raise RunError(f"-o {path}: already exists; give another file name or remove it")
 
 
+def check_out(out: Path) -> None:
+    """Refuse an --out that is not a folder (or a folder to be made): checked before the test."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise RunError(f"--out {out}: not a folder; give the folder the figure goes in")
+
+
 def reserve(path: Path) -> Path:
     """The file -o names, created empty here so that nothing else takes it meanwhile."""
     if not _reserve(path):
@@ -275,6 +282,11 @@ def _reserve(path: Path) -> bool:
     """Create the file if no entry has its name (a link included); whether it did."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a folder should be
+        raise RunError(f"{path.parent}: not a folder; the figure goes in a folder") from None
+    except OSError as exc:
+        raise RunError(f"{path.parent}: cannot be made ({exc.strerror})") from None
+    try:
         with open(path, "x"):
             return True
     except FileExistsError:

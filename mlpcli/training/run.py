@@ -65,6 +65,7 @@ from .lr_find import (
     STEPS,
     LrFind,
     check_free,
+    check_out,
     check_range,
     draw,
     draw_reserved,
@@ -196,8 +197,10 @@ def find_lr(
     optimiser, with lr_find.png at `output`, else a fresh OUT/NAME-lr_find.png; no run folder
     is made, and the config and the caller's random state are left as they were."""
     check_range(start, end, steps)
-    if output is not None:
-        check_free(Path(output))  # before the work, not after it
+    if output is not None:  # before the work, not after it
+        check_free(Path(output))
+    elif plot:
+        check_out(Path(out))
     config = as_config(config, overrides)
     plan = plan or plan_run(config)
     device = resolve_device(config.train.device)
