@@ -85,8 +85,9 @@ def predict(run: str | Path, rows: str | Path, proba: bool = False) -> pd.DataFr
 def sweep(
     config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), **options: Any
 ) -> SweepResult:
-    """Train a grid of variations of a config; `mlp sweep`. Options: hidden, depth, params, grid,
-    seeds, workers, out, name, resume, quiet, ray (see mlpcli.sweeps.runner.run_sweep)."""
+    """Train a grid of variations of a config, or search a space of them; `mlp sweep`. Options:
+    hidden, depth, params, grid, seeds, search, trials, prune, space, workers, out, name, resume,
+    quiet, ray (see mlpcli.sweeps.runner.run_sweep)."""
     from .sweeps.runner import run_sweep
 
     return run_sweep(config, list(overrides), **options)

@@ -24,7 +24,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperCommand
 
-from .config.registry import BASELINES, executors_text
+from .config.registry import BASELINES, PRUNERS, SEARCHES, executors_text, names_text
 from .console import (
     baselines_table,
     confusion_table,
@@ -35,6 +35,7 @@ from .console import (
     out,
     per_class_table,
     probe_table,
+    search_table,
     settings_text,
     summary_table,
     sweep_table,
@@ -424,6 +425,24 @@ def sweep(
     ),
     grid: list[str] = typer.Option(None, "--grid", help="KEY=V1,V2,... (repeatable)."),
     seeds: int = typer.Option(None, "--seeds", min=1, help="Repeat every point with N seeds."),
+    search: str = typer.Option(
+        None, "--search", help=f"How trials are chosen: {names_text(SEARCHES)} [grid]."
+    ),
+    trials: int = typer.Option(None, "--trials", min=1, help="A search's number of trials."),
+    prune: str = typer.Option(
+        None, "--prune", help=f"Stop hopeless trials of a search: {names_text(PRUNERS)} [none]."
+    ),
+    space: list[str] = typer.Option(
+        None,
+        "--space",
+        help="KEY=SPEC searched, e.g. optim.lr=log(1e-4,1e-1), model.dropout=uniform(0,0.5), "
+        "train.batch_size=int(16,256,log), model.hidden=choice([16],[64,64]) (repeatable).",
+    ),
+    seed: int = typer.Option(
+        None,
+        "--seed",
+        help="Seed of the trials' training and of the search's sampler; the data keeps its split.",
+    ),
     workers: int = typer.Option(
         None, "--workers", min=1, help="Worker processes (default: cores)."
     ),
@@ -456,8 +475,9 @@ def sweep(
         False, "--shared-dir", help="Ray: trials write in the sweep folder (seen by all nodes)."
     ),
 ) -> None:
-    """Train a grid of variations of a config and compare them in one table and plot."""
+    """Train a grid of variations of a config, or search a space of them, and compare them."""
     from .api import sweep as run_sweep
+    from .config.schema import seed_overrides
     from .sweeps.executors.local import ray_options_of
     from .sweeps.grid import parse_values
 
@@ -470,16 +490,22 @@ def sweep(
         retries=retries,
         shared_dir=shared_dir,
     )
+    extra = list(overrides or [])
+    if seed is not None:
+        extra += seed_overrides(config, list(overrides or []), seed)
     try:
         result = run_sweep(
             config,
-            list(overrides or [])
-            + ([f"train.baseline={baseline}"] if baseline is not None else []),
+            extra + ([f"train.baseline={baseline}"] if baseline is not None else []),
             hidden=parse_values(hidden, "--hidden") if hidden else None,
             depth=parse_values(depth, "--depth") if depth else None,
             params=parse_values(params, "--params") if params else None,
             grid=list(grid or []),
             seeds=seeds,
+            search=search,
+            trials=trials,
+            prune=prune,
+            space=list(space or []),
             workers=workers,
             out=out_dir,
             name=name,
@@ -494,6 +520,9 @@ def sweep(
     summary = result.summary
     if as_json:
         _print_json({"sweep_dir": str(result.sweep_dir), **summary})
+    elif "search" in summary:
+        out.print(search_table(summary))
+        _search_lines(summary, result.sweep_dir)
     else:
         out.print(sweep_table(summary))
         best = summary["best"]
@@ -513,6 +542,28 @@ def sweep(
         for trial, reason in summary["failures"].items():
             err.print(f"[red]{trial} failed:[/] {escape(reason)}", soft_wrap=True)
         raise typer.Exit(EXIT_FAILED)
+
+
+def _search_lines(summary: dict[str, Any], sweep_dir: Path) -> None:
+    """A search's best trial with the command that trains it again, and what pruning saved."""
+    import shlex
+
+    from .runs.folder import SWEEP_FILE
+
+    metric, best = summary["main_metric"], summary["best"]
+    if best:
+        command = shlex.join(["mlp", "train", str(sweep_dir / SWEEP_FILE)])
+        out.print(
+            f"best: {summary['best_trial']}  val {metric} {number(best[f'val_{metric}_mean'])}"
+            f"  ·  {escape(command)} {escape(summary['overrides'] or '')}",
+            soft_wrap=True,
+        )
+    ran, full = summary["epochs"], summary["epochs_without_pruning"]
+    share = f" ({100 * ran / full:.0f}%)" if full else ""
+    out.print(
+        f"{summary['completed']} completed, {summary['pruned']} pruned, {summary['failed']} "
+        f"failed of {summary['trials']} trials · {ran} of {full} epochs{share} · {sweep_dir}"
+    )
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -174,6 +175,50 @@ def sweep_table(summary: dict[str, Any]) -> Table:
             cell(point, "val_loss"),
         )
     return table
+
+
+MAX_SEARCH_ROWS = 25  # a search's table shows its best trials
+
+
+def search_table(summary: dict[str, Any]) -> Table:
+    """A search's trials, best first: settings, how each ended, the epochs it ran, its
+    validation metric, and why it was pruned."""
+    metric = summary["main_metric"]
+    ranking = summary.get("ranking", [])
+    shown_rows = ranking[:MAX_SEARCH_ROWS]
+    more = len(ranking) - len(shown_rows)
+    title = f"search {summary['name']}" + (
+        f" (best {len(shown_rows)} of {len(ranking)})" if more else ""
+    )
+    table = Table(title=title, show_edge=False, header_style="bold")
+    table.add_column("trial")
+    table.add_column("settings", overflow="fold")
+    table.add_column("status")
+    table.add_column("epochs", justify="right")
+    table.add_column(f"val\n{metric}", justify="right")
+    table.add_column("reason", overflow="fold")  # pruned: why; failed: the error
+    styles = {"completed": "green", "pruned": "bright_black", "failed": "red"}
+    for row in shown_rows:
+        value = row.get(f"val_{metric}")
+        status = row["status"]
+        table.add_row(
+            row["trial"],
+            settings_text({k: _short_number(v) for k, v in row["settings"].items()}),
+            f"[{styles.get(status, '')}]{status}[/]",
+            str(row.get("epochs") or "-"),
+            number(value, 3) if isinstance(value, (int, float)) else "-",
+            escape(row.get("reason") or ""),
+        )
+    return table
+
+
+def _short_number(text: str) -> str:
+    """A drawn float in four significant digits (the exact value is in results.csv)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return f"{value:.4g}" if any(c in text for c in ".eE") else text
 
 
 def _baseline_row(point: dict[str, Any]) -> str:

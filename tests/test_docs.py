@@ -106,7 +106,13 @@ LOOPBACK_ONLY_PAGES = {"scaling.md"}
 # What each page's commands leave behind, beyond their exit codes.
 EXPECTED_FILES = {
     "runs.md": ["runs/moons-short/model.safetensors"],
-    "sweeps.md": ["runs/widths/results.csv", "runs/widths/plots/vs_width.png"],
+    "sweeps.md": [
+        "runs/widths/results.csv",
+        "runs/widths/plots/vs_width.png",
+        "runs/search/search.journal",
+        "runs/search/plots/parallel.png",
+        "runs/again/model.safetensors",
+    ],
     "insight.md": [
         "runs/vanishing/plots/gradients.png",
         "runs/vanishing-fixed/inspect.json",

@@ -17,6 +17,7 @@ HEAVY = (
     "onnx",
     "onnxruntime",
     "tensorboard",
+    "optuna",
 )
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,12 @@ def test_importing_the_cli_and_the_package_imports_nothing_heavy():
 
 
 def test_help_and_config_show_import_nothing_heavy():
-    for args in (["--help"], ["config", "show", "configs/moons.yaml"], ["train", "--help"]):
+    for args in (
+        ["--help"],
+        ["config", "show", "configs/moons.yaml"],
+        ["train", "--help"],
+        ["sweep", "--help"],
+    ):
         code = (
             "from mlpcli.cli import app\n"
             f"try:\n    app({args!r}, prog_name='mlp')\nexcept SystemExit as e:\n"
@@ -135,11 +141,16 @@ def test_config_and_data_errors_of_train_and_sweep_come_before_torch(tmp_path):
         ["sweep", "configs/moons.yaml", "--grid", "loss=bce,mse", "--out", out],
         ["train", "configs/moons.yaml", "--baseline", "kernl", "--out", out],
         ["sweep", "configs/moons.yaml", "--baseline", "linear,kernal", "--out", out],
+        ["sweep", "configs/moons.yaml", "--search", "tpe", "--trials", "3", "--out", out],
+        [
+            *("sweep", "configs/moons.yaml", "--search", "tpe", "--trials", "3"),
+            *("--space", "optim.lrr=log(1e-3,1e-1)", "--out", out),
+        ],
     ]
     for args in cases:
         code, heavy = exit_code_and_imports(args)
         assert code == 2, args
-        assert "torch" not in heavy, args
+        assert "torch" not in heavy and "optuna" not in heavy, args
     assert not (tmp_path / "runs").exists()  # no run or sweep folder was made
 
 
@@ -162,6 +173,16 @@ def test_train_and_eval_of_a_synthetic_config_import_no_pandas_sklearn_or_dynamo
     code, imported = exit_code_and_imports(["train", str(config), "--out", str(out), *overrides])
     assert code == 0 and imported == {"torch", "numpy"}
     assert not (out / "bare" / "plots").exists() and (out / "bare" / "model.safetensors").exists()
+
+
+def test_a_grid_sweep_imports_no_optuna(tmp_path):
+    """Optuna is for a search only: a grid runs, writes and draws without it."""
+    out = tmp_path / "runs"
+    args = ["sweep", "configs/moons.yaml", "train.epochs=1", "data.n_samples=200", "--hidden"]
+    run = ["--workers", "1", "--out", str(out), "--name", "g"]
+    code, imported = exit_code_and_imports([*args, "2,4", *run])
+    assert code == 0 and "optuna" not in imported
+    assert (out / "g" / "results.csv").is_file()
 
 
 def test_eval_and_predict_load_no_training_sweep_insight_or_plotting_code(tmp_path):

@@ -304,7 +304,7 @@ def test_an_error_in_the_trials_is_not_hidden_by_the_boundaries_figure(tmp_path,
     monkeypatch.setattr(boundaries, "sweep_boundaries", lambda *args: calls.append(args))
 
     class LostAfterOne:
-        def run(self, tasks, progress=None):
+        def run(self, tasks, progress=None, window=None):
             yield from InlineExecutor().run(tasks[:1], progress)
             raise RuntimeError("executor lost")
 

@@ -168,7 +168,7 @@ class StopAfter(InlineExecutor):
     def __init__(self, n):
         self.n = n
 
-    def run(self, tasks, progress=None):
+    def run(self, tasks, progress=None, window=None):
         yield from super().run(tasks[: self.n], progress)
         raise KeyboardInterrupt
 
@@ -185,7 +185,7 @@ def test_resume_skips_finished_trials_and_reproduces_the_rest(tmp_path):
     ran = []
 
     class Counting(InlineExecutor):
-        def run(self, tasks, progress=None):
+        def run(self, tasks, progress=None, window=None):
             ran.extend(t.trial.name for t in tasks)
             yield from super().run(tasks, progress)
 

@@ -157,7 +157,7 @@ def test_a_budget_sweep_lands_within_15_percent_draws_vs_depth_and_resumes(tmp_p
     ran = []
 
     class Counting(InlineExecutor):
-        def run(self, tasks, progress=None):
+        def run(self, tasks, progress=None, window=None):
             ran.extend(t.trial.name for t in tasks)
             yield from super().run(tasks, progress)
 

@@ -369,6 +369,43 @@ def test_sigterm_stops_the_running_trial_as_sigterm_and_the_printed_command_cont
     assert resumed[: len(reference)] == reference[: len(resumed)]  # as if never stopped
 
 
+@pytest.mark.slow
+def test_a_search_with_asha_prunes_trials_on_ray(cluster, tmp_path, ray_env):
+    """The workers wait for the driver's verdicts through Ray: pruned trials stop early and
+    keep their checkpoints, and the journal ends with no trial running."""
+    pytest.importorskip("optuna")
+    from optuna import load_study
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    done = mlp(
+        *("train.epochs=16", "--search", "random", "--trials", "6", "--prune", "asha"),
+        *("--space", "optim.lr=log(1e-4,1e-1)", "--executor", "ray"),
+        *("--address", cluster["address"], "--out", tmp_path, "--name", "s", "-q"),
+        env=ray_env["env"],
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    sweep = tmp_path / "s"
+    with open(sweep / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {r["status"] for r in rows} <= {"completed", "pruned"}
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert pruned, rows
+    for row in pruned:
+        assert int(row["epochs"]) == int(row["pruned_at"]) < 16
+        assert row["reason"].startswith(f"epoch {row['epochs']}: "), row["reason"]
+        trial = sweep / "trials" / row["trial"]
+        assert (trial / "checkpoints" / "last.pt").is_file()  # brought back from its worker
+        assert len(epoch_rows(trial)) == int(row["epochs"])
+    storage = JournalStorage(JournalFileBackend(str(sweep / "search.journal")))
+    trials = load_study(study_name="search", storage=storage).get_trials(deepcopy=False)
+    assert len(trials) == 6
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert sum(t.state == TrialState.PRUNED for t in trials) == len(pruned)
+
+
 # ------------------------------------------------------------ without a cluster
 
 
@@ -580,7 +617,7 @@ class Interrupted:
 
     workers = 1
 
-    def run(self, tasks, progress=None):
+    def run(self, tasks, progress=None, window=None):
         raise KeyboardInterrupt("SIGTERM")
         yield
 

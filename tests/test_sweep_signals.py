@@ -28,9 +28,10 @@ train: {epochs: 1000000, batch_size: 64, checkpoint_seconds: 0}
 """
 
 
-def start(tmp_path: Path, *argv: str) -> subprocess.Popen:
+def start(tmp_path: Path, *argv: str, text: str = LONG) -> subprocess.Popen:
+    """`mlp sweep` of the config `text` into tmp_path/s, in a process group of its own."""
     config = tmp_path / "long.yaml"
-    config.write_text(LONG)
+    config.write_text(text)
     command = [str(MLP), "sweep", str(config), "--out", str(tmp_path), "--name", "s", *argv]
     return subprocess.Popen(
         command,

@@ -173,6 +173,25 @@ EXECUTORS: dict[str, Executor] = {
 }
 
 
+class SpaceKind(NamedTuple):
+    """How a searched key of `sweep.space` is drawn (`KEY: NAME(ARGS)`, sweeps/search/space.py):
+    the spec's form, as messages and docs show it, and what it draws."""
+
+    form: str
+    about: str
+
+
+SPACE_KINDS: dict[str, SpaceKind] = {
+    "uniform": SpaceKind("uniform(LOW, HIGH)", "a float drawn uniformly, both ends included"),
+    "log": SpaceKind("log(LOW, HIGH)", "a float drawn on a log scale; LOW above 0"),
+    "int": SpaceKind(
+        "int(LOW, HIGH) or int(LOW, HIGH, log)",
+        "an integer drawn uniformly or on a log scale, both ends included",
+    ),
+    "choice": SpaceKind("choice(V1, V2, ...)", "one of the listed YAML values"),
+}
+
+
 class Baseline(NamedTuple):
     """A model `train.baseline` (or `--baseline NAME`) trains beside the MLP on the same split
     tensors, reported in summary.json's `baselines` and as one more point of a sweep: its label
@@ -193,6 +212,48 @@ BASELINES: dict[str, Baseline] = {
 }
 
 
+class Search(NamedTuple):
+    """How `mlp sweep` chooses its trials (`sweep.search`, `--search`): what it is in --help,
+    and Optuna's sampler for it (None: the grid, which Optuna never sees)."""
+
+    about: str
+    sampler: str | None
+
+
+SEARCHES: dict[str, Search] = {
+    "grid": Search("every combination of sweep.grid (and sweep.zip, seeds)", None),
+    "random": Search("sweep.trials points drawn at random from sweep.space", "RandomSampler"),
+    "tpe": Search(
+        "sweep.trials points from a Tree-structured Parzen Estimator over sweep.space, "
+        "after 10 random ones",
+        "TPESampler",
+    ),
+}
+
+
+class Pruner(NamedTuple):
+    """How a search stops hopeless trials (`sweep.prune`, `--prune`): what it is in --help,
+    and Optuna's pruner for it."""
+
+    about: str
+    pruner: str
+
+
+PRUNERS: dict[str, Pruner] = {
+    "none": Pruner("every trial runs all its epochs", "NopPruner"),
+    "median": Pruner(
+        "stop a trial whose best value so far is worse than the median of the completed "
+        "trials at the same epoch (after 5 trials have completed)",
+        "MedianPruner",
+    ),
+    "asha": Pruner(
+        "asynchronous successive halving: at epochs 4, 16, 64, ... keep only the best quarter "
+        "of the trials that reached it",
+        "SuccessiveHalvingPruner",
+    ),
+}
+
+
 def main_metric(task: str) -> str:
     """A task's headline metric: the first one it reports."""
     return TASKS[task][2][0]
@@ -207,6 +268,12 @@ def source_task(source: str) -> str | None:
 def executors_text() -> str:
     """'local (worker processes) or ray (...)', for --executor's help."""
     return " or ".join(f"{name} ({entry.about})" for name, entry in EXECUTORS.items())
+
+
+def names_text(registry: Any) -> str:
+    """'grid, random or tpe': a registry's names for an option's help."""
+    names = list(registry)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def all_metric_names() -> set[str]:

@@ -35,7 +35,9 @@ from .registry import (
     INITS,
     LOSSES,
     OPTIMIZERS,
+    PRUNERS,
     SCHEDULES,
+    SEARCHES,
     SOURCES,
     TASKS,
     all_metric_names,
@@ -50,6 +52,10 @@ STAMP_BYTES = len("-20250101-120000-9999")
 MAX_NAME_BYTES = NAME_MAX - len("-sweep") - STAMP_BYTES
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding and scikit-learn accept 0..2**32-1; torch more
 DOTTED_KEY = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
+# A sweep past this many trials is almost surely a typo (a value list pasted twice, a key too
+# many); every trial's config is built and checked before the first runs, so the bound also
+# keeps that quick.
+MAX_TRIALS = 10_000
 TaskName = Literal["auto", "regression", "binary", "classification", "multilabel"]
 
 
@@ -449,10 +455,18 @@ class SweepConfig(Section):
     "A parameter budget or a list of them; each depth gets the uniform width nearest the budget."
     depth: list[StrictInt] | None = None
     "With sweep.params: the numbers of hidden layers to compare; default: model.hidden's."
+    search: Annotated[str, one_of("sweep.search", SEARCHES)] = "grid"
+    "grid: every combination of sweep.grid; random or tpe: sweep.trials points of sweep.space."
+    trials: StrictInt | None = Field(None, gt=0, le=MAX_TRIALS)
+    "A search's number of trials."
+    prune: Annotated[str, one_of("sweep.prune", PRUNERS)] = "none"
+    "How a search stops hopeless trials early: none, median, asha."
+    space: dict[str, str] = Field(default_factory=dict)
+    "A search's keys and what to draw them from: log(1e-4, 1e-1), choice([16], [64]), ..."
 
-    @field_validator("grid", "zip")
+    @field_validator("grid", "zip", "space")
     @classmethod
-    def _dotted_keys(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def _dotted_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key in value:
             if not re.fullmatch(DOTTED_KEY, key) or key.startswith("sweep"):
                 raise ValueError(f"{shown(key)} is not a dotted config key such as model.hidden")
@@ -488,6 +502,41 @@ class SweepConfig(Section):
             raise ValueError(
                 f"sweep.params and sweep.{place} model.hidden both set the hidden layers; "
                 f"give the budget's depths in sweep.depth, or drop sweep.params"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _search_or_grid(self) -> SweepConfig:
+        if self.search == "grid":
+            given = [f"sweep.{k}" for k in ("trials", "space") if getattr(self, k)]
+            given += ["sweep.prune"] if self.prune != "none" else []
+            if given:
+                raise ValueError(
+                    f"{' and '.join(given)}: only for a search; add sweep.search: random or tpe "
+                    f"(or --search), or drop {'them' if len(given) > 1 else 'it'}"
+                )
+            return self
+        missing = [f"sweep.{k}" for k in ("trials", "space") if not getattr(self, k)]
+        if missing:
+            raise ValueError(
+                f"sweep.search {self.search}: needs {' and '.join(missing)} (--trials N, "
+                f"--space KEY=SPEC such as optim.lr=log(1e-4,1e-1))"
+            )
+        grid_only = [
+            name
+            for name, value in (
+                ("sweep.grid", self.grid),
+                ("sweep.zip", self.zip),
+                ("sweep.params", self.params),
+                ("sweep.depth", self.depth),
+            )
+            if value
+        ] + (["sweep.seeds"] if self.seeds > 1 else [])
+        if grid_only:
+            raise ValueError(
+                f"sweep.search {self.search}: {', '.join(grid_only)}: for a grid only; a search "
+                f"draws each trial's settings from sweep.space (put its keys there) and trains "
+                f"it once, with the config's seed"
             )
         return self
 

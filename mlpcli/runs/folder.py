@@ -55,11 +55,15 @@ RUN_LAYOUT = {
     CONFUSION_FILE: "file",
 }
 # A sweep folder: its own files, and one run folder per trial under trials/.
+# A search's Optuna study (an append-only journal) and the lock file Optuna keeps beside it.
+SEARCH_JOURNAL = "search.journal"
 SWEEP_LAYOUT = {
     SWEEP_FILE: "file",
     "results.csv": "file",
     SUMMARY_FILE: "file",
     LOCK_FILE: "file",
+    SEARCH_JOURNAL: "file",
+    f"{SEARCH_JOURNAL}.lock": "file",
     "trials": "folder",
     "plots": "folder",
 }

@@ -15,12 +15,9 @@ import yaml
 
 from ..config.bounded_yaml import safe_load
 from ..config.registry import BASELINES, shown
+from ..config.schema import MAX_TRIALS
 from ..console import BASELINE_LABEL
 from ..errors import ConfigError
-
-# A plan past this is almost surely a typo (a value list pasted twice, a key too many); every
-# trial's config is built and checked before the first runs, so the bound also keeps that quick.
-MAX_TRIALS = 10_000
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,7 @@ def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
     """Every trial and its resolved config, all validated before anything runs."""
     sweep = config.sweep
     check_baseline_key(sweep)
-    base = config.to_dict()
-    base.pop("sweep")
-    if base["data"]["seed"] is None:
-        base["data"]["seed"] = config.seed  # seeds vary the training, not the rows
-    base["train"]["baseline"] = False  # the sweep's baseline is one point, not one per trial
+    base = sweep_base(config)
     if sweep.params is not None:
         trials = budget_trials(config, base)
     else:
@@ -28,11 +24,10 @@ def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
     configs = []
     problems: dict[str, list[str]] = {}  # a problem, once, with the points that have it
     for trial in trials:
-        raw = {**copy.deepcopy(base), "seed": trial.seed, "name": trial.name}
         try:
-            for key, value in trial.settings.items():
-                set_key(raw, key, value, where=f"sweep key '{key}'")
-            configs.append(build_config(raw, source=f"sweep point {trial.label()}").to_dict())
+            configs.append(
+                point_config(base, trial.settings, trial.seed, trial.name, trial.label())
+            )
         except ConfigError as exc:
             header, _, body = str(exc).partition("\n")
             problems.setdefault(body or header, []).append(header)
@@ -42,6 +37,27 @@ def plan_trials(config: Config) -> tuple[list[Trial], list[dict[str, Any]]]:
         extra, extra_configs = baseline_trials(config, trials, base)
         trials, configs = trials + extra, configs + extra_configs
     return trials, configs
+
+
+def sweep_base(config: Config) -> dict[str, Any]:
+    """The mapping every trial's config starts from: the config without its sweep section."""
+    base = config.to_dict()
+    base.pop("sweep")
+    if base["data"]["seed"] is None:
+        base["data"]["seed"] = config.seed  # seeds vary the training, not the rows
+    base["train"]["baseline"] = False  # the sweep's baseline is one point, not one per trial
+    return base
+
+
+def point_config(
+    base: dict[str, Any], settings: dict[str, Any], seed: int, name: str, label: str
+) -> dict[str, Any]:
+    """One trial's resolved config: base with its settings, seed and name; a ConfigError
+    names the point by label."""
+    raw = {**copy.deepcopy(base), "seed": seed, "name": name}
+    for key, value in settings.items():
+        set_key(raw, key, value, where=f"sweep key '{key}'")
+    return build_config(raw, source=f"sweep point {label}").to_dict()
 
 
 def _once(body: str, headers: list[str]) -> str:

@@ -29,19 +29,24 @@ def trial_row(result: TrialResult) -> dict[str, Any]:
         row["width"], row["depth"] = (max(hidden) if hidden else 0), len(hidden)
     if result.trial.budget is not None:
         row["budget"] = result.trial.budget
+    row.update(seed=result.trial.seed, status=result.status)
+    extra = dict(result.extra)
+    overrides = extra.pop("overrides", None)
+    row.update(extra)  # a search's: epochs, pruned_at, reason
     row.update(
-        seed=result.trial.seed,
-        status=result.status,
         error=result.error or "",
         params=summary.get("params"),
         best_epoch=summary.get("best_epoch"),
         seconds=round(result.seconds, 3),
         train_seconds=summary.get("train_seconds"),
     )
-    metrics = summary.get("metrics", {}) if result.status == "completed" else {}
+    # A pruned trial's metrics are its saved model's, scored as a completed run's are.
+    metrics = summary.get("metrics", {}) if result.status in ("completed", "pruned") else {}
     for split in SPLITS:
         for name, value in metrics.get(split, {}).items():
             row[f"{split}_{name}"] = value
+    if overrides is not None:
+        row["overrides"] = overrides
     row["run_dir"] = str(result.run_dir)
     return row
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import shlex
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,10 +35,13 @@ from ..runs.folder import (
     write_json,
 )
 from .budget import merge_budget
-from .executors.local import Executor, TrialResult, TrialTask, worker_count
+from .executors.local import Executor, TrialProgress, TrialResult, TrialTask, worker_count
 from .grid import Trial, hidden_axis, parse_values
 from .plan import plan_trials
 from .results import best_point, point_stats, trial_row, write_results_csv
+from .search.driver import Search, import_optuna, objective_of, open_study
+from .search.report import draw_search, search_summary
+from .search.space import Dim, check_space, parse_space
 from .view import SweepView
 
 if TYPE_CHECKING:
@@ -62,15 +67,32 @@ def with_plan(
     seeds: int | None = None,
     source: str = "the config",
     params: list[int] | None = None,
+    search: str | None = None,
+    trials: int | None = None,
+    prune: str | None = None,
+    space: Sequence[str] = (),
 ) -> Config:
     """The config with command-line sweep options merged into its sweep section.
 
     A --grid key replaces that key's list in the file's sweep.grid; --hidden and --depth each
     replace one dimension of the hidden layers and keep the other from the file; --params
     (or the file's sweep.params) makes --depth the depths compared at that parameter budget.
-    Flags that would silently drop what another source asks for are refused instead.
+    Flags that would silently drop what another source asks for are refused instead. --search,
+    --trials and --prune replace the file's; a --space key replaces that key's spec.
     """
     sweep = config.sweep.model_copy(deep=True)
+    specs: dict[str, str] = {}
+    for item in space:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise ConfigError(
+                f"--space {shown(item)}: expected KEY=SPEC, e.g. optim.lr=log(1e-4,1e-1)"
+            )
+        if key in specs:
+            raise ConfigError(f"--space {key} is given twice; give each key once")
+        specs[key] = text.strip()
+    sweep.space.update(specs)
     given: dict[str, list[Any]] = {}
     for item in grid:
         key, sep, text = item.partition("=")
@@ -108,17 +130,20 @@ def with_plan(
         sweep.grid["model.hidden"] = hidden_axis(
             hidden, depth, base, f"sweep.grid model.hidden of {source}"
         )
-    if seeds is not None:
-        sweep.seeds = seeds
     raw = config.to_dict()
     raw["sweep"] = sweep.model_dump(mode="json")
+    named = (("seeds", seeds), ("search", search), ("trials", trials), ("prune", prune))
+    for name, value in named:
+        if value is not None:  # checked with the rest of the section, by build_config
+            raw["sweep"][name] = value
     return build_config(raw)
 
 
-def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> None:
+def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
     """Read and check each distinct data section once, and every trial's loss and early-stopping
     monitor against the task its data makes, before a folder is made or a worker started: a
-    missing file or a bad column is one error (exit 2), not every trial failing with it."""
+    missing file or a bad column is one error (exit 2), not every trial failing with it.
+    Returns each distinct data section's task and whether it has validation rows."""
     from ..config.schema import loss_name
     from ..resources.kernel_memory import check_kernel_memory
     from ..training.plan import check_monitor, plan_run
@@ -141,6 +166,31 @@ def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> None
                 check_kernel_memory(*sizes[key])
         except ConfigError as exc:
             raise ConfigError(f"sweep point {trial.label()}: {exc}") from None
+    return list(tasks.values())
+
+
+def check_search(config: Config) -> tuple[dict[str, Dim], str]:
+    """A search's space and data, checked before anything is made: its dims, and the main
+    metric of its task (the objective is that metric on the validation rows)."""
+    from .plan import point_config, sweep_base
+
+    kind = config.sweep.search
+    if config.train.baseline:
+        raise ConfigError(
+            f"train.baseline (--baseline): a search has no baseline point; run the baseline "
+            f"with mlp train --baseline, or sweep a grid (sweep.search {kind} is set)"
+        )
+    dims = parse_space(config.sweep.space)
+    check_space(config, dims)
+    base = Trial(0, 0, {}, config.seed)
+    raw = point_config(sweep_base(config), {}, config.seed, base.name, base.label())
+    ((task, has_val),) = check_trial_data([base], [raw])
+    if not has_val:
+        raise ConfigError(
+            f"sweep.search {kind}: a search ranks its trials by val_{main_metric(task)}, so it "
+            f"needs validation rows; set data.val_split (0.2, say) or data.val_path"
+        )
+    return dims, main_metric(task)
 
 
 def run_sweep(
@@ -152,6 +202,10 @@ def run_sweep(
     params: list[int] | None = None,
     grid: Sequence[str] = (),
     seeds: int | None = None,
+    search: str | None = None,
+    trials: int | None = None,
+    prune: str | None = None,
+    space: Sequence[str] = (),
     workers: int | None = None,
     out: str | Path = "runs",
     name: str | None = None,
@@ -163,16 +217,27 @@ def run_sweep(
     """Run every trial of a sweep into one sweep folder and write its results and plots.
 
     The trials run in `executor` when one is given, else on a Ray cluster with `ray` options,
-    else in local worker processes (`workers`, default one per core).
+    else in local worker processes (`workers`, default one per core). A search (`search`
+    random or tpe, or the config's sweep.search) asks Optuna for `trials` points of `space`
+    one at a time, pruning hopeless ones by `prune`.
     """
     started = time.perf_counter()
     if name is not None:
         check_run_name(name, "--name")  # before any work is done
     source = "the config" if isinstance(config, Config) else str(config)
     config = as_config(config, list(overrides))
-    config = with_plan(config, hidden, depth, grid, seeds, source, params)
-    trials, configs = plan_trials(config)
-    check_trial_data(trials, configs)
+    config = with_plan(
+        config, hidden, depth, grid, seeds, source, params, search, trials, prune, space
+    )
+    searching = config.sweep.search != "grid"
+    if searching:
+        dims, metric = check_search(config)
+        optuna = import_optuna(config.sweep.search)  # only once all else is checked
+        planned: list[Trial] = []
+        configs: list[dict[str, Any]] = []
+    else:
+        planned, configs = plan_trials(config)
+        check_trial_data(planned, configs)
     ray = ray if executor is None else None  # the trials run where `executor` runs them
     if ray is not None:  # connected before any folder is made
         executor = resolve(EXECUTORS["ray"].path)(ray)
@@ -187,30 +252,60 @@ def run_sweep(
         )
     # One process at a time works in a sweep folder; a second --resume is refused.
     with run_lock(sweep_dir):
-        if resume is not None:
-            _check_resume(sweep_dir, config)
-        else:
+        if resume is None or _check_resume(sweep_dir, config):
             write_text_atomic(sweep_dir / SWEEP_FILE, config.to_yaml())
-        tasks, finished = [], []
-        for trial, trial_config in zip(trials, configs):
+        tasks: list[TrialTask] = []
+        finished: list[TrialResult] = []
+        driver = None
+        if searching:
+            study = open_study(optuna, sweep_dir, objective_of(metric)[1], config.sweep.prune)
+            driver = Search(optuna, study, config, dims, sweep_dir, metric)
+            finished = _searched(driver, sweep_dir)
+            to_run = (config.sweep.trials or 0) - len(finished)
+        for trial, trial_config in zip(planned, configs):
             run_dir = sweep_dir / "trials" / trial.name
             done = _finished(trial, run_dir)
             if done:
                 finished.append(done)
             else:
                 tasks.append(TrialTask(trial, trial_config, run_dir))
+        if not searching:
+            to_run = len(tasks)
         if executor is None:
             what = "--workers" if workers else "sweep.workers"
             wanted = workers or config.sweep.workers
-            count, note = worker_count(wanted, max(1, len(tasks)), what=what)
+            count, note = worker_count(wanted, max(1, to_run), what=what)
             if note:
                 err.print(note, markup=False, soft_wrap=True)
             executor = resolve(EXECUTORS["local"].path)(count)
         else:  # trials it runs at once, when it knows
-            count = getattr(executor, "workers", None) or worker_count(None, max(1, len(tasks)))[0]
+            count = getattr(executor, "workers", None) or worker_count(None, max(1, to_run))[0]
         hint = resume_command(sweep_dir, workers=workers, ray=ray, quiet=quiet)
-        run = _Run(sweep_dir, config, trials, {r.trial.index: r for r in finished}, count, hint)
+        ended = {r.trial.index: r for r in finished}
+        if driver is not None:
+            run = _Run(sweep_dir, config, driver.trials, ended, count, hint, driver)
+            return run.execute(executor, driver.tasks(), quiet, started, window=count)
+        run = _Run(sweep_dir, config, planned, ended, count, hint)
         return run.execute(executor, tasks, quiet, started)
+
+
+def _searched(driver: Search, sweep_dir: Path) -> list[TrialResult]:
+    """The results of a search's trials that ended in earlier runs of the sweep: a finished
+    run as its folder says, a failed one as the last results.csv recorded it."""
+    errors: dict[str, str] = {}
+    with contextlib.suppress(OSError, csv.Error):
+        with open(sweep_dir / "results.csv", newline="", encoding="utf-8") as handle:
+            errors = {row["trial"]: row.get("error", "") for row in csv.DictReader(handle)}
+    found = []
+    for trial in driver.known_trials():
+        run_dir = sweep_dir / "trials" / trial.name
+        result = _finished(trial, run_dir) or TrialResult(
+            trial, "failed", run_dir, error=errors.get(trial.name) or "failed in an earlier run"
+        )
+        result.extra = driver.columns(result)
+        driver.note_finished(trial)
+        found.append(result)
+    return found
 
 
 def resume_command(
@@ -238,15 +333,30 @@ class _Run:
     results: dict[int, TrialResult]
     workers: int
     resume_hint: str  # the command that continues it
+    search: Search | None = None  # a search's driver; None for a grid
 
     def execute(
-        self, executor: Executor, tasks: list[TrialTask], quiet: bool, started: float
+        self,
+        executor: Executor,
+        tasks: Iterable[TrialTask],
+        quiet: bool,
+        started: float,
+        window: int | None = None,
     ) -> SweepResult:
         metric = _main_metric(list(self.results.values())) or known_metric(self.config)
-        view = SweepView(self.trials, metric, quiet=quiet)
+        search = self.search
+        total = search.total if search is not None else len(self.trials)
+        view = SweepView(self.trials, metric, quiet=quiet, total=total)
         view.start(list(self.results.values()))
         status = "completed"
-        stream = executor.run(tasks, view.on_progress)
+
+        def progress(event: TrialProgress) -> str | None:
+            view.on_progress(event)
+            return search.on_progress(event) if search is not None else None
+
+        if search is not None:  # a point the schema refuses is a failed trial, never run
+            search.refused = lambda result: self._record(result, view)
+        stream = executor.run(tasks, progress, window)
         try:
             for result in stream:
                 self._record(result, view)
@@ -268,12 +378,21 @@ class _Run:
                 status,
                 time.perf_counter() - started,
                 self.workers,
+                search,
             )
         # Only once the summary is safe on disk and no error is on its way out.
-        notes = _draw_boundaries(self.sweep_dir, self.trials) if summary["completed"] else []
+        if search is not None:
+            notes = draw_search(self.sweep_dir, search, list(self.results.values()))
+        elif summary["completed"]:
+            notes = _draw_boundaries(self.sweep_dir, self.trials)
+        else:
+            notes = []
         return SweepResult(self.sweep_dir, summary, notes)
 
     def _record(self, result: TrialResult, view: SweepView) -> None:
+        if self.search is not None:
+            self.search.on_result(result)
+            result.extra = self.search.columns(result)
         self.results[result.trial.index] = result
         view.update(result)
         rows = [trial_row(r) for r in self.results.values()]
@@ -302,18 +421,26 @@ def known_metric(config: Config) -> str | None:
     return main_metric(task) if task is not None else None
 
 
-def _check_resume(sweep_dir: Path, config: Config) -> None:
+def _check_resume(sweep_dir: Path, config: Config) -> bool:
+    """Refuse a resumed sweep whose plan differs from its folder's; a search may only be
+    given more trials. True when its sweep.yaml is to be written again (more trials)."""
     saved = load_config(sweep_dir / SWEEP_FILE).to_dict()
     new = config.to_dict()
+    before, after = saved["sweep"].get("trials"), new["sweep"].get("trials")
+    grows = before is not None and after is not None and after > before
     for raw in (saved, new):
         raw.pop("name", None)
         raw["sweep"].pop("workers", None)
+        if grows:
+            raw["sweep"].pop("trials")
     differ = differences(saved, new)
     if differ:
+        more = " (a search may be given more trials)" if "sweep.trials" in differ else ""
         raise ConfigError(
             f"--resume {sweep_dir}: the sweep differs from its {SWEEP_FILE} at "
-            f"{', '.join(differ[:5])}; a resumed sweep keeps its own plan"
+            f"{', '.join(differ[:5])}; a resumed sweep keeps its own plan{more}"
         )
+    return grows
 
 
 def _finished(trial: Trial, run_dir: Path) -> TrialResult | None:
@@ -321,7 +448,8 @@ def _finished(trial: Trial, run_dir: Path) -> TrialResult | None:
     if not completed_run(run_dir):
         return None
     summary = read_json(run_dir / SUMMARY_FILE)
-    return TrialResult(trial, "completed", run_dir, summary, seconds=summary.get("seconds", 0.0))
+    status = "pruned" if summary.get("stopped_by") else "completed"  # a search's pruned trial
+    return TrialResult(trial, status, run_dir, summary, seconds=summary.get("seconds", 0.0))
 
 
 def _main_metric(results: list[TrialResult]) -> str | None:
@@ -337,6 +465,7 @@ def _write_summary(
     status: str,
     seconds: float,
     workers: int,
+    search: Search | None = None,
 ) -> dict[str, Any]:
     rows = [trial_row(r) for r in results.values()]
     if rows:
@@ -371,8 +500,10 @@ def _write_summary(
         "workers": workers,
         "seconds": round(seconds, 3),
     }
+    if search is not None:
+        summary.update(search_summary(search, results, best))
     write_json(sweep_dir / "summary.json", summary)
-    if completed:
+    if completed and search is None:
         _plot(sweep_dir, points, metric)
     return summary
 

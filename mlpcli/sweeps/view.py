@@ -15,7 +15,13 @@ from ..console import err, number
 from .executors.local import TrialProgress, TrialResult
 from .grid import Trial
 
-STATUS_STYLE = {"completed": "green", "failed": "red", "stopped": "yellow", "running": "cyan"}
+STATUS_STYLE = {
+    "completed": "green",
+    "pruned": "bright_black",
+    "failed": "red",
+    "stopped": "yellow",
+    "running": "cyan",
+}
 MAX_ROWS = 30  # a long sweep shows its most recent trials
 
 
@@ -28,9 +34,12 @@ class SweepView:
         metric: str | None,
         quiet: bool = False,
         console: Console = err,
+        total: int | None = None,
     ) -> None:
-        """`metric` is the main validation metric, or None until a trial's data tells it."""
+        """`metric` is the main validation metric, or None until a trial's data tells it.
+        `total` is the number of trials when they are not all known yet (a search)."""
         self.trials, self.metric, self.quiet, self.console = trials, metric, quiet, console
+        self.total = len(trials) if total is None else total
         self.results: dict[int, TrialResult] = {}
         self.running: dict[int, TrialProgress] = {}
         self.live: Live | None = None
@@ -41,7 +50,7 @@ class SweepView:
             TimeElapsedColumn(),
             console=console,
         )
-        self.task = self.progress.add_task("sweep", total=len(trials))
+        self.task = self.progress.add_task("sweep", total=self.total)
 
     def start(self, finished: Sequence[TrialResult] = ()) -> None:
         for result in finished:
@@ -69,9 +78,11 @@ class SweepView:
         elif not self.quiet:
             trial = result.trial
             self.console.print(
-                f"{trial.name} [{len(self.results)}/{len(self.trials)}] {trial.label()} "
+                f"{trial.name} [{len(self.results)}/{self.total}] {trial.label()} "
                 f"seed={trial.seed}: {result.status}  {self._score(result)}  "
-                f"{result.seconds:.1f}s" + (f"  {result.error}" if result.error else ""),
+                f"{result.seconds:.1f}s"
+                + (f"  {result.error}" if result.error else "")
+                + (f"  {result.extra['reason']}" if result.extra.get("reason") else ""),
                 markup=False,
                 soft_wrap=True,
             )

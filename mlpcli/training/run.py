@@ -491,6 +491,7 @@ def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
         "saved_epoch": trainer.saved_epoch,
         "epochs_run": trainer.epoch,
         "stopped_early": trainer.stopped_early,
+        **({"stopped_by": trainer.stopped_by} if trainer.stopped_by else {}),
         "params": count_parameters(trainer.model),
         "device": str(trainer.device),
         "engine": trainer.engine.name,

@@ -165,6 +165,7 @@ class Trainer:
         self.initial_loss: float | None = None  # the first step's, on the untrained weights
         self.restored = False  # whether the model holds the best epoch's weights
         self.stopped_early = False
+        self.stopped_by: str | None = None  # why the caller ended training early (stop())
         self.train_seconds = 0.0
 
     # ------------------------------------------------------------ the loop
@@ -179,7 +180,7 @@ class Trainer:
                 cb.on_train_start(self)
         try:
             with cpu_threads(self.threads):
-                while self.epoch < cfg.epochs and not self.stopped_early:
+                while self.epoch < cfg.epochs and not self.stopped_early and not self.stopped_by:
                     record = self._run_epoch(self.epoch + 1)
                     self.epoch += 1
                     self.history.append(record)
@@ -193,6 +194,12 @@ class Trainer:
             self._end_callbacks(raise_errors=False)
             raise
         self._end_callbacks(raise_errors=True)
+
+    def stop(self, reason: str) -> None:
+        """End training after the current epoch, as a normal end: its callbacks still run,
+        the best weights are restored per train.restore_best, and the run completes with
+        `reason` in its summary (a sweep pruning a hopeless trial, say)."""
+        self.stopped_by = reason
 
     def _end_callbacks(self, raise_errors: bool) -> None:
         """Every callback's on_train_end runs, also after an interrupt or a failure, and also

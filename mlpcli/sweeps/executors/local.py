@@ -8,6 +8,7 @@ behind it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -28,40 +29,62 @@ class TrialTask:
     trial: Trial
     config: dict[str, Any]  # the trial's resolved config
     run_dir: Path  # its run folder: new, or one to resume
+    # A search's trial reports every epoch's values, and at the epochs in `ask_at` waits for
+    # the driver's verdict: words to stop with (it was pruned), or none to go on. A re-run of a
+    # trial pruned before the sweep was killed stops at `stop_at` with `stop_reason`, unasked.
+    report_epochs: bool = False
+    ask_at: frozenset[int] = frozenset()
+    stop_at: int | None = None
+    stop_reason: str = ""
 
 
 @dataclass
 class TrialProgress:
-    """A running trial's last finished epoch (0 when it starts) and its task."""
+    """A running trial's last finished epoch (0 when it starts) and its task; for a search's
+    trial also that epoch's validation values and whether it waits for a verdict."""
 
     trial: Trial
     epoch: int
     epochs: int
     task: str
+    values: dict[str, float] = field(default_factory=dict)
+    asks: bool = False
 
 
 @dataclass
 class TrialResult:
     trial: Trial
-    status: str  # completed | failed | stopped
+    status: str  # completed | pruned | failed | stopped
     run_dir: Path
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
     interrupt: str = ""  # the signal that stopped it, for a stopped trial
+    extra: dict[str, Any] = field(default_factory=dict)  # a search's results.csv columns
 
 
-Progress = Callable[[TrialProgress], None]
+# Called with each progress event; for an event that asks, what it returns is the verdict:
+# words to stop the trial with, or None to let it go on.
+Progress = Callable[[TrialProgress], "str | None"]
+Answer = Callable[[TrialTask, int], "str | None"]  # a worker's wait for the verdict at an epoch
 
 
 class Executor(Protocol):
     def run(
-        self, tasks: list[TrialTask], progress: Progress | None = None
+        self,
+        tasks: Iterable[TrialTask],
+        progress: Progress | None = None,
+        window: int | None = None,
     ) -> Generator[TrialResult, None, None]:
         """Yield one result per task, in the order they finish, calling `progress` as trials
         start and end epochs. On an interrupt (KeyboardInterrupt here, or a trial stopped by a
         signal) no further trial starts: the running ones save and are yielded as stopped, then
-        KeyboardInterrupt is raised."""
+        KeyboardInterrupt is raised.
+
+        With a `window`, at most that many trials run at once and the next task is taken from
+        `tasks` only once a result has been yielded and the caller has come back for more: a
+        search's driver makes each task from the results it has seen. Without one, every task
+        is taken at once (a grid)."""
         ...
 
 
@@ -73,23 +96,40 @@ MAX_CACHED_DATASETS = 4
 
 class _Reporter(Callback):
     """Passes a trial's start and its latest epoch on to the executor, a few times a second at
-    most (small epochs end by the thousand)."""
+    most (small epochs end by the thousand); a search's trial every epoch, with its values,
+    stopping where the driver's verdict (or its task's `stop_at`) says so."""
 
     EVERY = 0.5  # seconds
 
-    def __init__(self, trial: Trial, send: Progress) -> None:
-        self.trial, self.send, self.last = trial, send, 0.0
+    def __init__(self, task: TrialTask, send: Progress, answer: Answer | None = None) -> None:
+        self.task, self.send, self.answer, self.last = task, send, answer, 0.0
 
     def on_train_start(self, trainer: Any) -> None:
         self._report(trainer, trainer.epoch)
+        if self.task.stop_at is not None and trainer.epoch >= self.task.stop_at:
+            trainer.stop(self.task.stop_reason)  # its checkpoint is at the pruned epoch already
 
     def on_epoch_end(self, trainer: Any, record: dict[str, float]) -> None:
-        if time.monotonic() - self.last >= self.EVERY:
-            self._report(trainer, int(record["epoch"]))
+        epoch, task = int(record["epoch"]), self.task
+        if task.report_epochs or time.monotonic() - self.last >= self.EVERY:
+            values = {k: float(v) for k, v in record.items() if k.startswith(("val_", "train_"))}
+            asks = epoch in task.ask_at
+            reply = self._report(trainer, epoch, values, asks)
+            # A worker process waits for the verdict; in the sweep's own process it is the reply.
+            verdict = self.answer(task, epoch) if asks and self.answer else reply
+            if asks and isinstance(verdict, str) and verdict:
+                trainer.stop(verdict)
+        if task.stop_at is not None and epoch >= task.stop_at:
+            trainer.stop(task.stop_reason)
 
-    def _report(self, trainer: Any, epoch: int) -> None:
+    def _report(
+        self, trainer: Any, epoch: int, values: dict[str, float] | None = None, asks: bool = False
+    ) -> Any:
         self.last = time.monotonic()
-        self.send(TrialProgress(self.trial, epoch, trainer.config.train.epochs, trainer.task))
+        event = TrialProgress(
+            self.task.trial, epoch, trainer.config.train.epochs, trainer.task, values or {}, asks
+        )
+        return self.send(event)
 
 
 def dataset_key(config: Any) -> str:
@@ -105,12 +145,16 @@ def run_trial(
     *,
     dataset: Any = None,
     callbacks: Sequence[Callback] = (),
+    answer: Answer | None = None,
 ) -> TrialResult:
     """Train one trial into its run folder; a user error or a divergence is a failed trial.
 
     `dataset` is the trial's data set when the caller has loaded it already (an executor that
     loads each data set once for many processes); else it is loaded here, or taken from this
     process's cache. `callbacks` are added to the trial's own (a stop flag to poll, say).
+    `answer` waits for the driver's verdict where the task asks for one; without it, the
+    verdict is what `progress` returns. A trial stopped by a verdict is `pruned`: it ends at
+    that epoch as a completed run does, model, metrics and checkpoint saved.
     """
     from ...config.schema import build_config
     from ...data import load_dataset
@@ -143,10 +187,11 @@ def run_trial(
                 name=task.run_dir.name,
                 resume=task.run_dir if task.run_dir.is_dir() else None,
                 quiet=True,
-                callbacks=[*([_Reporter(task.trial, progress)] if progress else []), *callbacks],
+                callbacks=[*([_Reporter(task, progress, answer)] if progress else []), *callbacks],
                 dataset=data,
             )
-            result.status, result.summary = "completed", trained.summary
+            result.summary = trained.summary
+            result.status = "pruned" if trained.summary.get("stopped_by") else "completed"
     except KeyboardInterrupt as exc:
         result.status, result.interrupt = "stopped", str(exc.args[0]) if exc.args else "SIGINT"
         result.error = f"interrupted by {result.interrupt}"
@@ -169,7 +214,10 @@ class InlineExecutor:
     """Trials one after another in this process (one worker; also what tests use)."""
 
     def run(
-        self, tasks: list[TrialTask], progress: Progress | None = None
+        self,
+        tasks: Iterable[TrialTask],
+        progress: Progress | None = None,
+        window: int | None = None,
     ) -> Generator[TrialResult, None, None]:
         _datasets.clear()  # files may have changed since an earlier sweep in this process
         for task in tasks:
@@ -182,9 +230,11 @@ class InlineExecutor:
 # ------------------------------------------------------------ the worker side of the pool
 
 # Set in each worker by _start_worker: the pool's stop flag (once set, no worker starts a trial),
-# its progress queue, the sweep process's pid, and whether a trial is running here now.
+# its progress queue, its verdict queues (one per slot), the sweep process's pid, and whether a
+# trial is running here now.
 _stop: Any = None
 _progress: Any = None
+_answers: Any = None
 _parent = 0
 _busy = False
 _signalled = False
@@ -193,13 +243,13 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _start_worker(threads: int, stop: Any, progress: Any, parent: int) -> None:
+def _start_worker(threads: int, stop: Any, progress: Any, answers: Any, parent: int) -> None:
     """Worker start-up: die with the sweep process, take Ctrl-C and SIGTERM as an interrupt of
     the running trial only (an idle worker has nothing to save, and its traceback would be
     noise), and share the cores instead of every worker spinning on all of them.
     """
-    global _stop, _progress, _parent
-    _stop, _progress, _parent = stop, progress, parent
+    global _stop, _progress, _answers, _parent
+    _stop, _progress, _answers, _parent = stop, progress, answers, parent
     # Progress not yet read when the sweep stops is of no use; never wait on it to exit.
     progress.cancel_join_thread()
     with contextlib.suppress(OSError, AttributeError):
@@ -228,14 +278,16 @@ def _on_signal(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _worker_trial(task: TrialTask) -> TrialResult | None:
-    """Run one trial in a worker, unless the sweep is stopping or gone (then None)."""
+def _worker_trial(task: TrialTask, slot: int | None = None) -> TrialResult | None:
+    """Run one trial in a worker, unless the sweep is stopping or gone (then None). `slot` is
+    the verdict queue the driver answers this trial's asks on."""
     global _busy, _signalled
     result = None
     _busy, _signalled = True, False
+    answer = None if slot is None else functools.partial(_wait_verdict, _answers[slot])
     try:
         if not _stop.is_set() and os.getppid() == _parent:
-            result = run_trial(task, _progress.put)
+            result = run_trial(task, _progress.put, answer=answer)
     except KeyboardInterrupt:
         pass  # the signal came just before or after the trial: nothing of it to save
     finally:
@@ -245,6 +297,20 @@ def _worker_trial(task: TrialTask) -> TrialResult | None:
     if os.getppid() != _parent:
         os._exit(1)  # no one is left to take the result
     return result
+
+
+def _wait_verdict(answers: Any, task: TrialTask, epoch: int) -> str | None:
+    """The driver's verdict on this trial at this epoch. While waiting, a stopping or vanished
+    sweep interrupts the trial as a signal would, so that it saves as stopped."""
+    while True:
+        try:
+            index, at, words = answers.get(timeout=0.05)
+        except queue.Empty:
+            if _stop.is_set() or os.getppid() != _parent:
+                raise KeyboardInterrupt("the sweep stopping") from None
+            continue
+        if (index, at) == (task.trial.index, epoch):  # not a late answer to a stopped trial
+            return words or None
 
 
 # ------------------------------------------------------------ the pool
@@ -291,37 +357,63 @@ class LocalExecutor:
         self.threads = max(1, (os.cpu_count() or 1) // workers)
 
     def run(
-        self, tasks: list[TrialTask], progress: Progress | None = None
+        self,
+        tasks: Iterable[TrialTask],
+        progress: Progress | None = None,
+        window: int | None = None,
     ) -> Generator[TrialResult, None, None]:
         import multiprocessing
 
         # spawn, not fork: a forked copy of a process holding thread pools can deadlock.
         context = multiprocessing.get_context("spawn")
         stop, reports = context.Event(), context.Queue()
+        # One verdict queue per trial running at once: a search's trials wait on theirs.
+        answers = [context.Queue() for _ in range(window or 0)]
         pool = ProcessPoolExecutor(
             self.workers,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(self.threads, stop, reports, os.getpid()),
+            initargs=(self.threads, stop, reports, answers, os.getpid()),
         )
         futures: dict[Future[TrialResult | None], TrialTask] = {}
+        slots: dict[int, int] = {}  # trial index -> its verdict queue
         processes: list[Any] = []
         finished = False
+        todo = iter(tasks)
+        pending: set[Future[TrialResult | None]] = set()
+
+        def submit() -> None:  # as many tasks as the window has room for
+            while window is None or len(pending) < window:
+                task = next(todo, None)
+                if task is None:
+                    return
+                slot = None
+                if window:
+                    slot = min(set(range(window)) - set(slots.values()))
+                    slots[task.trial.index] = slot
+                with _signals_held():  # workers are started here
+                    future = pool.submit(_worker_trial, task, slot)
+                futures[future] = task
+                pending.add(future)
+                processes[:] = list(getattr(pool, "_processes", {}).values())
+
         try:
-            with _signals_held():  # workers are started here
-                futures = {pool.submit(_worker_trial, task): task for task in tasks}
-            processes = list(getattr(pool, "_processes", {}).values())
-            pending = set(futures)
+            submit()
+            # A search's trials wait for verdicts between epochs: answer them promptly.
+            every = 0.25 if window is None else 0.02
             while pending:
-                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                _drain(reports, progress)
+                done, pending = wait(pending, timeout=every, return_when=FIRST_COMPLETED)
+                _drain(reports, progress, answers, slots)
                 for future in done:
+                    slots.pop(futures[future].trial.index, None)
                     result = _result_of(future, futures[future])
                     if result is None:
                         continue
                     yield result
                     if result.status == "stopped":
                         raise _interrupted(result)
+                if done:
+                    submit()
             finished = True
         except KeyboardInterrupt:
             # Start nothing more; give the running trials a moment to save, and report them.
@@ -362,14 +454,21 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def _drain(reports: Any, progress: Progress | None) -> None:
+def _drain(
+    reports: Any,
+    progress: Progress | None,
+    answers: Sequence[Any] = (),
+    slots: dict[int, int] | None = None,
+) -> None:
+    """Pass the workers' progress on; a trial that asks gets the verdict on its slot's queue."""
     while True:
         try:
             event = reports.get_nowait()
         except (queue.Empty, OSError, ValueError):
             return
-        if progress is not None:
-            progress(event)
+        verdict = progress(event) if progress is not None else None
+        if event.asks and slots and event.trial.index in slots:
+            answers[slots[event.trial.index]].put((event.trial.index, event.epoch, verdict or ""))
 
 
 def _end_workers(processes: list[Any], running: list[Future[Any]], hurry: bool) -> None:

@@ -10,12 +10,13 @@ trials, which poll it between epochs and save as they do on Ctrl-C. Ray is impor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import tempfile
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,20 @@ class RayExecutor:
         self.workers = trial_slots(ray, options)  # trials the cluster runs at once
 
     def run(
-        self, tasks: list[TrialTask], progress: Progress | None = None
+        self,
+        tasks: Iterable[TrialTask],
+        progress: Progress | None = None,
+        window: int | None = None,
     ) -> Generator[TrialResult, None, None]:
         with signal_names() as received:
-            yield from self._run(tasks, progress, received)
+            yield from self._run(tasks, progress, received, window)
 
     def _run(
-        self, tasks: list[TrialTask], progress: Progress | None, received: list[str]
+        self,
+        tasks: Iterable[TrialTask],
+        progress: Progress | None,
+        received: list[str],
+        window: int | None = None,
     ) -> Generator[TrialResult, None, None]:
         ray, options = self.ray, self.options
         control = ray.remote(num_cpus=0)(Control).remote()
@@ -61,16 +69,28 @@ class RayExecutor:
         )
         refs: dict[Any, TrialTask] = {}
         collected: set[Any] = set()
-        try:
-            datasets: dict[str, Any] = {}
-            for task in tasks:
+        todo = iter(tasks)
+        pending: list[Any] = []
+        datasets: dict[str, Any] = {}
+
+        def submit() -> None:  # as many tasks as the window has room for
+            while window is None or len(pending) < window:
+                task = next(todo, None)
+                if task is None:
+                    return
                 dataset = _dataset_ref(ray, task, datasets)
                 files = None if options.shared_dir else read_run_files(task.run_dir)
                 args = (task, dataset, files, control, options.cpus_per_trial, options.shared_dir)
-                refs[trial.remote(*args)] = task
-            pending = list(refs)
+                ref = trial.remote(*args)
+                refs[ref] = task
+                pending.append(ref)
+
+        try:
+            submit()
+            # A search's trials wait for verdicts between epochs: answer them promptly.
+            every = 0.25 if window is None else 0.02
             while pending:
-                done, pending = ray.wait(pending, num_returns=1, timeout=0.25)
+                done, pending[:] = ray.wait(pending, num_returns=1, timeout=every)
                 _drain(ray, control, progress)
                 for ref in done:
                     collected.add(ref)
@@ -79,6 +99,8 @@ class RayExecutor:
                         yield result
                         if result.status == "stopped":
                             raise KeyboardInterrupt(result.interrupt)
+                if done:
+                    submit()
         except KeyboardInterrupt as exc:
             # Raised while Ray waits, it comes back from Ray without the signal's name.
             named = str(exc.args[0]) if exc.args else None
@@ -232,9 +254,11 @@ def _dataset_ref(ray: Any, task: TrialTask, refs: dict[str, Any]) -> Any:
 
 
 def _drain(ray: Any, control: Any, progress: Progress | None) -> None:
+    """Pass the trials' progress on; a trial that asks gets the verdict through the actor."""
     for event in ray.get(control.drain.remote()):
-        if progress is not None:
-            progress(event)
+        verdict = progress(event) if progress is not None else None
+        if event.asks:
+            control.answer.remote(event.trial.index, event.epoch, verdict or "")
 
 
 # ------------------------------------------------------------ in the cluster
@@ -248,6 +272,7 @@ class Control:
         self.reports: list[TrialProgress] = []
         self.reason: str | None = None
         self.started: set[int] = set()
+        self.verdicts: dict[tuple[int, int], str] = {}  # (trial, epoch) -> words, "" go on
 
     def begin(self, index: int) -> bool:
         if self.reason is None:
@@ -268,6 +293,35 @@ class Control:
 
     def stopping(self) -> str | None:
         return self.reason
+
+    def answer(self, index: int, epoch: int, words: str) -> None:
+        self.verdicts[(index, epoch)] = words
+
+    def answered(self, index: int, epoch: int) -> tuple[str | None, str | None]:
+        """(the verdict on the trial at the epoch, None while there is none yet; the reason
+        the sweep is stopping, if it is)."""
+        return self.verdicts.get((index, epoch)), self.reason
+
+
+class VerdictWait:
+    """A trial's wait for the driver's verdict at an epoch where it asks; a stopping sweep
+    interrupts it as StopWhenAsked does."""
+
+    def __init__(self, control: Any) -> None:
+        self.control = control
+
+    def __call__(self, task: TrialTask, epoch: int) -> str | None:
+        import ray
+
+        pause = 0.002
+        while True:
+            words, stopping = ray.get(self.control.answered.remote(task.trial.index, epoch))
+            if stopping is not None:
+                raise KeyboardInterrupt(stopping)
+            if words is not None:
+                return words or None
+            time.sleep(pause)  # the driver answers within its next few polls
+            pause = min(2 * pause, 0.05)
 
 
 class StopWhenAsked(Callback):
@@ -305,15 +359,15 @@ def ray_trial(
     if not ray.get(control.begin.remote(task.trial.index)):
         return None
     _use_threads(threads)
-    report, stop = control.report.remote, [StopWhenAsked(control)]
+    report, stop, answer = control.report.remote, [StopWhenAsked(control)], VerdictWait(control)
     if shared:  # in place: a retried trial resumes from the checkpoint its last try saved
-        return run_trial(task, report, dataset=dataset, callbacks=stop), None
+        return run_trial(task, report, dataset=dataset, callbacks=stop, answer=answer), None
     with tempfile.TemporaryDirectory(prefix="mlp-trial-") as tmp:
         run_dir = Path(tmp) / task.run_dir.name
         if files:  # a stopped trial, resumed from its checkpoint
             write_run_files(run_dir, files)
-        here = TrialTask(task.trial, task.config, run_dir)
-        result = run_trial(here, report, dataset=dataset, callbacks=stop)
+        here = dataclasses.replace(task, run_dir=run_dir)
+        result = run_trial(here, report, dataset=dataset, callbacks=stop, answer=answer)
         return result, read_run_files(run_dir)
 
 
