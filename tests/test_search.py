@@ -74,6 +74,9 @@ def summary_of(sweep_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def tpe(tmp_path_factory):
     """A TPE search with ASHA, through the API; and the same command through the CLI."""
+    import mlpcli.sweeps.search.plots  # noqa: F401  imported now, so that its save_figure
+    # is replaced for this sweep only (one imported later would keep the replacement)
+
     out = tmp_path_factory.mktemp("tpe")
     with pytest.MonkeyPatch.context() as patch:
         figures = saved_figures(patch)
@@ -446,6 +449,109 @@ def test_a_verdict_given_before_the_sweep_stopped_holds_when_it_is_resumed(tmp_p
     assert one["reason"] == verdicts[0]
     assert len(epoch_rows(Path(one["run_dir"]))) == 2
     assert {found[n]["status"] for n in ("trial-000", "trial-002")} == {"completed"}
+
+
+def test_a_rerun_trial_is_not_judged_again_on_epochs_its_first_run_went_past(tmp_path):
+    """Trial 1 reported epochs 1 to 3, but its checkpoint holds an earlier epoch (as after a
+    kill -9): on --resume it trains those epochs again, and the pruner is asked about it only
+    after epoch 3, where its first run was let go on."""
+    import shutil
+
+    import optuna
+
+    import mlpcli.sweeps.search.driver as driver
+    from mlpcli.errors import Interrupted
+
+    report = driver.Search.on_progress
+    checkpoint = tmp_path / "r" / "trials" / "trial-001" / "checkpoints" / "last.pt"
+    early = tmp_path / "early.pt"
+
+    def stop_at_epoch_3(self, event):
+        verdict = report(self, event)
+        if event.trial.index == 1 and event.epoch == 2:
+            shutil.copy(checkpoint, early)  # epoch 1's or 2's
+        if event.trial.index == 1 and event.epoch == 3:
+            raise KeyboardInterrupt("SIGINT")
+        return verdict
+
+    asked = []
+
+    class Record(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            index = trial.user_attrs.get("mlp_trial")
+            asked.append((index, trial.last_step))
+            return index == 1 and trial.last_step <= 3  # never asked there: it went on
+
+    small = {**BASE, "train": {"epochs": 6, "checkpoint_seconds": 0}}
+    options = {"search": "random", "trials": 3, "prune": "median", "space": SPACE}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(driver, "make_pruner", lambda optuna, name: optuna.pruners.NopPruner())
+        patch.setattr(driver.Search, "on_progress", stop_at_epoch_3)
+        with pytest.raises(Interrupted):
+            sweep(tmp_path, "r", small, **options)
+    shutil.copy(early, checkpoint)
+    sweep_dir = tmp_path / "r"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(driver, "make_pruner", lambda optuna, name: Record())
+        resumed = run_sweep(
+            sweep_dir / "sweep.yaml", resume=sweep_dir, executor=InlineExecutor(), quiet=True
+        )
+    assert resumed.failed == 0
+    assert {r["trial"]: r["status"] for r in rows(sweep_dir)}["trial-001"] == "completed"
+    assert [step for index, step in asked if index == 1] == [4, 5]
+
+
+def test_resume_runs_a_failed_trial_again_with_its_parameters(tmp_path, monkeypatch):
+    """As a grid's resume does: a trial that failed (here by a fault injected once) runs again
+    under its name, with the parameters it was proposed, and the sweep ends with its N."""
+    import mlpcli.training.run as run
+    from mlpcli.errors import TrainingError
+
+    train = run.train
+
+    def failing(config, **options):
+        if config.name == "trial-001":
+            raise TrainingError("injected")
+        return train(config, **options)
+
+    options = {"search": "random", "trials": 3, "space": SPACE}
+    monkeypatch.setattr(run, "train", failing)
+    first = sweep(tmp_path, "f", **options)
+    assert first.failed == 1
+    sweep_dir = tmp_path / "f"
+    proposed = {r["trial"]: [r[k] for k in KEYS] for r in rows(sweep_dir)}
+    monkeypatch.setattr(run, "train", train)
+    resumed = run_sweep(
+        sweep_dir / "sweep.yaml", resume=sweep_dir, executor=InlineExecutor(), quiet=True
+    )
+    assert resumed.failed == 0
+    found = rows(sweep_dir)
+    assert [r["status"] for r in found] == ["completed"] * 3
+    assert {r["trial"]: [r[k] for k in KEYS] for r in found} == proposed
+
+
+def test_a_journal_that_cannot_be_written_ends_the_sweep_naming_it(tmp_path, monkeypatch):
+    """A full disk under the journal is the sweep's error (exit 1, naming the file and how to
+    go on), not one trial's failure after another."""
+    import errno
+
+    import optuna
+
+    from mlpcli.errors import WriteError
+
+    def full(self, value, step):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(optuna.trial.Trial, "report", full)
+    with pytest.raises(WriteError) as caught:
+        sweep(tmp_path, "j", search="random", trials=3, space=SPACE)
+    message = str(caught.value)
+    assert "search.journal" in message and "No space left on device" in message
+    assert "--resume" in message and caught.value.exit_code == 1
+    # The trial it was training is saved as failed, for --resume to run again.
+    trial = summary_of(tmp_path / "j" / "trials" / "trial-000")
+    assert trial["status"] == "failed"
+    assert summary_of(tmp_path / "j")["status"] == "failed"
 
 
 # ------------------------------------------------------------ the executor's window

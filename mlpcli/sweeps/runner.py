@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
 import shlex
 import time
@@ -37,7 +35,7 @@ from ..runs.folder import (
 from .budget import merge_budget
 from .executors.local import Executor, TrialProgress, TrialResult, TrialTask, worker_count
 from .grid import Trial, hidden_axis, parse_values
-from .plan import plan_trials
+from .plan import plan_trials, point_config, sweep_base
 from .results import best_point, point_stats, trial_row, write_results_csv
 from .search.driver import Search, import_optuna, objective_of, open_study
 from .search.report import draw_search, search_summary
@@ -67,6 +65,7 @@ def with_plan(
     seeds: int | None = None,
     source: str = "the config",
     params: list[int] | None = None,
+    *,
     search: str | None = None,
     trials: int | None = None,
     prune: str | None = None,
@@ -172,8 +171,6 @@ def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> list
 def check_search(config: Config) -> tuple[dict[str, Dim], str]:
     """A search's space and data, checked before anything is made: its dims, and the main
     metric of its task (the objective is that metric on the validation rows)."""
-    from .plan import point_config, sweep_base
-
     kind = config.sweep.search
     if config.train.baseline:
         raise ConfigError(
@@ -227,7 +224,17 @@ def run_sweep(
     source = "the config" if isinstance(config, Config) else str(config)
     config = as_config(config, list(overrides))
     config = with_plan(
-        config, hidden, depth, grid, seeds, source, params, search, trials, prune, space
+        config,
+        hidden,
+        depth,
+        grid,
+        seeds,
+        source,
+        params,
+        search=search,
+        trials=trials,
+        prune=prune,
+        space=space,
     )
     searching = config.sweep.search != "grid"
     if searching:
@@ -257,19 +264,19 @@ def run_sweep(
         tasks: list[TrialTask] = []
         finished: list[TrialResult] = []
         driver = None
-        if searching:
+        if searching:  # its tasks are asked for one at a time, as the executor has room
             study = open_study(optuna, sweep_dir, objective_of(metric)[1], config.sweep.prune)
             driver = Search(optuna, study, config, dims, sweep_dir, metric)
             finished = _searched(driver, sweep_dir)
             to_run = (config.sweep.trials or 0) - len(finished)
-        for trial, trial_config in zip(planned, configs):
-            run_dir = sweep_dir / "trials" / trial.name
-            done = _finished(trial, run_dir)
-            if done:
-                finished.append(done)
-            else:
-                tasks.append(TrialTask(trial, trial_config, run_dir))
-        if not searching:
+        else:
+            for trial, trial_config in zip(planned, configs):
+                run_dir = sweep_dir / "trials" / trial.name
+                done = _finished(trial, run_dir)
+                if done:
+                    finished.append(done)
+                else:
+                    tasks.append(TrialTask(trial, trial_config, run_dir))
             to_run = len(tasks)
         if executor is None:
             what = "--workers" if workers else "sweep.workers"
@@ -290,21 +297,15 @@ def run_sweep(
 
 
 def _searched(driver: Search, sweep_dir: Path) -> list[TrialResult]:
-    """The results of a search's trials that ended in earlier runs of the sweep: a finished
-    run as its folder says, a failed one as the last results.csv recorded it."""
-    errors: dict[str, str] = {}
-    with contextlib.suppress(OSError, csv.Error):
-        with open(sweep_dir / "results.csv", newline="", encoding="utf-8") as handle:
-            errors = {row["trial"]: row.get("error", "") for row in csv.DictReader(handle)}
+    """The results of a search's trials kept from earlier runs of the sweep (the driver has
+    queued every other one to run again), as their run folders say."""
     found = []
     for trial in driver.known_trials():
-        run_dir = sweep_dir / "trials" / trial.name
-        result = _finished(trial, run_dir) or TrialResult(
-            trial, "failed", run_dir, error=errors.get(trial.name) or "failed in an earlier run"
-        )
-        result.extra = driver.columns(result)
-        driver.note_finished(trial)
-        found.append(result)
+        result = _finished(trial, sweep_dir / "trials" / trial.name)
+        if result is not None:
+            result.extra = driver.columns(result)
+            driver.note_finished(trial)
+            found.append(result)
     return found
 
 
@@ -365,6 +366,9 @@ class _Run:
             for result in _stopped(stream, exc):
                 self._record(result, view)
             raise Interrupted(*exc.args, resume_hint=self.resume_hint) from None
+        except Exception:  # the sweep's own error (a journal it cannot write, say)
+            status = "failed"
+            raise
         finally:
             stream.close()  # an error outside the executor must stop its trials too
             view.stop()

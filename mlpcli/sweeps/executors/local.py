@@ -94,6 +94,12 @@ _datasets: dict[str, Any] = {}
 MAX_CACHED_DATASETS = 4
 
 
+class _ProgressFailed(BaseException):
+    """An error of the sweep's own progress callback (a search's journal that cannot be
+    written, say), carried through the trial's training, which saves the run as failed, to end
+    the sweep with it rather than to fail one trial."""
+
+
 class _Reporter(Callback):
     """Passes a trial's start and its latest epoch on to the executor, a few times a second at
     most (small epochs end by the thousand); a search's trial every epoch, with its values,
@@ -105,9 +111,12 @@ class _Reporter(Callback):
         self.task, self.send, self.answer, self.last = task, send, answer, 0.0
 
     def on_train_start(self, trainer: Any) -> None:
-        self._report(trainer, trainer.epoch)
-        if self.task.stop_at is not None and trainer.epoch >= self.task.stop_at:
-            trainer.stop(self.task.stop_reason)  # its checkpoint is at the pruned epoch already
+        if self.task.report_epochs and trainer.history:
+            # Resumed from a checkpoint: its epoch's report may have been lost with the sweep
+            # that stopped, and a verdict due there would be skipped.
+            self.on_epoch_end(trainer, trainer.history[-1])
+        else:
+            self._report(trainer, trainer.epoch)
 
     def on_epoch_end(self, trainer: Any, record: dict[str, float]) -> None:
         epoch, task = int(record["epoch"]), self.task
@@ -129,7 +138,10 @@ class _Reporter(Callback):
         event = TrialProgress(
             self.task.trial, epoch, trainer.config.train.epochs, trainer.task, values or {}, asks
         )
-        return self.send(event)
+        try:
+            return self.send(event)
+        except Exception as exc:
+            raise _ProgressFailed(exc) from exc
 
 
 def dataset_key(config: Any) -> str:
@@ -192,6 +204,8 @@ def run_trial(
             )
             result.summary = trained.summary
             result.status = "pruned" if trained.summary.get("stopped_by") else "completed"
+    except _ProgressFailed as failed:
+        raise failed.args[0] from None
     except KeyboardInterrupt as exc:
         result.status, result.interrupt = "stopped", str(exc.args[0]) if exc.args else "SIGINT"
         result.error = f"interrupted by {result.interrupt}"
@@ -383,10 +397,7 @@ class LocalExecutor:
         pending: set[Future[TrialResult | None]] = set()
 
         def submit() -> None:  # as many tasks as the window has room for
-            while window is None or len(pending) < window:
-                task = next(todo, None)
-                if task is None:
-                    return
+            for task in pull(todo, lambda: len(pending), window):
                 slot = None
                 if window:
                     slot = min(set(range(window)) - set(slots.values()))
@@ -399,8 +410,7 @@ class LocalExecutor:
 
         try:
             submit()
-            # A search's trials wait for verdicts between epochs: answer them promptly.
-            every = 0.25 if window is None else 0.02
+            every = poll_seconds(window)
             while pending:
                 done, pending = wait(pending, timeout=every, return_when=FIRST_COMPLETED)
                 _drain(reports, progress, answers, slots)
@@ -420,6 +430,10 @@ class LocalExecutor:
             _cancel(pool, futures, stop)
             running = [f for f in futures if not f.done()]
             wait(running, timeout=STOP_SECONDS)
+            # The epochs the trials finished meanwhile: a search records them, so that a
+            # resumed trial is not asked again about them. The sweep stops either way.
+            with contextlib.suppress(Exception):
+                _drain(reports, progress)
             for future in running:
                 result = _result_of(future, futures[future]) if future.done() else None
                 if result is not None:
@@ -428,6 +442,23 @@ class LocalExecutor:
         finally:
             _cancel(pool, futures, stop)
             _end_workers(processes, [f for f in futures if not f.done()], hurry=not finished)
+
+
+def pull(
+    tasks: Iterator[TrialTask], running: Callable[[], int], window: int | None
+) -> Iterator[TrialTask]:
+    """The next tasks while fewer than `window` trials run (every task without a window)."""
+    while window is None or running() < window:
+        task = next(tasks, None)
+        if task is None:
+            return
+        yield task
+
+
+def poll_seconds(window: int | None) -> float:
+    """How often the driver looks for progress and results: a search's trials wait for
+    verdicts between epochs, so it answers them promptly; a grid's only report them."""
+    return 0.25 if window is None else 0.02
 
 
 def _cancel(pool: ProcessPoolExecutor, futures: Iterable[Future[Any]], stop: Any) -> None:

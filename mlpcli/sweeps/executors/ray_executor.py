@@ -29,6 +29,8 @@ from .local import (
     TrialProgress,
     TrialResult,
     TrialTask,
+    poll_seconds,
+    pull,
     run_trial,
 )
 from .ray_connect import RayOptions, connect
@@ -74,10 +76,7 @@ class RayExecutor:
         datasets: dict[str, Any] = {}
 
         def submit() -> None:  # as many tasks as the window has room for
-            while window is None or len(pending) < window:
-                task = next(todo, None)
-                if task is None:
-                    return
+            for task in pull(todo, lambda: len(pending), window):
                 dataset = _dataset_ref(ray, task, datasets)
                 files = None if options.shared_dir else read_run_files(task.run_dir)
                 args = (task, dataset, files, control, options.cpus_per_trial, options.shared_dir)
@@ -87,8 +86,7 @@ class RayExecutor:
 
         try:
             submit()
-            # A search's trials wait for verdicts between epochs: answer them promptly.
-            every = 0.25 if window is None else 0.02
+            every = poll_seconds(window)
             while pending:
                 done, pending[:] = ray.wait(pending, num_returns=1, timeout=every)
                 _drain(ray, control, progress)
@@ -109,9 +107,10 @@ class RayExecutor:
             if named:
                 raise
             raise KeyboardInterrupt(reason) from None
-        except GeneratorExit:
-            # Closed by the sweep on an error of its own (an interrupt is thrown in instead):
-            # the running trials still save and their files are written; nothing is yielded.
+        except (GeneratorExit, Exception):
+            # Closed by the sweep on an error of its own (an interrupt is thrown in instead),
+            # or an error here (its progress callback's): the running trials still save and
+            # their files are written; nothing is yielded.
             for _ in self._stop(control, refs, collected, "the sweep closing"):
                 pass
             raise
@@ -299,8 +298,9 @@ class Control:
 
     def answered(self, index: int, epoch: int) -> tuple[str | None, str | None]:
         """(the verdict on the trial at the epoch, None while there is none yet; the reason
-        the sweep is stopping, if it is)."""
-        return self.verdicts.get((index, epoch)), self.reason
+        the sweep is stopping, if it is). A verdict is handed out once: a retried trial that
+        asks again is answered again by the driver, which keeps them all."""
+        return self.verdicts.pop((index, epoch), None), self.reason
 
 
 class VerdictWait:

@@ -11,6 +11,7 @@ decided, and `--resume` re-runs the trials it was running (with their parameters
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -19,8 +20,8 @@ from typing import Any
 
 from ...config.registry import MAXIMISED_METRICS, SEARCHES
 from ...config.schema import Config
-from ...errors import ConfigError
-from ...runs.folder import SEARCH_JOURNAL, completed_run
+from ...errors import ConfigError, WriteError
+from ...runs.folder import SEARCH_JOURNAL, SUMMARY_FILE, completed_run, read_json
 from ..executors.local import TrialProgress, TrialResult, TrialTask
 from ..grid import Trial
 from ..plan import point_config, sweep_base
@@ -115,86 +116,69 @@ class Search:
         self.trials: list[Trial] = []  # every trial of the sweep so far, in index order
         self.refused: Callable[[TrialResult], None] = lambda result: None  # set by the runner
         self.replay: dict[int, dict[int, float]] = {}  # a re-run's values from its first run
-        self.used = self._reconcile()
+        self.decided: dict[int, int] = {}  # index -> the last epoch its first run reported
+        self.reported: set[tuple[int, int]] = set()  # (index, epoch) reported to Optuna
+        with self._journal():
+            self.used = self._reconcile()
 
     # ------------------------------------------------------------ resuming
 
     def _reconcile(self) -> set[int]:
-        """Bring the journal to a state with no running trial: one that finished its run but
-        was not told is told now; one that was running when the sweep died is queued to run
-        again with its parameters (and marked failed); the indices used so far."""
+        """Bring the journal to a state with no running trial, as a grid's resume does with
+        its folders: a trial whose run completed (or was pruned) is kept, and told if the
+        sweep died before telling it; any other (running when the sweep died, stopped,
+        failed) is queued to run again with its parameters, under its index, in its folder
+        (resuming its checkpoint). Returns the indices used so far."""
         state = self.optuna.trial.TrialState
-        used: set[int] = set()
-        queued = {
-            t.user_attrs.get(RERUN_OF)
-            for t in self.study.get_trials(deepcopy=False, states=(state.WAITING,))
-        }
+        latest: dict[int, Any] = {}  # index -> its last Optuna trial (a re-run after the first)
         for frozen in self.study.get_trials(deepcopy=False):
             index = frozen.user_attrs.get(MLP_TRIAL)
             if index is not None:
-                used.add(index)
-            if frozen.state != state.RUNNING:
-                continue
-            if index is None:  # killed inside ask, before it was named: it never ran
+                latest[index] = frozen
+            elif frozen.state == state.RUNNING:  # killed inside ask, before it was named
                 self.study.tell(frozen.number, state=state.FAIL, skip_if_finished=True)
+        numbers = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        for index, frozen in latest.items():
+            if frozen.state == state.WAITING:  # queued by an earlier resume, not asked yet
+                self.replay[index] = dict(numbers[frozen.user_attrs[RERUN_OF]].intermediate_values)
                 continue
             run_dir = self.sweep_dir / "trials" / f"trial-{index:03d}"
-            value = self._final_value(run_dir)
-            if value is not None:  # its run ended, the sweep died before it was told
-                self._tell_done(frozen.number, value, run_dir)
+            if completed_run(run_dir):
+                if frozen.state == state.RUNNING:  # its run ended, the sweep died before the tell
+                    self._tell_done(frozen.number, run_dir)
                 continue
-            if frozen.number not in queued:
-                attrs = {MLP_TRIAL: index, RERUN_OF: frozen.number}
-                attrs.update(
-                    {
-                        k: frozen.user_attrs[k]
-                        for k in (PRUNED_AT, PRUNE_REASON)
-                        if k in frozen.user_attrs
-                    }
-                )
-                self.study.enqueue_trial(frozen.params, user_attrs=attrs)
-                self.replay[index] = dict(frozen.intermediate_values)
+            kept = {k: v for k, v in frozen.user_attrs.items() if k in (PRUNED_AT, PRUNE_REASON)}
+            attrs = {MLP_TRIAL: index, RERUN_OF: frozen.number, **kept}
+            self.study.enqueue_trial(frozen.params, user_attrs=attrs)
+            self.replay[index] = dict(frozen.intermediate_values)
             self.study.tell(frozen.number, state=state.FAIL, skip_if_finished=True)
-        for frozen in self.study.get_trials(deepcopy=False, states=(state.WAITING,)):
-            index = frozen.user_attrs.get(MLP_TRIAL)
-            old = frozen.user_attrs.get(RERUN_OF)
-            if index is not None and index not in self.replay and old is not None:
-                first = next(t for t in self.study.get_trials(deepcopy=False) if t.number == old)
-                self.replay[index] = dict(first.intermediate_values)
-        return used
+        return set(latest)
 
-    def _final_value(self, run_dir: Path) -> float | None:
-        from ...runs.folder import SUMMARY_FILE, read_json
-
-        if not completed_run(run_dir):
-            return None
-        value = read_json(run_dir / SUMMARY_FILE).get("metrics", {}).get("val", {})
-        return value.get(self.metric)
-
-    def _tell_done(self, number: int, value: float, run_dir: Path) -> None:
-        from ...runs.folder import SUMMARY_FILE, read_json
-
+    def _tell_done(self, number: int, run_dir: Path) -> None:
         state = self.optuna.trial.TrialState
-        if read_json(run_dir / SUMMARY_FILE).get("stopped_by"):
+        summary = read_json(run_dir / SUMMARY_FILE)
+        value = summary.get("metrics", {}).get("val", {}).get(self.metric)
+        if summary.get("stopped_by"):
             self.study.tell(number, state=state.PRUNED, skip_if_finished=True)
-        elif math.isfinite(value):
+        elif isinstance(value, float) and math.isfinite(value):
             self.study.tell(number, value, skip_if_finished=True)
         else:
             self.study.tell(number, state=state.FAIL, skip_if_finished=True)
 
     def known_trials(self) -> list[Trial]:
-        """The trials of earlier passes whose run folders hold a finished run, with their
-        settings (from the journal), for the runner to read as finished."""
+        """The trials of earlier runs of the sweep that are kept (their runs completed or were
+        pruned), with their settings from the journal, for the runner to read as finished."""
         state = self.optuna.trial.TrialState
-        trials = self.study.get_trials(deepcopy=False)
-        queued = {t.user_attrs.get(MLP_TRIAL) for t in trials if t.state == state.WAITING}
-        found: dict[int, Trial] = {}
-        for frozen in trials:  # in order: a re-run after the run it replaces
+        latest: dict[int, Any] = {}
+        for frozen in self.study.get_trials(deepcopy=False):
             index = frozen.user_attrs.get(MLP_TRIAL)
-            if index is None or index in queued or frozen.state == state.RUNNING:
-                continue
-            found[index] = self._trial(index, frozen.params)
-        return [found[i] for i in sorted(found)]
+            if index is not None:
+                latest[index] = frozen
+        return [
+            self._trial(index, frozen.params)
+            for index, frozen in sorted(latest.items())
+            if frozen.state not in (state.WAITING, state.RUNNING)
+        ]
 
     def note_finished(self, trial: Trial) -> None:
         self.trials.append(trial)
@@ -203,6 +187,10 @@ class Search:
 
     def tasks(self) -> Iterator[TrialTask]:
         """One task per trial still to run, each asked for only when the executor pulls it."""
+        with self._journal():
+            yield from self._tasks()
+
+    def _tasks(self) -> Iterator[TrialTask]:
         state = self.optuna.trial.TrialState
         while True:
             waiting = self.study.get_trials(deepcopy=False, states=(state.WAITING,))
@@ -215,7 +203,7 @@ class Search:
                 yield task
 
     def _next_index(self) -> int:
-        return next(i for i in range(self.total + len(self.used) + 1) if i not in self.used)
+        return next(i for i in itertools.count() if i not in self.used)  # the lowest unused
 
     def _ask(self, index: int) -> TrialTask | None:
         self.study.sampler = make_sampler(
@@ -237,8 +225,10 @@ class Search:
             self.refused(TrialResult(made, "failed", run_dir, error=str(exc)))
             return None
         self.live[index] = trial
-        for epoch, value in sorted(self.replay.pop(index, {}).items()):
+        replay = self.replay.pop(index, {})
+        for epoch, value in sorted(replay.items()):
             trial.report(value, epoch)  # the first run's epochs, which the re-run resumes after
+        self.decided[index] = max(replay, default=0)
         pruned = attrs.get(PRUNED_AT)
         return TrialTask(
             made,
@@ -265,11 +255,17 @@ class Search:
         key = (event.trial.index, event.epoch)
         if key in self.verdicts:  # asked again (a retried worker): the same answer
             return self.verdicts[key]
-        with warnings.catch_warnings():  # a resumed trial reports its checkpoint's epoch again
-            warnings.simplefilter("ignore")
-            trial.report(value, event.epoch)
-        if not event.asks:
+        if key in self.reported or event.epoch <= self.decided.get(event.trial.index, 0):
+            # Reported already (a retried worker), or by the first run of a re-run trial,
+            # which was let go on there (else it would stop at its pruned_at): never twice.
             return None
+        self.reported.add(key)
+        with self._journal():
+            trial.report(value, event.epoch)
+            return self._verdict(trial, event) if event.asks else None
+
+    def _verdict(self, trial: Any, event: TrialProgress) -> str | None:
+        key = (event.trial.index, event.epoch)
         verdict = None
         if trial.should_prune():
             verdict = reason(
@@ -290,9 +286,13 @@ class Search:
         """Tell Optuna how the trial ended; a trial stopped by a signal stays running, to be
         run again by --resume."""
         trial = self.live.pop(result.trial.index, None)
-        summary = result.summary
         if trial is None or result.status == "stopped":
             return
+        with self._journal():
+            self._tell(trial, result)
+
+    def _tell(self, trial: Any, result: TrialResult) -> None:
+        summary = result.summary
         state = self.optuna.trial.TrialState
         value = summary.get("metrics", {}).get("val", {}).get(self.metric)
         if result.status == "completed" and value is not None and math.isfinite(value):
@@ -302,6 +302,18 @@ class Search:
             self.study.tell(trial, state=state.PRUNED)
         else:
             self.study.tell(trial, state=state.FAIL)
+
+    @contextlib.contextmanager
+    def _journal(self) -> Iterator[None]:
+        """The study's writes: a journal that cannot be written stops the sweep with an error
+        naming it, as a run folder that cannot be written does."""
+        try:
+            yield
+        except OSError as exc:
+            raise WriteError(
+                f"{self.sweep_dir / SEARCH_JOURNAL}: the search's journal cannot be written "
+                f"({exc.strerror or exc}); once it can, continue with --resume {self.sweep_dir}"
+            ) from None
 
     def columns(self, result: TrialResult) -> dict[str, Any]:
         """A trial's results.csv columns only a search has: the epochs it ran, where and why

@@ -23,8 +23,14 @@ def search_summary(
     """The search's settings, how many trials were pruned, the epochs run against the epochs
     every trial running to the end would have taken, and the best trial with its overrides."""
     epochs = search.config.train.epochs
-    full = sum(r.trial.settings.get("train.epochs", epochs) for r in results.values())
     ran = sum(r.summary.get("epochs_run") or 0 for r in results.values())
+    # What pruning saved, not early stopping: a pruned trial counts the epochs it was set.
+    full = sum(
+        r.trial.settings.get("train.epochs", epochs)
+        if r.status == "pruned"
+        else r.summary.get("epochs_run") or 0
+        for r in results.values()
+    )
     best_result = results.get(best["point"]) if best else None
     return {
         "trials": search.total,
