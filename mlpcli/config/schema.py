@@ -512,15 +512,15 @@ class SweepConfig(Section):
             given += ["sweep.prune"] if self.prune != "none" else []
             if given:
                 raise ValueError(
-                    f"{' and '.join(given)}: only for a search; add sweep.search: random or tpe "
-                    f"(or --search), or drop {'them' if len(given) > 1 else 'it'}"
+                    f"{' and '.join(given)}: only for a search; set sweep.search to random or "
+                    f"tpe, or drop {'them' if len(given) > 1 else 'it'}"
                 )
             return self
         missing = [f"sweep.{k}" for k in ("trials", "space") if not getattr(self, k)]
         if missing:
             raise ValueError(
-                f"sweep.search {self.search}: needs {' and '.join(missing)} (--trials N, "
-                f"--space KEY=SPEC such as optim.lr=log(1e-4,1e-1))"
+                f"sweep.search {self.search}: needs {' and '.join(missing)} (how many trials, "
+                f"and each searched key with its range, such as optim.lr: log(1e-4, 1e-1))"
             )
         grid_only = [
             name
