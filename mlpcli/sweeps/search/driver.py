@@ -93,6 +93,16 @@ def trial_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+def latest_trials(study: Any) -> dict[int, Any]:
+    """Each sweep trial's last Optuna trial, by its index: a re-run after the run it replaces."""
+    latest = {}
+    for frozen in study.get_trials(deepcopy=False):  # in the order they were made
+        index = frozen.user_attrs.get(MLP_TRIAL)
+        if index is not None:
+            latest[index] = frozen
+    return latest
+
+
 class Search:
     """One pass of a search over its remaining trials, in the sweep process."""
 
@@ -130,14 +140,12 @@ class Search:
         failed) is queued to run again with its parameters, under its index, in its folder
         (resuming its checkpoint). Returns the indices used so far."""
         state = self.optuna.trial.TrialState
-        latest: dict[int, Any] = {}  # index -> its last Optuna trial (a re-run after the first)
-        for frozen in self.study.get_trials(deepcopy=False):
-            index = frozen.user_attrs.get(MLP_TRIAL)
-            if index is not None:
-                latest[index] = frozen
-            elif frozen.state == state.RUNNING:  # killed inside ask, before it was named
-                self.study.tell(frozen.number, state=state.FAIL, skip_if_finished=True)
         numbers = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        for frozen in numbers.values():
+            if MLP_TRIAL not in frozen.user_attrs and frozen.state == state.RUNNING:
+                # Killed inside ask, before it was named: it never ran.
+                self.study.tell(frozen.number, state=state.FAIL, skip_if_finished=True)
+        latest = latest_trials(self.study)
         for index, frozen in latest.items():
             if frozen.state == state.WAITING:  # queued by an earlier resume, not asked yet
                 self.replay[index] = dict(numbers[frozen.user_attrs[RERUN_OF]].intermediate_values)
@@ -157,7 +165,7 @@ class Search:
     def _tell_done(self, number: int, run_dir: Path) -> None:
         state = self.optuna.trial.TrialState
         summary = read_json(run_dir / SUMMARY_FILE)
-        value = summary.get("metrics", {}).get("val", {}).get(self.metric)
+        value = self.value(summary)
         if summary.get("stopped_by"):
             self.study.tell(number, state=state.PRUNED, skip_if_finished=True)
         elif isinstance(value, float) and math.isfinite(value):
@@ -169,14 +177,9 @@ class Search:
         """The trials of earlier runs of the sweep that are kept (their runs completed or were
         pruned), with their settings from the journal, for the runner to read as finished."""
         state = self.optuna.trial.TrialState
-        latest: dict[int, Any] = {}
-        for frozen in self.study.get_trials(deepcopy=False):
-            index = frozen.user_attrs.get(MLP_TRIAL)
-            if index is not None:
-                latest[index] = frozen
         return [
             self._trial(index, frozen.params)
-            for index, frozen in sorted(latest.items())
+            for index, frozen in sorted(latest_trials(self.study).items())
             if frozen.state not in (state.WAITING, state.RUNNING)
         ]
 
@@ -294,7 +297,7 @@ class Search:
     def _tell(self, trial: Any, result: TrialResult) -> None:
         summary = result.summary
         state = self.optuna.trial.TrialState
-        value = summary.get("metrics", {}).get("val", {}).get(self.metric)
+        value = self.value(summary)
         if result.status == "completed" and value is not None and math.isfinite(value):
             self.study.tell(trial, value)
         elif result.status in ("pruned", "failed") and summary.get("epochs_run"):
@@ -314,6 +317,10 @@ class Search:
                 f"{self.sweep_dir / SEARCH_JOURNAL}: the search's journal cannot be written "
                 f"({exc.strerror or exc}); once it can, continue with --resume {self.sweep_dir}"
             ) from None
+
+    def value(self, summary: dict[str, Any]) -> Any:
+        """A run's objective as its summary.json records it (the kept epoch's); None if absent."""
+        return summary.get("metrics", {}).get("val", {}).get(self.metric)
 
     def columns(self, result: TrialResult) -> dict[str, Any]:
         """A trial's results.csv columns only a search has: the epochs it ran, where and why

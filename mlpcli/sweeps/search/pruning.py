@@ -63,20 +63,21 @@ def reason(
     optuna: Any, study: Any, trial: Any, name: str, epoch: int, objective: str, maximise: bool
 ) -> str:
     """Why `trial` was pruned at `epoch`, in the numbers the pruner compared."""
-    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+    trials = study.get_trials(deepcopy=False)
+    frozen = next(t for t in trials if t.number == trial.number)
     if name == "median":
-        return _median_reason(optuna, study, frozen, epoch, objective, maximise)
+        return _median_reason(optuna, trials, frozen, epoch, objective, maximise)
     if name == "asha":
-        return _asha_reason(study, frozen, epoch, objective, maximise)
+        return _asha_reason(trials, frozen, epoch, objective, maximise)
     return f"epoch {epoch}: pruned"
 
 
 def _median_reason(
-    optuna: Any, study: Any, frozen: Any, epoch: int, objective: str, maximise: bool
+    optuna: Any, trials: list[Any], frozen: Any, epoch: int, objective: str, maximise: bool
 ) -> str:
     values = [v for s, v in frozen.intermediate_values.items() if s <= epoch]
     best = max(values) if maximise else min(values)
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     others = [t.intermediate_values[epoch] for t in complete if epoch in t.intermediate_values]
     others = [v for v in others if not math.isnan(v)]
     if math.isnan(best) or not others:
@@ -89,7 +90,7 @@ def _median_reason(
     )
 
 
-def _asha_reason(study: Any, frozen: Any, epoch: int, objective: str, maximise: bool) -> str:
+def _asha_reason(trials: list[Any], frozen: Any, epoch: int, objective: str, maximise: bool) -> str:
     value = frozen.intermediate_values.get(epoch, math.nan)
     if math.isnan(value):
         return f"epoch {epoch}: {objective} is not a number"
@@ -97,9 +98,7 @@ def _asha_reason(study: Any, frozen: Any, epoch: int, objective: str, maximise: 
     # at it: the values it compared this trial's with.
     rung = rungs(epoch + 1).index(epoch) if epoch in rungs(epoch + 1) else 0
     key = f"completed_rung_{rung}"
-    competing = sorted(
-        t.system_attrs[key] for t in study.get_trials(deepcopy=False) if key in t.system_attrs
-    )
+    competing = sorted(t.system_attrs[key] for t in trials if key in t.system_attrs)
     if not competing:
         return f"epoch {epoch}: {objective} {number(value)}, not among the best"
     keep = max(1, len(competing) // REDUCTION_FACTOR)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...errors import MlpError, first_line
 from ..executors.local import TrialResult
-from .driver import MLP_TRIAL, Search
+from .driver import Search, latest_trials
 from .pruning import rungs
 
 PARALLEL, IMPORTANCE, INTERMEDIATE = (
@@ -51,7 +51,7 @@ def ranking(search: Search, results: dict[int, TrialResult]) -> list[dict[str, A
 
     rows = []
     for result in results.values():
-        value = result.summary.get("metrics", {}).get("val", {}).get(search.metric)
+        value = search.value(result.summary)
         rows.append(
             {
                 "trial": result.trial.name,
@@ -77,17 +77,13 @@ def search_points(search: Search, results: list[TrialResult]) -> list[Any]:
     """Each trial as the figures see it: its settings, how it ended, its value per epoch."""
     from .plots import SearchPoint
 
-    curves: dict[int, dict[int, float]] = {}
-    for frozen in search.study.get_trials(deepcopy=False):  # in order: a re-run comes last
-        index = frozen.user_attrs.get(MLP_TRIAL)
-        if index is not None and frozen.intermediate_values:
-            curves[index] = dict(frozen.intermediate_values)
+    curves = {i: dict(t.intermediate_values) for i, t in latest_trials(search.study).items()}
     points = []
     for result in sorted(results, key=lambda r: r.trial.index):
         if result.status == "stopped":
             continue
         curve = sorted(curves.get(result.trial.index, {}).items())
-        value = result.summary.get("metrics", {}).get("val", {}).get(search.metric)
+        value = search.value(result.summary)
         if result.status == "pruned" and curve:
             value = curve[-1][1]
         points.append(
