@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import resume_hint
-from test_sweep_signals import finish, start, wait_for
+from test_sweep_signals import alive, children, finish, start, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -90,11 +90,15 @@ def check_resumed(sweep_dir: Path, interrupted: dict[int, dict]) -> None:
 
 def test_kill_9_then_resume_ends_with_n_trials_none_running(tmp_path):
     process = start(tmp_path, *SEARCH, text=CONFIG)
+    workers: list[int] = []
     try:
         wait_for(lambda: checkpointed(tmp_path), process)
+        workers = children(process.pid)
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the sweep and its workers, mid-trial
         process.communicate()
+    # A killed worker still holds its trial's lock until it has ended.
+    wait_for(lambda: not any(alive(pid) for pid in workers), timeout=15)
     sweep_dir = tmp_path / "s"
     interrupted = running(sweep_dir)
     assert interrupted  # at least trial-000 was mid-run
