@@ -6,7 +6,7 @@ free of torch; what a command returns is what its function returns.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .config.schema import Config, load_config
 from .runs.folder import SWEEP_FILE
@@ -32,6 +32,7 @@ __all__ = [
     "lr_find",
     "plot",
     "predict",
+    "predict_to",
     "summary",
     "sweep",
     "train",
@@ -80,6 +81,18 @@ def predict(run: str | Path, rows: str | Path, proba: bool = False) -> pd.DataFr
     from .serving.evaluate import predict_file
 
     return predict_file(run, rows, proba=proba)
+
+
+def predict_to(
+    run: str | Path, rows: str | Path, output: str | Path | IO[bytes], proba: bool = False
+) -> int:
+    """Predict every row of a CSV, Parquet or NPZ file, or a folder or glob of Parquet files,
+    into a new .csv or .parquet file (written whole or not at all) or a binary stream (CSV);
+    the rows written. A file that fits in memory is read whole; anything else a chunk at a
+    time, memory bounded by a chunk; `mlp predict`."""
+    from .serving.predict import predict_to as predict_chunked
+
+    return predict_chunked(run, rows, output, proba=proba)
 
 
 def sweep(

@@ -13,5 +13,9 @@ class Callback:
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None: ...
 
+    def on_step(self, trainer: Trainer, epoch: int, step: int) -> None:
+        """Called within an epoch of a stream, every few steps, after `step` of its steps
+        (trainer.STEP_HOOK_EVERY): a checkpoint there resumes the epoch at that step."""
+
     def on_train_end(self, trainer: Trainer) -> None:
         """Called when fit() returns or raises."""

@@ -6,6 +6,7 @@ command imports the library it calls. Only this module turns errors into exit co
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import functools
 import io
@@ -122,7 +123,7 @@ def handle_errors(command: F) -> F:
         except MlpError as exc:
             if _debug:
                 err.print_exception()
-            if not _other_process():
+            if not _other_process() or _met_alone(exc):
                 err.print(f"[bold red]error:[/] {escape(terminal_safe(str(exc)))}", soft_wrap=True)
             _keep_exit_code()
             raise typer.Exit(exc.exit_code) from None
@@ -148,6 +149,14 @@ def _other_process() -> bool:
     from .training.distributed import launched_rank
 
     return launched_rank() != 0
+
+
+def _met_alone(exc: MlpError) -> bool:
+    """Whether this process of several met the error alone (in rows only it reads): then it
+    reports it, as process 0 sees only that it stopped."""
+    from .training.distributed import ProcessError
+
+    return isinstance(exc, ProcessError)
 
 
 def _keep_exit_code() -> None:
@@ -346,7 +355,9 @@ def _kept_epoch(summary: dict[str, Any]) -> str:
 @handle_errors
 def eval_(
     run: Path = typer.Argument(..., help="A run folder or a model.safetensors file."),
-    data: Path = typer.Option(None, "--data", help="A labelled CSV, Parquet or NPZ file."),
+    data: Path = typer.Option(
+        None, "--data", help="A labelled CSV, Parquet or NPZ file, or a folder of Parquet files."
+    ),
     split: str = typer.Option("test", "--split", help="test, val or train (without --data)."),
     as_json: bool = typer.Option(
         False, "--json", help="Print the metrics as JSON (flat; a classifier's classes added)."
@@ -387,30 +398,41 @@ def _matrix_elsewhere(classes: int) -> str:
 @handle_errors
 def predict(
     run: Path = typer.Argument(..., help="A run folder or a model.safetensors file."),
-    input_path: Path = typer.Argument(..., metavar="INPUT", help="CSV or Parquet rows to predict."),
+    input_path: Path = typer.Argument(
+        ..., metavar="INPUT", help="CSV, Parquet or NPZ rows, or a folder of Parquet files."
+    ),
     output: Path = typer.Option(None, "-o", "--output", help="Write .csv or .parquet here."),
     proba: bool = typer.Option(False, "--proba", help="Add class probability columns."),
 ) -> None:
-    """Predict the target for every row of a file; prints CSV unless -o is given."""
-    from .api import predict as predict_file
-    from .data.files import check_output, write_csv, write_table
+    """Predict the target for every row of a file, or of a folder of Parquet files (a chunk of
+    rows at a time when it would not fit in memory); prints CSV unless -o is given."""
+    from .api import predict_to
 
     if output is not None:
-        check_output(output)  # before the work, not after it
-    frame = predict_file(run, input_path, proba=proba)
-    if output is None:
-        sys.stdout.flush()
-        if sys.stdout.isatty():  # a pipe or a file gets the exact bytes; a terminal, escapes
-            buffer = io.BytesIO()
-            write_csv(frame, buffer)
-            text = terminal_safe(buffer.getvalue().decode("utf-8", errors="replace"))
-            sys.stdout.buffer.write(text.encode("utf-8"))
-        else:
-            write_csv(frame, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+        rows = predict_to(run, input_path, output, proba=proba)
+        err.print(f"wrote {rows:,} rows to {escape(terminal_safe(str(output)))}")
         return
-    write_table(frame, output)
-    err.print(f"wrote {len(frame)} rows to {escape(terminal_safe(str(output)))}")
+    sys.stdout.flush()
+    # A pipe or a file gets the exact bytes; a terminal, escapes.
+    stream = _TerminalBytes() if sys.stdout.isatty() else sys.stdout.buffer
+    predict_to(run, input_path, stream, proba=proba)
+    sys.stdout.buffer.flush()
+
+
+class _TerminalBytes(io.RawIOBase):
+    """stdout for bytes of UTF-8 text, control characters written as escapes (terminal_safe),
+    a character cut between two writes decoded whole."""
+
+    def __init__(self) -> None:
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        text = terminal_safe(self.decoder.decode(bytes(data)))
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        return len(data)
 
 
 @app.command(cls=BaselineCommand)
@@ -741,9 +763,9 @@ def lr_find(
     else:
         check_out(out_dir)
     checked = load_config(config, list(overrides or []))
-    from .training.plan import plan_run
+    from .training.plan import plan_table
 
-    plan = plan_run(checked)
+    plan = plan_table(checked, what="mlp lr-find")
     from .api import lr_find as find_lr
 
     found = find_lr(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mlpcli.callbacks import Callback
 
@@ -130,3 +133,46 @@ def netns_works() -> bool:
         return subprocess.run([*NETNS, "true"], capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@pytest.fixture
+def parquet_folder(tmp_path: Path) -> Callable[..., Path]:
+    """A factory of Parquet folders for streaming: `make(files=3, groups=5, rows=200,
+    task="regression", text=False, name="events", seed=0)` writes files part-000.parquet ...
+    under tmp_path/name, each `groups` row groups of `rows` rows, and returns the folder.
+    Columns: x1..x4 (float64, standard normal), `color` (text: red, green, blue) when text, then
+    y: a noisy linear function (regression), x1 + x2 > 0 (binary, int64) or three classes 0..2
+    by x1's terciles (classification)."""
+
+    def make(
+        files: int = 3,
+        groups: int = 5,
+        rows: int = 200,
+        task: str = "regression",
+        text: bool = False,
+        name: str = "events",
+        seed: int = 0,
+    ) -> Path:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        for i in range(files):
+            n = groups * rows
+            x = rng.standard_normal((n, 4))
+            data: dict[str, Any] = {f"x{j + 1}": x[:, j] for j in range(4)}
+            if text:
+                data["color"] = rng.choice(["red", "green", "blue"], n).tolist()
+            if task == "regression":
+                data["y"] = x @ [1.0, -2.0, 0.5, 0.0] + 0.1 * rng.standard_normal(n)
+            elif task == "binary":
+                data["y"] = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+            else:
+                data["y"] = np.digitize(x[:, 0], [-0.43, 0.43]).astype(np.int64)
+            pq.write_table(pa.table(data), folder / f"part-{i:03d}.parquet", row_group_size=rows)
+        return folder
+
+    return make

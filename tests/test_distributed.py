@@ -30,10 +30,11 @@ from typer.testing import CliRunner
 import mlpcli
 from mlpcli.cli import app
 from mlpcli.config.schema import build_config, load_config
+from mlpcli.data.stream.order import batch_part
 from mlpcli.errors import ConfigError
 from mlpcli.runs.checkpoint import load_checkpoint, load_model_file
 from mlpcli.training import trainer as trainer_module
-from mlpcli.training.distributed import SOLO, Group, batch_part, check_processes
+from mlpcli.training.distributed import SOLO, Group, check_processes
 from mlpcli.training.run import prepare
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -121,6 +121,11 @@ EXPECTED_FILES = {
         "runs/digits16/plots/detectors.png",
     ],
     "export.md": ["runs/moons/model.onnx", "runs/moons/model.onnx.json", "moons.onnx"],
+    "streaming.md": [
+        "runs/events/model.safetensors",
+        "runs/events/plots/gradients.png",
+        "predictions.parquet",
+    ],
 }
 
 

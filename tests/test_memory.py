@@ -434,3 +434,276 @@ def test_train_in_a_real_nested_cgroup_of_3_gb_refuses_400m_rows(tmp_path, real_
     )
     refused_by(run, real_cgroup, "data.n_samples 400000000", "24.0 GB")
     assert not any(tmp_path.glob("moons-*")), "no run folder for a refused config"
+
+
+# ---------------------------------------------------------------- a refusal points to streaming
+
+
+def parquet_config(hidden=(10,), **data):
+    data = {"source": "parquet", "path": "big.parquet", **data}
+    return build_config({"data": data, "model": {"hidden": list(hidden)}})
+
+
+@pytest.mark.parametrize(
+    "data, remedy",
+    [
+        ({}, "; or set data.stream: true to read it a row group at a time"),
+        (
+            {"source": "csv", "path": "big.csv"},
+            "; or convert it to Parquet and set data.stream: true",
+        ),
+    ],
+)
+def test_data_too_large_for_memory_is_told_how_to_stream(data, remedy):
+    cfg = parquet_config(**data)
+    needs = memory.estimate(cfg, rows=50_000_000, in_dim=16, out_dim=1)
+    with pytest.raises(ConfigError) as caught:
+        memory.check(needs, cfg, available=(GIB, "MemAvailable"))
+    message = str(caught.value)
+    assert "50,000,000 rows" in message and message.endswith(remedy)
+
+
+@pytest.mark.parametrize(
+    "cfg, rows",
+    [
+        (parquet_config(stream=True), 50_000_000),  # streams already
+        (config(data={"n_samples": 400_000_000}), 400_000_000),  # drawn: nothing to stream
+        (parquet_config(hidden=[20_000, 20_000]), 10),  # the model does not fit, not the data
+    ],
+)
+def test_no_stream_hint_where_streaming_would_not_help(cfg, rows):
+    needs = memory.estimate(cfg, rows=rows, in_dim=16, out_dim=1)
+    with pytest.raises(ConfigError) as caught:
+        memory.check(needs, cfg, available=(GIB, "MemAvailable"))
+    assert "data.stream" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "name, remedy",
+    [
+        ("zeros.parquet", "or set data.stream: true to read it a row group at a time"),
+        ("zeros.csv", "or convert it to Parquet and set data.stream: true"),
+    ],
+)
+def test_a_file_too_large_to_read_names_data_stream(tmp_path, name, remedy):
+    """Refused unread under a cgroup that leaves 8 MB (80% of 10 MB): 32 MB of Parquet columns
+    (in a file of a few KB), or 12 MB of CSV (2 MB of text)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    proc = v2_tree(tmp_path, child_max=str(GIB // 4 + 10_000_000))
+    if name.endswith(".parquet"):
+        table = pa.table({name: np.zeros(1_000_000) for name in ("x1", "x2", "x3", "y")})
+        pq.write_table(table, tmp_path / name, use_dictionary=False, compression="zstd")
+    else:
+        (tmp_path / name).write_text("x,y\n" + "0.5,1\n" * 350_000)
+    source = name.rsplit(".", 1)[1]
+    (tmp_path / "big.yaml").write_text(f"data: {{source: {source}, path: {name}, target: y}}\n")
+    run = mlp_in_fake_cgroup(proc, "train", tmp_path / "big.yaml", "--out", tmp_path / "runs")
+    refused_by(run, tmp_path / "cg" / "box" / "job" / "memory.max", name, remedy)
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- in-memory loading
+
+# An mlp train of a Parquet file of numbers peaks within this many copies of its float32 table
+# above the same run on 2,000 rows (imports, model, a run folder). Reading it whole with Arrow
+# and pandas, splitting it twice and building the matrix in float64 took over 6; holding the
+# split tables beside their tensors while training, about 3.2; measured now: 2.7.
+TABLE_COPIES_AT_PEAK = 3
+
+
+def peak_mib(*args: object, cwd: Path) -> float:
+    """The peak resident memory of one child process, from its own rusage."""
+    child = subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    assert status == 0, child.stderr.read() if child.stderr else status
+    return usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def numbers_parquet(path: Path, rows: int) -> int:
+    """16 float32 features and a float32 target, in row groups of 50,000; the table's bytes."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = np.random.default_rng(0).standard_normal((rows, 16), dtype=np.float32)
+    columns = {f"x{i + 1}": x[:, i] for i in range(16)} | {"y": x[:, 0] - 2 * x[:, 1]}
+    pq.write_table(pa.table(columns), path, row_group_size=50_000)
+    return rows * 17 * 4
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB, as Linux gives it")
+def test_training_on_a_parquet_file_peaks_within_a_few_copies_of_its_table(tmp_path):
+    table = numbers_parquet(tmp_path / "big.parquet", 200_000)
+    numbers_parquet(tmp_path / "small.parquet", 2_000)
+    (tmp_path / "c.yaml").write_text(
+        "task: regression\ndata: {source: parquet, path: big.parquet}\nmodel: {hidden: [8]}\n"
+        "train: {epochs: 1, batch_size: 4096, plots: false, diagnostics: false}\n"
+    )
+    train = ("-m", "mlpcli", "train", "c.yaml", "-q", "--out", "runs")
+    fixed = peak_mib(*train, "data.path=small.parquet", cwd=tmp_path)
+    peak = peak_mib(*train, cwd=tmp_path)
+    assert peak - fixed < TABLE_COPIES_AT_PEAK * table / 2**20, (peak, fixed, table / 2**20)
+
+
+def oracle_frame(path: Path):
+    """What the reader gave before it read row groups itself."""
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(path).to_pandas()
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def test_a_parquet_file_of_numbers_reads_as_arrow_and_pandas_read_it(tmp_path):
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlpcli.data.files import _read_parquet_numbers, read_table
+
+    rng = np.random.default_rng(3)
+    n = 1_000
+    columns = {
+        "f32": rng.standard_normal(n, dtype=np.float32),
+        "f64": rng.standard_normal(n) * 1e300,
+        "i8": rng.integers(-128, 127, n, dtype=np.int8),
+        "u16": rng.integers(0, 65535, n, dtype=np.uint16),
+        "i64": rng.integers(-(2**62), 2**62, n),
+        "flag": rng.random(n) > 0.5,
+    }
+    pq.write_table(pa.table(columns), tmp_path / "arrow.parquet", row_group_size=300)
+    pd.DataFrame(columns).to_parquet(tmp_path / "pandas.parquet", row_group_size=256)
+    for name in ("arrow.parquet", "pandas.parquet"):
+        assert _read_parquet_numbers(tmp_path / name) is not None  # read a row group at a time
+        frame, oracle = read_table(tmp_path / name), oracle_frame(tmp_path / name)
+        pd.testing.assert_frame_equal(frame, oracle, check_exact=True)
+        assert list(frame.dtypes) == list(oracle.dtypes)
+
+
+def other_parquet(why: str):
+    """A small table the row-group reader leaves to Arrow and pandas, and why."""
+    import pandas as pd
+
+    numbers = {"x": [1.0, 2.0, 3.0]}
+    return {
+        "a missing value": pd.DataFrame({"x": [1.0, None, 3.0], "y": [1, 2, 3]}),
+        "text": pd.DataFrame(numbers | {"y": ["a", "b", "a"]}),
+        "an extension dtype": pd.DataFrame(numbers | {"y": pd.array([1, 2, 3], dtype="Int64")}),
+        "an index": pd.DataFrame(numbers | {"y": [1, 2, 3]}, index=[5, 6, 7]),
+        "a range index from 1": pd.DataFrame(numbers | {"y": [1, 2, 3]}, index=range(1, 4)),
+    }[why]
+
+
+@pytest.mark.parametrize(
+    "why", ["a missing value", "text", "an extension dtype", "an index", "a range index from 1"]
+)
+def test_other_parquet_files_read_as_before(tmp_path, why):
+    import pandas as pd
+
+    from mlpcli.data.files import _read_parquet_numbers, read_table
+
+    other_parquet(why).to_parquet(tmp_path / "t.parquet", row_group_size=2)
+    assert _read_parquet_numbers(tmp_path / "t.parquet") is None
+    frame, oracle = read_table(tmp_path / "t.parquet"), oracle_frame(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(frame, oracle, check_exact=True)
+
+
+def class_targets():
+    """Class columns whose labels sort differently as numbers and as text, as DataFrame columns
+    and as Columns hold them."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    ints = rng.choice([2, 10, 1, 33, -4], 500)
+    floats = rng.choice([0.5, 10.0, 1e20, -3.0, 2.25], 500)
+    return {
+        "ints": pd.Series(ints),
+        "floats": pd.Series(floats),
+        "float32 columns": floats.astype(np.float32),
+        "int columns": ints,
+        "booleans": pd.Series(ints > 1),
+        "text": pd.Series(ints.astype(str)),
+        "-0.0 and 0.0": pd.Series(np.where(ints > 2, -0.0, 0.0)),
+    }
+
+
+@pytest.mark.parametrize("kind", list(class_targets()))
+def test_strata_are_the_labels_text_as_codes(kind):
+    import numpy as np
+
+    from mlpcli.data.sources import split_rows, strata
+    from mlpcli.data.splits import split_indices
+
+    target = class_targets()[kind]
+    text = target.astype(str) if isinstance(target, np.ndarray) else target.astype(str).to_numpy()
+    codes = strata(target)
+    # numbered in the order of the labels' text: the same groups, sorted the same way
+    assert np.array_equal(
+        np.unique(codes, return_inverse=True)[1], np.unique(text, return_inverse=True)[1]
+    )
+    # The rows split_frame gave twice with the text as strata, taken once.
+    rest, test = split_indices(len(text), 0.2, 7, text)
+    kept, val = split_indices(len(rest), 0.25, 8, text[rest])
+    train_rows, val_rows, test_rows = split_rows(len(text), (0.2, 7), (0.25, 8), codes)
+    assert train_rows is not None
+    for got, want in ((train_rows, rest[kept]), (val_rows, rest[val]), (test_rows, test)):
+        assert np.array_equal(got, want)
+
+
+def test_no_split_keeps_the_table_whole():
+    from mlpcli.data.sources import split_rows
+
+    train, val, test = split_rows(10, (0.0, 1), (0.0, 2), None)
+    assert train is None and len(val) == len(test) == 0
+
+
+def test_transform_writes_what_concatenating_each_columns_values_gives():
+    import numpy as np
+    import pandas as pd
+
+    from mlpcli.data.columns import Columns
+    from mlpcli.data.preprocess import Preprocessor, standardise
+
+    rng = np.random.default_rng(2)
+    n = 2_000
+    frame = pd.DataFrame(
+        {
+            "a": rng.standard_normal(n) * 1e6 + 3,
+            "color": rng.choice(["red", "green", "blue"], n),
+            "b": rng.standard_normal(n).astype(np.float32),
+            "k": rng.integers(0, 9, n),
+            "size": rng.choice(["s", "m"], n),
+            "y": rng.standard_normal(n),
+        }
+    )
+    features = ["a", "color", "b", "k", "size"]
+    prep = Preprocessor.fit(frame, features, ["y"], "regression")
+    blocks = []
+    for col in features:
+        if col in prep.numeric:
+            values = frame[col].to_numpy(dtype=np.float64)
+            blocks.append(standardise(values, *prep.numeric[col])[:, None])
+        else:
+            codes = pd.Categorical(frame[col], categories=prep.categorical[col]).codes
+            blocks.append(np.eye(len(prep.categorical[col]))[codes])
+    oracle = np.concatenate(blocks, axis=1).astype(np.float32)
+    matrix = prep.transform(frame)
+    assert matrix.dtype == np.float32 and matrix.shape == oracle.shape
+    assert np.array_equal(matrix.view(np.uint32), oracle.view(np.uint32))
+    numbers = Columns({c: frame[c].to_numpy() for c in ("a", "b", "k", "y")})
+    prep = Preprocessor.fit(numbers, ["a", "b", "k"], ["y"], "regression")
+    oracle = np.concatenate(
+        [standardise(numbers[c].astype(np.float64), *prep.numeric[c])[:, None] for c in "abk"],
+        axis=1,
+    ).astype(np.float32)
+    assert np.array_equal(prep.transform(numbers).view(np.uint32), oracle.view(np.uint32))

@@ -56,6 +56,9 @@ DOTTED_KEY = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 # many); every trial's config is built and checked before the first runs, so the bound also
 # keeps that quick.
 MAX_TRIALS = 10_000
+# Rows a stream holds for shuffling when data.shuffle_buffer is not set: about 8 MB of float32
+# per 8 features, enough to mix many row groups' rows at a batch size of a few thousand.
+STREAM_BUFFER = 262_144
 TaskName = Literal["auto", "regression", "binary", "classification", "multilabel"]
 
 
@@ -144,6 +147,10 @@ class DataConfig(Section):
     "Seed of the synthetic rows and the splits; default: the top-level seed."
     image_shape: list[StrictInt] | None = None
     "Height and width when the features are an image's pixels (digits: [8, 8]); for --detectors."
+    stream: bool = False
+    "Read Parquet row groups as needed, never the whole table; path may be a folder or a glob."
+    shuffle_buffer: StrictInt | None = Field(None, gt=0)
+    "Rows held for shuffling a stream; default (stream: true): STREAM_BUFFER."
 
     @field_validator("image_shape")
     @classmethod
@@ -185,7 +192,30 @@ class DataConfig(Section):
         )
         if splits >= 1:
             raise ValueError("data.val_split + data.test_split must leave rows for training (< 1)")
+        problems = self._stream_problems()
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
+
+    def _stream_problems(self) -> list[str]:
+        """Why this section cannot stream as configured: one line per key at fault."""
+        if not self.stream:
+            if self.shuffle_buffer is not None:
+                return ["data.shuffle_buffer: only a stream reads it; set data.stream: true"]
+            return []
+        problems = []
+        if self.source != "parquet":
+            problems.append(
+                f"data.stream: only Parquet row groups can be streamed; data.source is "
+                f"'{self.source}' (accepted: parquet)"
+            )
+        for key in ("val_path", "test_path"):
+            if getattr(self, key) is not None:
+                problems.append(
+                    f"data.{key}: a stream splits data.path by row hash (data.val_split, "
+                    f"data.test_split); remove data.{key} or set data.stream: false"
+                )
+        return problems
 
 
 def check_activation(spec: Any) -> None:
@@ -569,6 +599,31 @@ class Config(Section):
             check_loss_fits(self.loss, self.task)
         return self
 
+    @model_validator(mode="after")
+    def _stream_fits(self) -> Config:
+        if not self.data.stream:
+            return self
+        problems = []
+        if self.train.baseline:
+            problems.append(
+                "train.baseline: the baselines fit on the whole table in memory, which a stream "
+                "never holds; remove train.baseline or set data.stream: false"
+            )
+        if self.optim.lr == "auto":
+            problems.append(
+                "optim.lr: auto runs the range test on the table in memory, which a stream never "
+                "holds; give a number (mlp lr-find on a sample suggests one)"
+            )
+        buffer = stream_buffer(self)
+        if buffer < self.train.batch_size:
+            problems.append(
+                f"data.shuffle_buffer: {buffer} rows hold less than one batch "
+                f"(train.batch_size: {self.train.batch_size}); accepted: at least the batch size"
+            )
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -582,6 +637,11 @@ def check_loss_fits(loss: str, task: str) -> None:
         raise ValueError(
             f"loss: '{loss}' does not fit a {task} task; accepted: auto, {', '.join(fitting)}"
         )
+
+
+def stream_buffer(config: Config) -> int:
+    """The rows a stream holds for shuffling: data.shuffle_buffer, else STREAM_BUFFER."""
+    return config.data.shuffle_buffer or STREAM_BUFFER
 
 
 def default_loss(task: str) -> str:
@@ -797,9 +857,10 @@ def format_errors(
     setters = override_sources(overrides)
     groups: dict[str, list[str]] = {source: []}  # the file's problems first
     for err in exc.errors():
-        line = _problem_line(err)
-        key = re.match(r"[\w.\[\]]*", line).group(0)  # type: ignore[union-attr]
-        groups.setdefault(_blame(key, setters, source), []).append(line)
+        # A validator that finds several problems at once joins them with "\n  ".
+        for line in _problem_line(err).split("\n  "):
+            key = re.match(r"[\w.\[\]]*", line).group(0)  # type: ignore[union-attr]
+            groups.setdefault(_blame(key, setters, source), []).append(line)
     blocks = []
     for where, lines in groups.items():
         if not lines:

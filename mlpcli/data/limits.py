@@ -33,8 +33,9 @@ def readable(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def check_fits(path: object, estimate: int, how: str) -> None:
-    """Refuse to read a file whose estimated footprint exceeds the memory left."""
+def check_fits(path: object, estimate: int, how: str, remedy: str = "") -> None:
+    """Refuse to read a file whose estimated footprint exceeds the memory left; remedy ends the
+    message (another way to read it)."""
     available = available_memory()
     if available is None:
         return
@@ -43,5 +44,5 @@ def check_fits(path: object, estimate: int, how: str) -> None:
         raise DataError(
             f"{path}: reading it would take about {readable(estimate)} of memory ({how}), "
             f"more than the {readable(limit)} available ({available[1]}); use a smaller file "
-            f"or a machine with more memory"
+            f"or a machine with more memory{remedy}"
         )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config.messages import cut, listed, rows, shown
+from ..config.messages import MAX_SHOWN_VALUES, cut, listed, rows, shown
 from ..errors import DataError
 from .columns import Columns, Table, as_frame
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 MAX_CATEGORIES = 200
 MAX_AUTO_CLASSES = 20
 MAX_LISTED_COLUMNS = 30
+EXACT = 2**53  # integers up to this size are exact as float64
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -89,7 +90,17 @@ def standardise(values: np.ndarray, mean: float, std: float) -> np.ndarray:
 
 def check_representable(blocks: dict[str, np.ndarray], where: str) -> None:
     """Refuse scaled values beyond float32's range, which the model would see as infinite."""
-    far = {c: int(n) for c, v in blocks.items() if (n := (np.abs(v) > FLOAT32_MAX).sum())}
+    refuse_far({c: beyond_float32(v) for c, v in blocks.items()}, where)
+
+
+def beyond_float32(values: np.ndarray) -> int:
+    """How many scaled values are beyond float32's range."""
+    return int((np.abs(values) > FLOAT32_MAX).sum())
+
+
+def refuse_far(counts: dict[str, int], where: str) -> None:
+    """check_representable's refusal, from each column's count of values beyond float32."""
+    far = {c: n for c, n in counts.items() if n}
     if far:
         raise DataError(
             f"{where}: values in {_counted(far)} are beyond float32's range ({FLOAT32_MAX:.1e}) "
@@ -209,6 +220,53 @@ def _python(values: Any) -> list[Any]:
     return [v.item() if hasattr(v, "item") else v for v in values]
 
 
+def unseen_categories(
+    where: str, col: str, unseen: list[str], categories: list[str], more: bool = False
+) -> DataError:
+    """The refusal of text values a feature did not hold in training (sorted; `more`: the list
+    is the first of yet more)."""
+    return DataError(
+        f"{where}: column '{col}' holds {_unseen(unseen, more)}, "
+        f"{'a category' if len(unseen) == 1 and not more else 'categories'} not seen in "
+        f"training; accepted: {listed(categories, MAX_CATEGORIES, quote=False)}"
+    )
+
+
+def unseen_classes(where: str, target: str, unseen: list[str], labels: list[Any]) -> DataError:
+    """The refusal of target values that were not classes in training (sorted, as text)."""
+    return DataError(
+        f"{where}: target '{target}' holds {listed(unseen)}, "
+        f"{'a class' if len(unseen) == 1 else 'classes'} not seen in training; "
+        f"accepted: {listed(labels, MAX_CATEGORIES, quote=False)}"
+    )
+
+
+def _unseen(values: list[str], more: bool) -> str:
+    if not more:
+        return listed(values)
+    return f"{listed(values[:MAX_SHOWN_VALUES])} and over {len(values) - MAX_SHOWN_VALUES} more"
+
+
+def _number_codes(labels: list[Any], values: np.ndarray) -> np.ndarray | None:
+    """Each value's index among the labels (int64) by a sorted search, when labels and values are
+    all numbers that float64 holds exactly and every value is a label: the codes the row-by-row
+    lookup gives (1 == 1.0 == True there too), without a Python loop over millions of rows. None
+    for anything else (text, huge integers, an unseen class), which the lookup handles and names."""
+    exact = all(isinstance(v, (bool, int, float)) and abs(v) < EXACT for v in labels)
+    if not labels or not exact or values.dtype.kind not in "biuf" or not len(values):
+        return None
+    if values.dtype.kind in "iu" and (values.max() >= EXACT or values.min() <= -EXACT):
+        return None
+    known = np.asarray(labels, dtype=np.float64)
+    order = np.argsort(known, kind="stable")
+    ranked = known[order]
+    wanted = values.astype(np.float64)
+    at = np.minimum(np.searchsorted(ranked, wanted), len(ranked) - 1)
+    if len(np.unique(known)) < len(known) or not (ranked[at] == wanted).all():
+        return None
+    return order[at].astype(np.int64)
+
+
 @dataclass
 class Preprocessor:
     features: list[str]
@@ -311,8 +369,12 @@ class Preprocessor:
             frame = as_frame(frame)  # one-hot codes come from pandas' Categorical
         check_scalars(frame, self.features, where)
         check_missing(frame, self.features, where, before)
-        blocks = []
-        scaled = {}
+        # Each column is written into its slot as it is scaled, so that the float64 values of
+        # one column at a time exist beside the matrix (float64 to float32 on assignment rounds
+        # as astype does).
+        matrix = np.empty((len(frame), self.in_dim), dtype=np.float32)
+        at = 0
+        far = {}
         for col in self.features:
             if col in self.numeric:
                 if not _numeric_column(frame, col):
@@ -323,8 +385,11 @@ class Preprocessor:
                         f"{where}: column '{col}' must be numeric, as in training; "
                         f"it holds text such as {shown(series.iloc[0])}"
                     )
-                scaled[col] = standardise(_floats(frame, col), *self.numeric[col])
-                blocks.append(scaled[col][:, None])
+                scaled = standardise(_floats(frame, col), *self.numeric[col])
+                far[col] = beyond_float32(scaled)
+                if not far[col]:  # else refused below, once every column is checked
+                    matrix[:, at] = scaled
+                at += 1
             else:
                 import pandas as pd
 
@@ -334,17 +399,14 @@ class Preprocessor:
                 text = series.astype(str)
                 unseen = sorted(set(text.unique()) - set(categories))
                 if unseen:
-                    raise DataError(
-                        f"{where}: column '{col}' holds {listed(unseen)}, "
-                        f"{'a category' if len(unseen) == 1 else 'categories'} not seen in "
-                        f"training; accepted: {listed(categories, MAX_CATEGORIES, quote=False)}"
-                    )
+                    raise unseen_categories(where, col, unseen, categories)
                 codes = pd.Categorical(text, categories=categories).codes
-                blocks.append(np.eye(len(categories))[codes])
-        check_representable(scaled, where)
-        if not blocks:
-            return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.concatenate(blocks, axis=1).astype(np.float32)
+                block = matrix[:, at : at + len(categories)]
+                block[:] = 0
+                block[np.arange(len(frame)), codes] = 1  # one-hot
+                at += len(categories)
+        refuse_far(far, where)
+        return matrix
 
     def encode_targets(
         self, frame: Table, where: str = "data", before: str = "training"
@@ -355,19 +417,15 @@ class Preprocessor:
         check_missing(frame, self.targets, where, before)
         if self.task in ("binary", "classification"):
             (target,) = self.targets
-            index = {label: i for i, label in enumerate(self.labels)}
-            if isinstance(frame, Columns):
-                values = _python(frame[target])
-            else:
-                values = _python(frame[target].to_numpy())
-            unseen = sorted({str(v) for v in values if v not in index})
-            if unseen:
-                raise DataError(
-                    f"{where}: target '{target}' holds {listed(unseen)}, "
-                    f"{'a class' if len(unseen) == 1 else 'classes'} not seen in training; "
-                    f"accepted: {listed(self.labels, MAX_CATEGORIES, quote=False)}"
-                )
-            codes = np.array([index[v] for v in values], dtype=np.int64)
+            column = frame[target] if isinstance(frame, Columns) else frame[target].to_numpy()
+            codes = _number_codes(self.labels, column)
+            if codes is None:
+                index = {label: i for i, label in enumerate(self.labels)}
+                values = _python(column)
+                unseen = sorted({str(v) for v in values if v not in index})
+                if unseen:
+                    raise unseen_classes(where, target, unseen, self.labels)
+                codes = np.array([index[v] for v in values], dtype=np.int64)
             return codes.astype(np.float32)[:, None] if self.task == "binary" else codes
         if isinstance(frame, Columns):
             numbers = frame.numbers(self.targets)

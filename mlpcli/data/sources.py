@@ -12,10 +12,10 @@ from ..config.registry import BUNDLED_SOURCES, FILE_SOURCES, SYNTHETIC_SOURCES, 
 from ..config.schema import Config, DataConfig
 from ..errors import ConfigError, DataError
 from ..resources import memory
-from .columns import Columns, Table, as_frame
+from .columns import Table, as_frame
 from .fingerprint import data_fingerprint, file_hashes
 from .preprocess import Preprocessor, check_columns, check_values, infer_task
-from .splits import part_size, split_frame
+from .splits import part_size, split_indices
 
 
 @dataclass
@@ -40,6 +40,16 @@ class Dataset:
             self._fingerprint = data_fingerprint(self.files, splits)
         return self._fingerprint
 
+    def release_rows(self) -> None:
+        """Let go of the rows once a run holds them as tensors, so that it holds them once and
+        not twice (a third of its peak memory on a large table). The fingerprint, which hashes
+        the rows, is taken first; the columns and the task stay, and split() then gives each
+        split's columns without rows."""
+        self.fingerprint()
+        self.train, self.val, self.test = (
+            part.take([]) for part in (self.train, self.val, self.test)
+        )
+
 
 def read_source(data: DataConfig, seed: int) -> Table:
     """The whole table a source provides (before splitting): Columns for a synthetic source, a
@@ -54,7 +64,7 @@ def read_source(data: DataConfig, seed: int) -> Table:
     from .files import read_table
 
     assert data.path is not None  # the config requires a path for file sources
-    return read_table(data.path, data.source)
+    return read_table(data.path, data.source, memory.stream_remedy(data))
 
 
 def target_columns(data: DataConfig, frame: Table) -> list[str]:
@@ -154,25 +164,74 @@ def load_dataset(config: Config) -> Dataset:
             check_columns(part, features + targets, path, "feature or target")
             check_values(part, features, targets, path)
             extra[key] = part
-    classes = task in ("binary", "classification")
-
-    def strata(f: Table) -> np.ndarray | None:
-        """Each row's class as text, the labels the split keeps in proportion."""
-        if not classes:
-            return None
-        if isinstance(f, Columns):
-            return f[targets[0]].astype(str)
-        return f[targets[0]].astype(str).to_numpy()
-
     test_fraction = 0 if "test_path" in extra else data.test_split
     val_fraction = 0 if "val_path" in extra else data.val_split / (1 - test_fraction)
     check_enough_rows(len(frame), test_fraction, val_fraction, data)
-    rest = frame
-    test = extra.get("test_path")
-    if test is None:
-        rest, test = split_frame(rest, test_fraction, seed, strata(rest))
+    classes = task in ("binary", "classification")
+    # Wrapped: seeds run to 2**32 - 1, and so does what scikit-learn takes.
+    train_rows, val_rows, test_rows = split_rows(
+        len(frame),
+        (test_fraction, seed),
+        (val_fraction, (seed + 1) % 2**32),
+        strata(frame[targets[0]]) if classes else None,
+    )
+    train = frame if train_rows is None else frame.take(train_rows)
     val = extra.get("val_path")
     if val is None:
-        # Wrapped: seeds run to 2**32 - 1, and so does what scikit-learn takes.
-        rest, val = split_frame(rest, val_fraction, (seed + 1) % 2**32, strata(rest))
-    return Dataset(rest, val, test, features, targets, task, file_hashes(data))
+        val = frame.take(val_rows)
+    test = extra.get("test_path")
+    if test is None:
+        test = frame.take(test_rows)
+    return Dataset(train, val, test, features, targets, task, file_hashes(data))
+
+
+def strata(target: Any) -> np.ndarray:
+    """Each row's class, the labels a split keeps in proportion: integer codes numbered in the
+    order of the labels' text, so that the rows split as they would by the text (splits sort the
+    labels) without a Python string per row; text targets as text."""
+    values = np.asarray(target)
+    if values.dtype.kind not in "biuf" or (values.dtype.kind == "f" and _negative_zero(values)):
+        return _text(target)  # text, or -0.0 beside 0.0: two labels as text, one as a number
+    distinct, codes = np.unique(values, return_inverse=True)
+    if not isinstance(target, np.ndarray):
+        import pandas as pd
+
+        distinct = pd.Series(distinct, dtype=target.dtype)
+    text = _text(distinct)
+    rank = np.empty(len(distinct), dtype=np.intp)
+    rank[np.argsort(text, kind="stable")] = np.arange(len(distinct))
+    return rank[codes.reshape(-1)]
+
+
+def _text(values: Any) -> np.ndarray:
+    """A column's values as the text astype(str) writes, numpy's or pandas' as the column is."""
+    return values.astype(str) if isinstance(values, np.ndarray) else values.astype(str).to_numpy()
+
+
+def _negative_zero(values: np.ndarray) -> bool:
+    return bool(np.any(np.signbit(values) & (values == 0)))
+
+
+def split_rows(
+    n: int,
+    test: tuple[float, int],
+    val: tuple[float, int],
+    labels: np.ndarray | None,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Row positions of (train, val, test) among n rows: the test rows split off first, then
+    the validation rows from the rest, each a (fraction, seed); train is None when it is every
+    row in order. The same rows as split_frame twice, taken from the table once."""
+    rest = np.arange(n)
+    none = np.arange(0)
+    parts = []
+    for fraction, seed in (test, val):
+        if fraction <= 0:
+            parts.append(none)
+            continue
+        kept, part = split_indices(
+            len(rest), fraction, seed, None if labels is None else labels[rest]
+        )
+        parts.append(rest[part])
+        rest = rest[kept]
+    whole = all(len(p) == 0 for p in parts)
+    return (None if whole else rest), parts[1], parts[0]

@@ -8,7 +8,6 @@ written out here in numpy so that splitting a table never imports scikit-learn.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -65,13 +64,15 @@ def _stratified(
     state = np.random.RandomState(seed)
     rest_counts = approximate_mode(counts, n_rest, state)
     part_counts = approximate_mode(counts - rest_counts, n_part, state)
-    rest: list[Any] = []
-    part: list[Any] = []
+    rest: list[np.ndarray] = []
+    part: list[np.ndarray] = []
     for rows, count, r, p in zip(by_label, counts, rest_counts, part_counts):
         shuffled = rows.take(state.permutation(count), mode="clip")
-        rest.extend(shuffled[:r])
-        part.extend(shuffled[r : r + p])
-    return state.permutation(rest), state.permutation(part)
+        rest.append(shuffled[:r])
+        part.append(shuffled[r : r + p])
+    # Arrays, not lists of numpy integers (tens of bytes a row); the same values in the same
+    # order, so the permutations draw the same rows.
+    return state.permutation(np.concatenate(rest)), state.permutation(np.concatenate(part))
 
 
 def approximate_mode(

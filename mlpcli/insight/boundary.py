@@ -18,6 +18,7 @@ from ..config.messages import listed
 from ..config.registry import FILE_SOURCES, unknown
 from ..errors import ConfigError, DataError
 from ..serving.evaluate import Predictor, load
+from ..serving.stream_eval import is_sample, rows_text
 from .first_layer import MAX_UNITS, by_activity, hidden_activations
 
 DEFAULT_RESOLUTION = 200  # grid points along each axis
@@ -375,6 +376,9 @@ def _grid_notes(grid: BoundaryGrid, how: str, splits: tuple[str, ...]) -> list[s
             f"no points to span and data.standardize: false recorded no mean or spread"
         )
     for split in splits:
+        full = grid.points.split(split)
+        if full is not None and is_sample(full):  # a streamed run's split
+            notes.append(f"the {split} points are {rows_text(full)} of the {split} split")
         frame = grid.matching(split)
         if frame is not None and len(frame) > MAX_POINTS:
             notes.append(f"{MAX_POINTS} of the {len(frame)} {split} rows are drawn (a sample)")

@@ -49,7 +49,7 @@ from ..training.diagnostics import (
     sample_rows,
 )
 from ..training.engine import choose_threads, cpu_threads
-from ..training.plan import plan_run
+from ..training.plan import plan_table
 from ..training.probe import probe_model
 from .noise import NoiseScale, noise_scale
 from .probes import HELD_OUT, LBFGS_STEPS, PENALTY, ProbeReport, probe_run
@@ -286,7 +286,7 @@ def read_run(run_dir: Path, data: Path | None = None) -> RunNetwork:
         load(run_dir)  # raises the error eval gives for a folder without a model
     config = load_config(run_dir / CONFIG_FILE)
     try:
-        plan = plan_run(config)  # the data and preprocessing as training made them
+        plan = plan_table(config, what="mlp inspect of a run without a model file")
     except DataError as exc:
         raise DataError(
             f"{run_dir}: this run saved no {MODEL_FILE} (it did not finish), which would record "

@@ -48,7 +48,16 @@ def summarize(target: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def _of_config(config: Config) -> dict[str, Any]:
-    """Sizes from the data as training reads and splits it (pandas, no torch)."""
+    """Sizes from the data as training reads and splits it (pandas, no torch); a stream's from
+    its statistics pass, which reads every row group once."""
+    if config.data.stream:
+        from ..data.stream.stats import fit_stream, open_stream
+
+        fit = fit_stream(config, open_stream(config))
+        sizes = summarize_sizes(
+            config, fit.prep.in_dim, fit.prep.out_dim, fit.task, fit.counts["train"]
+        )
+        return {"config": config.name, **sizes}
     from ..data import fit_preprocessor, load_dataset
 
     dataset = load_dataset(config)

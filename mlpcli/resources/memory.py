@@ -13,6 +13,9 @@ what a run holds at once, in float32 (4 bytes a value):
 - the largest activation buffers: a batch (at most the rows there are) x the widest layer x the
   layers, a few values each for the forward and backward passes.
 
+A stream (data.stream: true) holds no table: its data is the shuffle window, the row groups
+being read, a scoring chunk and a training sample, whatever its rows (stream_estimate).
+
 It is a lower bound of the peak: the check refuses only what cannot fit.
 """
 
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config.registry import OPTIMIZERS, SYNTHETIC_SOURCES, shown
-from ..config.schema import Config
+from ..config.schema import Config, DataConfig, stream_buffer
 from ..errors import ConfigError
 from ..model.layers import EVAL_BATCH, layer_rows
 from . import cgroup
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 FLOAT = 4  # bytes of a float32
 TABLE_FLOAT = 8  # bytes of a float64 in a drawn table
+INDEX = 8  # bytes of an int64 row number
 TABLE_COPIES = 2  # the table and its train / val / test splits
 ACTIVATION_VALUES = 3  # kept per unit and row: pre-activation, activation, gradient
 PROBE_VALUES = 4  # a diagnostics probe keeps those for every layer at once, and a mask
@@ -97,6 +101,35 @@ def estimate(
         tensor_bytes=rows * (in_dim + out_dim) * FLOAT,
         table_bytes=rows * table_columns * TABLE_FLOAT * TABLE_COPIES,
         activation_bytes=max(training, evaluation, probe),
+        rows=rows,
+    )
+
+
+def stream_estimate(
+    config: Config,
+    in_dim: int,
+    out_dim: int,
+    columns: int,
+    group_bytes: int,
+    rows: int,
+    sample_rows: int,
+    chunk_rows: int,
+) -> Estimate:
+    """Bytes a run on a stream needs at once, whatever its rows: the model as estimate() counts
+    it; the shuffle window 1.5 times (the window and the half it keeps while it refills, float32
+    in_dim + out_dim a row) and each draw's order of its rows (int64); two decoded row groups
+    of group_bytes (the one in use and the one read ahead); a scoring chunk of chunk_rows rows;
+    and the training sample diagnostics use (sample_rows raw rows of `columns` float64 columns,
+    and as tensors). `rows` is only named.
+    """
+    buffer = stream_buffer(config)
+    base = estimate(config, min(buffer, rows) if rows else buffer, in_dim, out_dim)
+    row = (in_dim + out_dim) * FLOAT
+    window = (buffer + buffer // 2) * row + buffer * INDEX  # data.stream.buffer.Window
+    return replace(
+        base,
+        tensor_bytes=window + (chunk_rows + sample_rows) * row,
+        table_bytes=2 * group_bytes + sample_rows * columns * TABLE_FLOAT,
         rows=rows,
     )
 
@@ -170,6 +203,11 @@ def check(estimate: Estimate, config: Config, available: tuple[int, str] | None 
         if data.source in SYNTHETIC_SOURCES
         else f"data.path {shown(data.path or data.source)} ({estimate.rows:,} rows)"
     )
+    if data.stream:  # what a stream holds does not grow with its rows
+        rows = (
+            f"data.shuffle_buffer {stream_buffer(config)} rows 1.5 times, two row "
+            f"groups of {shown(data.path)} and a sample"
+        )
     parts = [
         (
             estimate.model_bytes,
@@ -186,10 +224,23 @@ def check(estimate: Estimate, config: Config, available: tuple[int, str] | None 
     ]
     parts.sort(key=lambda part: -part[0])
     drivers = "; ".join(text for size, text in parts if size >= estimate.total / 10)
+    remedy = stream_remedy(data) if estimate.data_bytes >= estimate.total / 10 else ""
     raise ConfigError(
         f"this config needs about {_gb(estimate.total)} of memory, more than the {_gb(free)} "
-        f"available ({source}); {drivers}"
+        f"available ({source}); {drivers}{remedy}"
     )
+
+
+def stream_remedy(data: DataConfig) -> str:
+    """What a refusal for data that does not fit adds: the way to train on it anyway, where
+    there is one (a stream reads Parquet only)."""
+    if data.stream:
+        return ""
+    if data.source == "parquet":
+        return "; or set data.stream: true to read it a row group at a time"
+    if data.source == "csv":
+        return "; or convert it to Parquet and set data.stream: true"
+    return ""
 
 
 def check_for(estimate: Estimate | None, config: Config, device: torch.device) -> None:

@@ -174,6 +174,8 @@ class CheckpointSaver(Callback):
 
     A synced write costs tens of milliseconds, far more than an epoch of a small model, while an
     in-memory copy costs a fraction of one; a kill -9 loses at most `every` seconds of work.
+    Within the long epochs of a stream the state is also taken at the trainer's step hooks once
+    `every` seconds have passed, and written at once: a resume continues that epoch at that step.
     """
 
     def __init__(self, path: Path, every: float) -> None:
@@ -182,13 +184,21 @@ class CheckpointSaver(Callback):
         self.last_write = time.monotonic()
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
+        self._take(trainer)
+        if time.monotonic() - self.last_write >= self.every:
+            self.flush()
+
+    def on_step(self, trainer: Trainer, epoch: int, step: int) -> None:
+        if time.monotonic() - self.last_write >= self.every:
+            self._take(trainer)
+            self.flush()
+
+    def _take(self, trainer: Trainer) -> None:
         state = trainer.state_dict()
         # History only grows and the best weights are replaced, never changed in place, so
         # only the live weights, optimiser, schedule and RNG states need copying.
         history, best = state.pop("history"), state.pop("best")
         self.snapshot = {**copy.deepcopy(state), "history": list(history), "best": best}
-        if time.monotonic() - self.last_write >= self.every:
-            self.flush()
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.flush()

@@ -140,6 +140,18 @@ class BestState(BaseModel):
     state: dict[str, Tensor] | None
 
 
+class StreamState(BaseModel):
+    """Where a run on a stream stands in its epochs (Trainer._stream_state)."""
+
+    epoch: Count  # the epoch under way, or the next one at step 0
+    step: Count  # its steps done
+    loss_total: Number
+    rows: Count
+    first: Number
+    digest: StrictStr  # TrainStream.plan_digest(): what the batches depend on
+    plan: dict[StrictStr, Any]  # the same in words, to name what changed
+
+
 class ResumeState(BaseModel):
     """A checkpoints/last.pt as Trainer.state_dict() writes it (its format and version are
     checked first)."""
@@ -158,6 +170,7 @@ class ResumeState(BaseModel):
     stopped_early: StrictBool
     train_seconds: Annotated[Number, Field(ge=0)]
     initial_loss: Number | None = None  # absent from checkpoints written before it was kept
+    stream: StreamState | None = None  # runs on a stream only
 
 
 def check_metadata(path: Path, metadata: Any) -> ModelMetadata:

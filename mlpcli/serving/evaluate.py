@@ -6,7 +6,7 @@ need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from ..data import Preprocessor, load_dataset
 from ..data.columns import Table, as_frame
 from ..data.fingerprint import check_files, check_split, recorded_fingerprint
 from ..data.preprocess import check_columns, check_missing
+from ..data.stream.chunks import fits_whole, read_chunks
 from ..errors import CheckpointError, DataError, MlpError
 from ..model.factory import build_mlp, resolve_device
 from ..model.kernel import KERNEL_KEY, KernelMachine
@@ -33,6 +34,14 @@ from ..runs.folder import (
     SWEEP_FILE,
     check_run_folder,
     unfinished_run,
+)
+from .stream_eval import (
+    ChunkScore,
+    first_rows,
+    is_streamed,
+    sample_rows,
+    score_frames,
+    score_stream_split,
 )
 
 if TYPE_CHECKING:
@@ -125,6 +134,8 @@ class Predictor:
     model: nn.Module
     metadata: dict[str, Any]
     device: torch.device
+    # A streamed run's split samples, all drawn by the first rows() call's one pass.
+    samples: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def task(self) -> str:
@@ -191,7 +202,15 @@ class Predictor:
         return as_frame(self.rows(name))
 
     def rows(self, name: str) -> Table:
-        """split(name) as the data layer holds it: Columns for a synthetic source (no pandas)."""
+        """split(name) as the data layer holds it: Columns for a synthetic source (no pandas).
+        For a streamed run, a bounded sample of the split (attrs["sample_of"]: its rows in all),
+        never the whole table."""
+        if is_streamed(self.config):
+            if not self.samples:
+                self.samples = sample_rows(self.config, self.preprocessor, self.metadata)
+            if len(self.samples[name]) == 0:
+                raise DataError(f"the {name} split: this run has none (data.{name}_split was 0)")
+            return self.samples[name]
         recorded = recorded_fingerprint(self.metadata)
         if recorded is not None:
             check_files(self.config.data, recorded)
@@ -207,6 +226,14 @@ class Predictor:
         if len(frame) == 0:
             raise DataError(f"the {name} split: this run has none (data.{name}_split was 0)")
         return frame
+
+    def head(self, name: str, k: int) -> Table:
+        """The first k rows of a split, as rows(name) holds them; a streamed run's read from
+        its files only until k are read (attrs["first_of"]: the split's rows in all)."""
+        if is_streamed(self.config):
+            return first_rows(self.config, self.preprocessor, self.metadata, name, k)
+        table = self.rows(name)
+        return table.take(np.arange(min(len(table), k)))
 
 
 def labelled_rows(data: str | Path, prep: Preprocessor, before: str) -> pd.DataFrame:
@@ -316,9 +343,8 @@ def score_run(
 ) -> Evaluation:
     """evaluate_run() with the confusion matrix and per-class scores of a classifier; with
     plot, also drawn to plots/confusion.png in the run folder (beside a model file given
-    alone), whatever was scored: the figure's title names it."""
-    from ..data.files import read_table
-
+    alone), whatever was scored: the figure's title names it. A file too large to read whole,
+    a folder of Parquet files, and the splits of a streamed run are scored chunk by chunk."""
     predictor = load(path)
     if plot and predictor.task not in CLASS_TASKS:
         raise DataError(
@@ -326,8 +352,10 @@ def score_run(
             f"{path} is a {predictor.task} model"
         )
     if data is not None:
-        result = predictor.score(read_table(data), where=str(data))
+        result = _score_data(predictor, data)
         result.scored = str(data)
+    elif is_streamed(predictor.config):
+        result = _score_streamed(predictor, Path(path), split)
     else:
         if not Path(path).is_dir() and predictor.config.data.source in FILE_SOURCES:
             # A model file travels alone; the paths in its metadata are not trusted to be opened.
@@ -344,6 +372,47 @@ def score_run(
     if plot:
         result.figure = _draw_confusion(Path(path), result)
     return result
+
+
+def _score_data(predictor: Predictor, data: str | Path) -> Evaluation:
+    """A labelled file read whole and scored at once when it fits in memory (the numbers eval
+    has always given); a file that does not, or a folder or glob of Parquet files, chunk by
+    chunk with memory bounded by a chunk."""
+    from ..data.files import read_table
+
+    if fits_whole(data):
+        return predictor.score(read_table(data), where=str(data))
+    p = predictor
+    frames = read_chunks(data)
+    summed = score_frames(p.config, p.preprocessor, p.model, p.device, frames, str(data))
+    return _evaluation(predictor, summed)
+
+
+def _score_streamed(predictor: Predictor, path: Path, split: str) -> Evaluation:
+    """A streamed run's split, read again from its Parquet files by row group."""
+    if not path.is_dir():
+        raise DataError(
+            f"{path}: a model file alone does not say which files to read; pass the labelled "
+            f"rows with --data, or evaluate the run folder the model was trained in"
+        )
+    p = predictor
+    try:
+        summed = score_stream_split(p.config, p.preprocessor, p.model, p.device, p.metadata, split)
+    except (DataError, CheckpointError) as exc:
+        raise with_data_hint(exc) from None
+    result = _evaluation(predictor, summed)
+    result.scored = f"its {split} split"
+    return result
+
+
+def _evaluation(predictor: Predictor, summed: ChunkScore) -> Evaluation:
+    metrics = dict(summed.metrics)
+    if isinstance(predictor.model, KernelMachine):  # fitted to its own targets, not this loss
+        metrics.pop("loss")
+    if summed.confusion is None:
+        return Evaluation(metrics)
+    labels = list(predictor.preprocessor.labels)
+    return Evaluation(metrics, labels, summed.confusion, per_class_scores(summed.confusion))
 
 
 def _draw_confusion(path: Path, result: Evaluation) -> Path:

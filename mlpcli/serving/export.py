@@ -30,6 +30,7 @@ from ..model.layers import EVAL_BATCH
 from ..runs.atomic import atomic_write, write_text_atomic
 from ..version import __version__
 from .evaluate import Predictor, load, model_path, require_network
+from .stream_eval import is_sample, rows_text
 
 FORMATS = ("onnx",)
 EXTRA = 'pip install "mlpcli[onnx]"'
@@ -264,14 +265,15 @@ def check_rows(predictor: Predictor, run: Path) -> tuple[np.ndarray, np.ndarray,
     if run.is_dir() or predictor.config.data.source not in FILE_SOURCES:
         for name in ("test", "val", "train"):
             try:
-                table = predictor.rows(name)
+                table = predictor.head(name, CHECK_ROWS)
             except DataError:
                 continue
             if len(table):
-                table = table.take(np.arange(min(len(table), CHECK_ROWS)))
+                # A streamed run's split is read only so far: the message says how far.
+                checked = f" ({rows_text(table)})" if is_sample(table) else ""
                 where = f"{name} split"
                 inputs = raw_inputs(predictor.preprocessor, table, where)
-                return inputs, expected_outputs(predictor, table, where), f"the {where}"
+                return inputs, expected_outputs(predictor, table, where), f"the {where}{checked}"
     return synthetic_check(predictor)
 
 

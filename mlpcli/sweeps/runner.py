@@ -145,7 +145,7 @@ def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> list
     Returns each distinct data section's task and whether it has validation rows."""
     from ..config.schema import loss_name
     from ..resources.kernel_memory import check_kernel_memory
-    from ..training.plan import check_monitor, plan_run
+    from ..training.plan import check_monitor, plan_table
 
     tasks: dict[str, tuple[str, bool]] = {}  # data section -> (task, has validation rows)
     sizes: dict[str, tuple[int, int]] = {}  # data section -> (training rows, most other rows)
@@ -154,7 +154,7 @@ def check_trial_data(trials: list[Trial], configs: list[dict[str, Any]]) -> list
         key = json.dumps(raw["data"], sort_keys=True)
         try:
             if key not in tasks:
-                plan = plan_run(config)
+                plan = plan_table(config, what="mlp sweep")
                 tasks[key] = (plan.dataset.task, len(plan.dataset.val) > 0)
                 data = plan.dataset
                 sizes[key] = (len(data.train), max(len(data.val), len(data.test)))

@@ -23,9 +23,10 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ConfigError, TrainingError, first_line
+from ..errors import ConfigError, MlpError, TrainingError, first_line
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from torch import nn
 
@@ -40,6 +41,32 @@ class PeerLost(TrainingError):
 
     The run is resumable from its last checkpoint, as after an interrupt.
     """
+
+
+class ProcessError(MlpError):
+    """A user's error that one process of several met alone (in a row group only it reads, say):
+    the others stop with PeerLost, which cannot say why, so the process that met it reports it,
+    naming itself. It exits with the code of the error it stands for."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def own_errors(world: World) -> Iterator[None]:
+    """Around the work of a process other than 0 on rows only it reads: a user's error raised
+    there becomes a ProcessError naming this process. A TrainingError (a NaN, a divergence) is
+    met by every process at the same step, and process 0 reports it."""
+    try:
+        yield
+    except TrainingError:
+        raise
+    except MlpError as exc:
+        if world.size == 1:
+            raise
+        message = f"process {world.rank} of {world.size}: {exc}"
+        raise ProcessError(message, exc.exit_code) from None
 
 
 def launched_size() -> int:
@@ -77,14 +104,6 @@ def check_processes(config: Config, processes: int, device: str) -> None:
             f"processes; each needs at least one row of every batch (train.batch_size is the "
             f"global batch, split between them)"
         )
-
-
-def batch_part(rows: int, rank: int, size: int) -> tuple[int, int]:
-    """Process `rank`'s contiguous [start, stop) of a batch of `rows` rows split between `size`
-    processes; as torch.tensor_split, the first rows % size processes take one row more."""
-    each, extra = divmod(rows, size)
-    start = rank * each + min(rank, extra)
-    return start, start + each + (rank < extra)
 
 
 class World(Protocol):
@@ -134,8 +153,21 @@ class World(Protocol):
         """Process 0's text on every process."""
         ...
 
-    def seed_epoch(self, seed: int, epoch: int) -> None:
-        """Seed this process's own random stream (dropout masks) for an epoch."""
+    def gather_text(self, text: str) -> list[str]:
+        """Every process's text, in rank order, on every process."""
+        ...
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """The elementwise sum of a float64 vector over the processes, on every process."""
+        ...
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        """The elementwise maximum of a float64 vector over the processes, on every process."""
+        ...
+
+    def seed_epoch(self, seed: int, epoch: int, step: int = 0) -> None:
+        """Seed this process's own random stream (dropout masks) for an epoch, or for its
+        steps from `step` on (a stream's epoch, at the steps a checkpoint may be taken)."""
         ...
 
     def guard(self) -> contextlib.AbstractContextManager[None]:
@@ -181,7 +213,16 @@ class Solo:
         assert text is not None
         return text
 
-    def seed_epoch(self, seed: int, epoch: int) -> None:
+    def gather_text(self, text: str) -> list[str]:
+        return [text]
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return values
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        return values
+
+    def seed_epoch(self, seed: int, epoch: int, step: int = 0) -> None:
         pass
 
     def guard(self) -> contextlib.AbstractContextManager[None]:
@@ -212,6 +253,9 @@ class Group:
         return self.device
 
     def part(self, rows: int) -> tuple[int, int]:
+        # Here, not at the top: importing the data layer loads numpy, which this module avoids.
+        from ..data.stream.order import batch_part
+
         return batch_part(rows, self.rank, self.size)
 
     def step_loss(self, value: float, rows_here: int, rows: int) -> float:
@@ -268,12 +312,38 @@ class Group:
             self.dist.broadcast_object_list(box, src=0, device=self.device)
         return str(box[0])
 
-    def seed_epoch(self, seed: int, epoch: int) -> None:
+    def gather_text(self, text: str) -> list[str]:
+        texts: list[Any] = [None] * self.size
+        with self.guard():
+            self.dist.all_gather_object(texts, text)
+        return [str(t) for t in texts]
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return self._reduce(values, self.dist.ReduceOp.SUM)
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        return self._reduce(values, self.dist.ReduceOp.MAX)
+
+    def _reduce(self, values: np.ndarray, op: Any) -> np.ndarray:
+        import numpy as np
+        import torch
+
+        # On the group's device (NCCL reduces GPU tensors only); one all-reduce gives every
+        # process the same result, bit for bit.
+        total = torch.from_numpy(np.array(values, dtype=np.float64)).to(self.device)
+        with self.guard():
+            self.dist.all_reduce(total, op=op)
+        result: np.ndarray = total.cpu().numpy()
+        return result
+
+    def seed_epoch(self, seed: int, epoch: int, step: int = 0) -> None:
         import torch
 
         # A stream of its own per process and epoch: two processes never draw the same masks,
-        # and a resumed run draws what it would have drawn, whatever the state it saved.
-        digest = hashlib.blake2b(f"{seed}:{epoch}:{self.rank}".encode(), digest_size=8)
+        # and a resumed run draws what it would have drawn, whatever the state it saved (which
+        # is process 0's alone).
+        at = f"{epoch}:{step}" if step else f"{epoch}"
+        digest = hashlib.blake2b(f"{seed}:{at}:{self.rank}".encode(), digest_size=8)
         torch.manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
 
     @contextlib.contextmanager

@@ -9,16 +9,16 @@ import math
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..callbacks import Callback
 from ..config.registry import main_metric
-from ..config.schema import Config, as_config, differences, load_config
+from ..config.schema import Config, as_config, differences, load_config, stream_buffer
 from ..console import err
 from ..data import Dataset, Preprocessor
 from ..errors import (
@@ -56,7 +56,8 @@ from ..runs.tracking import TensorBoard
 from ..version import __version__
 from .baselines.fit import add_baselines
 from .diagnostics import DIAGNOSTICS_FILE, Diagnostics
-from .distributed import SOLO, PeerLost, World
+from .distributed import SOLO, PeerLost, World, own_errors
+from .engine import cpu_threads
 from .lr_find import (
     AUTO,
     END,
@@ -74,9 +75,12 @@ from .lr_find import (
     reserve,
     with_lr,
 )
-from .plan import RunPlan, plan_run
+from .plan import RunPlan, StreamPlan, check_stream, plan_run, plan_table
 from .progress import Progress
-from .trainer import Trainer
+from .trainer import StreamSplit, Trainer, score_stream
+
+if TYPE_CHECKING:
+    from ..data.stream.stats import StreamFit
 
 # The one setting a resumed run may change: more epochs continue it (see _more_epochs).
 EPOCHS = "train.epochs"
@@ -93,17 +97,23 @@ class Session:
     """Everything a run needs in memory, built before any folder is made."""
 
     config: Config  # optim.lr: auto resolved to the range test's rate
-    dataset: Dataset
+    dataset: Dataset | StreamFit  # the rows in memory, or a stream's statistics
     prep: Preprocessor
     trainer: Trainer
-    splits: dict[str, Split]
+    splits: dict[str, Split]  # in memory; none for a stream
     lr_find: LrFind | None = None  # the range test that chose optim.lr, for optim.lr: auto
+    streamed: dict[str, StreamSplit] = field(default_factory=dict)  # a stream's splits
+
+    @property
+    def scored(self) -> dict[str, Split | StreamSplit]:
+        """The splits with rows, in memory or streamed: what the final metrics score."""
+        return {**self.splits, **self.streamed}
 
 
 def prepare(
     config: Config,
     dataset: Dataset | None = None,
-    plan: RunPlan | None = None,
+    plan: RunPlan | StreamPlan | None = None,
     world: World = SOLO,
 ) -> Session:
     """Data, preprocessing, model, loss and trainer; every user error surfaces here, those that
@@ -113,7 +123,10 @@ def prepare(
     A dataset already loaded for this config's data section and seed may be passed in (a sweep
     worker reuses one across trials).
     """
+    owned = dataset is None
     plan = plan or plan_run(config, dataset)
+    if isinstance(plan, StreamPlan):
+        return _prepare_stream(config, plan, world)
     dataset, prep = plan.dataset, plan.prep
     device = world.place(resolve_device(config.train.device))
     memory.check_for(plan.needs, config, device)
@@ -125,7 +138,45 @@ def prepare(
         lr = float(world.share_text(repr(found.suggested_lr) if found is not None else None))
         config = with_lr(config, lr)
     trainer = _trainer(config, dataset, prep, splits, device, world)
+    if owned:  # a sweep worker's data set serves its next trials too
+        dataset.release_rows()
     return Session(config, dataset, prep, trainer, splits, found)
+
+
+def _prepare_stream(config: Config, plan: StreamPlan, world: World) -> Session:
+    """prepare() of a stream: the statistics pass over each process's row groups, merged across
+    the processes; the model and a trainer over the stream, its val rows scored in chunks."""
+    # Imported here: an in-memory run's start-up does not pay for the streaming modules.
+    from ..data.stream.reader import TrainStream
+    from ..data.stream.stats import fit_stream
+
+    fit = fit_stream(config, plan.source, world.rank, world.size, world.gather_text)
+    needs = check_stream(config, fit, world.size)
+    device = world.place(resolve_device(config.train.device))
+    memory.check_for(needs, config, device)
+    where = f"{config.data.path} (training sample)"
+    sample = Split.from_frame(fit.prep, fit.sample, device, where)
+    streamed = {
+        name: StreamSplit(fit, name) for name in ("train", "val", "test") if fit.counts[name]
+    }
+    stream = TrainStream(
+        fit, config.seed, config.train.batch_size, stream_buffer(config), world.rank, world.size
+    )
+    torch.manual_seed(config.seed)
+    model = build_mlp(config.model, fit.prep.in_dim, fit.prep.out_dim).to(device)
+    trainer = Trainer(
+        config,
+        model,
+        make_loss(config, fit.task),
+        fit.task,
+        stream,
+        streamed.get("val"),
+        target_scale(fit.prep, device),
+        world,
+        device=device,
+        sample=sample,
+    )
+    return Session(config, fit, fit.prep, trainer, {}, streamed=streamed)
 
 
 def _splits(
@@ -202,7 +253,7 @@ def find_lr(
     elif plot:
         check_out(Path(out))
     config = as_config(config, overrides)
-    plan = plan or plan_run(config)
+    plan = plan or plan_table(config, what="mlp lr-find")
     device = resolve_device(config.train.device)
     memory.check_for(plan.needs, config, device)
     splits = _splits(config, plan.dataset, plan.prep, device, ("train",))
@@ -225,7 +276,7 @@ def train(
     quiet: bool = False,
     callbacks: Sequence[Callback] = (),
     dataset: Dataset | None = None,
-    plan: RunPlan | None = None,
+    plan: RunPlan | StreamPlan | None = None,
     world: World = SOLO,
 ) -> TrainResult:
     """Train a config (a file path or a Config) and write its run folder.
@@ -293,7 +344,11 @@ def _record_lr_find(session: Session, run_dir: Path, quiet: bool) -> dict[str, A
 
 
 def _resumed(
-    run_dir: Path, config: Config, dataset: Dataset | None, plan: RunPlan | None, world: World
+    run_dir: Path,
+    config: Config,
+    dataset: Dataset | None,
+    plan: RunPlan | StreamPlan | None,
+    world: World,
 ) -> tuple[Session, dict[str, Any] | None]:
     """The session of a run folder, its trainer at the state of the folder's checkpoint; and,
     for a run continued to more epochs, what summary.json records of that (else None)."""
@@ -357,18 +412,26 @@ def _more_epochs(
 def _follow(session: Session, run_dir: Path) -> TrainResult:
     """A process other than 0 trains alongside process 0 and writes nothing.
 
-    A failure that stops every process at the same step (a NaN, a diverging loss) makes it wait
-    for process 0 to record the failure: the launcher stops the remaining processes as soon as
-    one ends with an error, and would otherwise cut process 0 short as it writes.
+    A failure that stops every process at the same step (a NaN, a diverging loss) makes it score
+    a stream's best weights with process 0, as after completing, then wait for process 0 to
+    record the failure: the launcher stops the remaining processes as soon as one ends with an
+    error, and would otherwise cut process 0 short as it writes. An error in rows only this
+    process reads is reported by this process (process 0 sees only that it stopped).
     """
     trainer = session.trainer
-    try:
-        trainer.fit()
-    except PeerLost:
-        raise
-    except TrainingError:
-        trainer.world.wait_for_main()
-        raise
+    with own_errors(trainer.world):  # a row group of this process's alone: it says which
+        try:
+            trainer.fit()
+        except PeerLost:
+            raise
+        except TrainingError:
+            if session.streamed and trainer.best_state is not None:
+                trainer.restore_best()  # as process 0's _finish does
+                _final_metrics(session)
+            trainer.world.wait_for_main()
+            raise
+        if session.streamed and trainer.best_state is not None:
+            _final_metrics(session)  # process 0 scores the same rows with this one's share
     return TrainResult(run_dir, {})
 
 
@@ -497,7 +560,7 @@ def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
         "engine": trainer.engine.name,
         "threads": trainer.threads or torch.get_num_threads(),
         "processes": trainer.world.size,
-        "rows": {name: len(split) for name, split in session.splits.items()},
+        "rows": {name: len(split) for name, split in session.scored.items()},
         "versions": {
             "mlpcli": __version__,
             "torch": torch.__version__,
@@ -516,12 +579,8 @@ def _finish(
     summary = {**read_json(run_dir / SUMMARY_FILE), **_summary(session, run_dir, status)}
     unscored: list[str] = []  # the final metrics that are not finite
     if final and trainer.best_state is not None:
-        metrics = {}
-        for name, split in session.splits.items():
-            values = evaluate(
-                trainer.model, trainer.loss_fn, trainer.task, split, trainer.target_scale
-            )
-            metrics[name] = read_floats(values)
+        # A stream is scored by every process together: they complete or fail at the same step.
+        metrics = _final_metrics(session)
         summary["metrics"] = metrics
         save_model(run_dir / MODEL_FILE, trainer.model, _model_metadata(session))
         unscored = [
@@ -542,7 +601,7 @@ def _finish(
             trainer.best_epoch,
             trainer.monitor,
         )
-    n_train = len(session.splits["train"])
+    n_train = len(session.scored["train"])
     summary.update(
         # A resumed run adds this process's time to the earlier ones'.
         seconds=round(summary.get("seconds", 0.0) + time.perf_counter() - started, 3),
@@ -559,6 +618,44 @@ def _finish(
     return summary
 
 
+def _final_metrics(session: Session) -> dict[str, dict[str, float]]:
+    """Loss and metrics of the trainer's model on every split. A stream's splits are scored in
+    one read of its row groups, summed over the processes, each reading its own (every process
+    calls this, after a completed run and after a failure alike)."""
+    trainer = session.trainer
+    metrics = {
+        name: read_floats(
+            evaluate(trainer.model, trainer.loss_fn, trainer.task, split, trainer.target_scale)
+        )
+        for name, split in session.splits.items()
+    }
+    if session.streamed:
+        # On the training's threads, as each epoch's validation: a small model's chunks on
+        # every core wait on each other and on the reading thread (ten times slower here).
+        with cpu_threads(trainer.threads):
+            metrics.update(
+                score_stream(
+                    trainer.model,
+                    trainer.loss_fn,
+                    trainer.task,
+                    list(session.streamed.values()),
+                    trainer.target_scale,
+                    trainer.device,
+                    trainer.world,
+                )
+            )
+    return metrics
+
+
+def _data_fingerprint(session: Session) -> dict[str, Any]:
+    """What eval checks before it reads a split again: the files read and each split's rows;
+    for a stream, its files' footers and each split's row count."""
+    data = session.dataset
+    if isinstance(data, Dataset):
+        return data.fingerprint()
+    return {"stream": data.source.fingerprint(), "counts": dict(data.counts)}
+
+
 def _model_metadata(session: Session) -> dict[str, Any]:
     return {
         "config": session.config.to_dict(),
@@ -566,5 +663,5 @@ def _model_metadata(session: Session) -> dict[str, Any]:
         "task": session.dataset.task,
         "epoch": session.trainer.saved_epoch,
         "versions": {"mlpcli": __version__, "torch": torch.__version__},
-        "data": session.dataset.fingerprint(),  # what eval checks before drawing a split again
+        "data": _data_fingerprint(session),  # what eval checks before drawing a split again
     }

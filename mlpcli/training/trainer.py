@@ -9,23 +9,44 @@ and metrics the loop decides on are the whole batch's and process 0's, the same 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..callbacks import Callback
 from ..config.registry import OPTIMIZERS, SCHEDULES, resolve
 from ..config.schema import Config, OptimConfig, ScheduleConfig
-from ..errors import TrainingError
-from ..model.outputs import Split, evaluate, read_floats
+from ..errors import CheckpointError, TrainingError
+from ..model.factory import linear_layers
+from ..model.outputs import (
+    Split,
+    StreamScore,
+    evaluate,
+    predict_raw,
+    read_floats,
+    score_chunks,
+)
 from ..model.tasks import is_better
 from . import schedules
 from .distributed import SOLO, World
 from .engine import Engine, choose_threads, cpu_threads, make_engine
 from .optimizers import Optimizer
+
+if TYPE_CHECKING:
+    from ..data.stream.reader import TrainStream
+    from ..data.stream.stats import StreamFit
+
+# Steps of a streamed epoch between calls of Callback.on_step (a mid-epoch checkpoint, say); on an
+# accelerator the losses of those steps are read from the device there, in one go.
+STEP_HOOK_EVERY = 64
 
 
 def make_optimizer(config: OptimConfig, params: Any, device: torch.device) -> Optimizer:
@@ -104,17 +125,16 @@ def train_epoch(
             rows = min(batch_size, stop - start)
             low, high = world.part(rows)
             index = order[start + low : start + high]
-            loss = engine.loss(data.x.index_select(0, index), data.y.index_select(0, index))
+            x, y = data.x.index_select(0, index), data.y.index_select(0, index)
+            loss = train_step(
+                engine, optimizer, x, y, rows, grad_clip, world, on_host, step, len(starts)
+            )
             if on_host:
-                value = world.step_loss(loss.item(), len(index), rows)
-                if not math.isfinite(value):
-                    raise NonFiniteLoss(step + 1, len(starts), value)
-                total += value * rows
-                first = first if step else value
+                total += loss * rows
+                first = first if step else loss
             else:
-                losses[step] = loss.detach()
+                losses[step] = loss
                 rows_here.append(len(index))
-            engine.update(optimizer, grad_clip, len(index) / rows)
     if not on_host:
         sizes = torch.full_like(losses, batch_size)
         sizes[-1] = stop - starts[-1]
@@ -129,8 +149,196 @@ def train_epoch(
     return total / stop, first
 
 
+def train_step(
+    engine: Engine,
+    optimizer: Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rows: int,
+    grad_clip: float | None,
+    world: World,
+    on_host: bool,
+    step: int,
+    steps: int,
+) -> Any:
+    """One step on this process's rows (x, y) of a global batch of `rows` rows: its loss, then
+    the update. On the host the global batch's loss is read first and returned as a float (a
+    non-finite one raises NonFiniteLoss naming step + 1 of steps, before the weights change);
+    on an accelerator this process's loss is returned as a device tensor, unread.
+    """
+    loss = engine.loss(x, y)
+    if on_host:
+        value = world.step_loss(loss.item(), len(x), rows)
+        if not math.isfinite(value):
+            raise NonFiniteLoss(step + 1, steps, value)
+        engine.update(optimizer, grad_clip, len(x) / rows)
+        return value
+    engine.update(optimizer, grad_clip, len(x) / rows)
+    return loss.detach()
+
+
+@dataclass
+class StreamAt:
+    """How far a streamed epoch has come: its steps done, and the sums its mean loss needs."""
+
+    epoch: int
+    step: int = 0
+    loss_total: float = 0.0  # sum over the steps done of the global batch's mean loss x its rows
+    rows: int = 0  # global rows of the steps done
+    first: float = 0.0  # the epoch's first step's loss
+
+    def to_dict(self, digest: str, plan: dict[str, Any]) -> dict[str, Any]:
+        return {**self.__dict__, "digest": digest, "plan": plan}
+
+
+def train_stream_epoch(
+    engine: Engine,
+    optimizer: Optimizer,
+    stream: TrainStream,
+    at: StreamAt,
+    grad_clip: float | None,
+    world: World,
+    device: torch.device,
+    on_step: Callable[[], None],
+) -> tuple[float, float]:
+    """The steps at.step.. of a streamed epoch; returns its mean training loss and first step's.
+
+    `at` is updated as the steps go, so that on_step (called every STEP_HOOK_EVERY steps, not
+    after the last) sees a state a resume continues from bitwise: the stream replays the epoch's
+    reads and draws up to at.step. Losses are checked as train_epoch checks them: each step's on
+    the CPU; on an accelerator those since the last hook, read in one go at the next.
+    """
+    engine.model.train()
+    steps = stream.steps(at.epoch)
+    # Several processes take their share of every batch of batch_size rows; one takes them all.
+    batch = stream.batch_size if world.size > 1 else None
+    on_host = reads_each_step(device)
+    pending: list[tuple[torch.Tensor, int, int]] = []  # unread losses, this process's rows, rows
+
+    def read_pending() -> None:
+        if not pending:
+            return
+        losses = torch.stack([loss for loss, _, _ in pending])
+        sizes = torch.tensor([rows for _, _, rows in pending], device=device)
+        values = world.mean_losses(losses, [here for _, here, _ in pending], sizes).tolist()
+        base = at.step - len(pending)
+        for i, (value, (_, _, rows)) in enumerate(zip(values, pending)):
+            if not math.isfinite(value):
+                raise NonFiniteLoss(base + i + 1, steps, value)
+            at.first = at.first if base + i else value
+            at.loss_total += value * rows
+            at.rows += rows
+        pending.clear()
+
+    batches: Iterator[tuple[np.ndarray, np.ndarray]] = stream.batches(at.epoch, at.step)
+    try:
+        with engine.context():
+            for x_rows, y_rows in batches:
+                x = torch.from_numpy(x_rows).to(device)
+                y = torch.from_numpy(y_rows).to(device)
+                rows = batch or len(x)
+                loss = train_step(
+                    engine, optimizer, x, y, rows, grad_clip, world, on_host, at.step, steps
+                )
+                if on_host:
+                    at.first = at.first if at.step else loss
+                    at.loss_total += loss * rows
+                    at.rows += rows
+                else:
+                    pending.append((loss, len(x), rows))
+                at.step += 1
+                if at.step % STEP_HOOK_EVERY == 0 and at.step < steps:
+                    read_pending()
+                    on_step()
+        read_pending()
+    finally:
+        batches.close()  # type: ignore[attr-defined]  # a generator: joins the read-ahead
+    return at.loss_total / max(at.rows, 1), at.first
+
+
+@dataclass
+class StreamSplit:
+    """One split of a stream (train, val or test rows by their hash), read again in chunks each
+    time it is scored; len() is its rows over the whole data."""
+
+    fit: StreamFit
+    name: str
+
+    def __len__(self) -> int:
+        return int(self.fit.counts[self.name])
+
+    def chunks(self, rank: int, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # Imported here: an in-memory run's start-up does not pay for the streaming modules.
+        from ..data.stream.rows import split_chunks
+
+        fit = self.fit
+        return split_chunks(fit.source, fit.prep, fit.rule, self.name, rank, size)
+
+
+def score(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    task: str,
+    data: Split | StreamSplit,
+    target_scale: torch.Tensor | None,
+    device: torch.device,
+    world: World = SOLO,
+) -> dict[str, float]:
+    """Loss and metrics of a split: one in memory as evaluate() scores it; a stream's in chunks
+    of the row groups of each process, summed over the processes (every process must call)."""
+    if isinstance(data, Split):
+        return read_floats(evaluate(model, loss_fn, task, data, target_scale))
+    chunks = data.chunks(world.rank, world.size)
+    return score_chunks(
+        model, loss_fn, task, chunks, target_scale, device, reduce=world.sum, reduce_max=world.max
+    )
+
+
+def score_stream(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    task: str,
+    splits: list[StreamSplit],
+    target_scale: torch.Tensor | None,
+    device: torch.device,
+    world: World = SOLO,
+) -> dict[str, dict[str, float]]:
+    """score() of several splits of one stream in one read of its row groups (the final
+    metrics): each row's outputs go to its split's sums by the row's split code; the sums of
+    every split travel in one all-reduce (every process must call)."""
+    from ..data.stream.hashsplit import SPLITS
+    from ..data.stream.rows import coded_chunks
+
+    if not splits:
+        return {}
+    fit = splits[0].fit
+    width = linear_layers(model)[-1].out_features
+    scores = {s.name: StreamScore(loss_fn, task, width, target_scale, device) for s in splits}
+    by_code = {SPLITS.index(name): part for name, part in scores.items()}
+    chunks = coded_chunks(fit.source, fit.prep, fit.rule, world.rank, world.size)
+    for codes, x_rows, y_rows in chunks:
+        outputs = predict_raw(model, torch.from_numpy(x_rows).to(device))
+        targets = torch.from_numpy(y_rows).to(device)
+        for code, part in by_code.items():
+            rows = np.flatnonzero(codes == code)
+            if len(rows):
+                index = torch.from_numpy(rows).to(device)
+                part.add(outputs.index_select(0, index), targets.index_select(0, index))
+    sums = np.split(world.sum(np.concatenate([p.vector() for p in scores.values()])), len(scores))
+    bounds = world.max(np.concatenate([p.extremes() for p in scores.values()]))
+    return {
+        name: part.result(vector, bound)
+        for (name, part), vector, bound in zip(scores.items(), sums, np.split(bounds, len(scores)))
+    }
+
+
 class Trainer:
-    """Owns the model, optimiser, schedule, RNG and best-so-far state; fit() runs the epochs."""
+    """Owns the model, optimiser, schedule, RNG and best-so-far state; fit() runs the epochs.
+
+    The training rows are a Split in memory, or a TrainStream read as the epochs go; for a
+    stream, `sample` (a Split of its training rows, on the device) stands in for the training
+    rows where all of them are not needed (diagnostics).
+    """
 
     def __init__(
         self,
@@ -138,19 +346,26 @@ class Trainer:
         model: nn.Module,
         loss_fn: nn.Module,
         task: str,
-        train: Split,
-        val: Split | None,
+        train: Split | TrainStream,
+        val: Split | StreamSplit | None,
         target_scale: torch.Tensor | None,
         world: World = SOLO,
+        device: torch.device | None = None,
+        sample: Split | None = None,
     ) -> None:
         self.config, self.model, self.loss_fn, self.task = config, model, loss_fn, task
-        self.train_data, self.val_data, self.target_scale = train, val, target_scale
+        self.stream = None if isinstance(train, Split) else train
+        data = train if isinstance(train, Split) else sample
+        if data is None:
+            raise ValueError("a Trainer over a stream needs a sample of its training rows")
+        self.train_data, self.val_data, self.target_scale = data, val, target_scale
         self.world = world  # the processes training this run; one, unless under torchrun
         self.callbacks: list[Callback] = []  # set by the caller: logging, checkpoints, ...
-        self.device = train.x.device
+        self.device = device if device is not None else data.x.device
         with world.guard():  # DistributedDataParallel broadcasts process 0's weights
             self.engine = make_engine(config.train, model, loss_fn, self.device, world)
-        self.threads = choose_threads(config.train, model, self.device, len(train))
+        rows = len(train) if isinstance(train, Split) else train.rows
+        self.threads = choose_threads(config.train, model, self.device, rows)
         self.optimizer = make_optimizer(config.optim, self.engine.parameters, self.device)
         self.scheduler = make_scheduler(config.schedule, self.optimizer, config.train.epochs)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -167,6 +382,8 @@ class Trainer:
         self.stopped_early = False
         self.stopped_by: str | None = None  # why the caller ended training early (stop())
         self.train_seconds = 0.0
+        self.at: StreamAt | None = None  # a streamed epoch under way, or one to resume
+        self._stream_plan: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ the loop
 
@@ -218,18 +435,24 @@ class Trainer:
         cfg = self.config.train
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        self.world.seed_epoch(self.config.seed, epoch)
+        resuming = self.at is not None and self.at.epoch == epoch and self.at.step > 0
+        # A resumed epoch's random state is the checkpoint's; or, with several processes, that
+        # of the step it resumes at.
+        self.world.seed_epoch(self.config.seed, epoch, self.at.step if resuming and self.at else 0)
         try:
             with self.world.guard():  # DistributedDataParallel's all-reduce in backward()
-                loss, first = train_epoch(
-                    self.engine,
-                    self.optimizer,
-                    self.train_data,
-                    cfg.batch_size,
-                    self.generator,
-                    cfg.grad_clip,
-                    self.world,
-                )
+                if self.stream is None:
+                    loss, first = train_epoch(
+                        self.engine,
+                        self.optimizer,
+                        self.train_data,
+                        cfg.batch_size,
+                        self.generator,
+                        cfg.grad_clip,
+                        self.world,
+                    )
+                else:
+                    loss, first = self._stream_epoch(epoch, resuming)
         except NonFiniteLoss as bad:
             self.train_seconds += time.perf_counter() - start
             raise TrainingError(
@@ -240,19 +463,73 @@ class Trainer:
         if self.initial_loss is None:
             self.initial_loss = first
         self._check_divergence(epoch, loss, lr, start)
-        values: dict[str, torch.Tensor] = {}
+        values: dict[str, float] = {}
         if self.val_data is not None:
-            val = evaluate(self.model, self.loss_fn, self.task, self.val_data, self.target_scale)
+            val = score(
+                self.model,
+                self.loss_fn,
+                self.task,
+                self.val_data,
+                self.target_scale,
+                self.device,
+                self.world,
+            )
             values.update({f"val_{k}": v for k, v in val.items()})
         # Every process holds the same weights; process 0's numbers make sure that early
         # stopping, the schedule and the best epoch are decided alike everywhere.
-        record = {"epoch": epoch, "train_loss": loss, **self.world.agree(read_floats(values))}
+        record = {"epoch": epoch, "train_loss": loss, **self.world.agree(values)}
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         if self.scheduler is not None:  # a plateau schedule watches the validation loss
             self.scheduler.step(record.get("val_loss", record["train_loss"]))
         record.update(lr=lr, seconds=round(seconds, 4))
         return record
+
+    def _stream_epoch(self, epoch: int, resuming: bool) -> tuple[float, float]:
+        """One epoch of the stream, from the step a checkpoint recorded when resuming."""
+        assert self.stream is not None
+        at = self.at if resuming and self.at is not None else StreamAt(epoch)
+        self.at = at
+
+        def on_step() -> None:
+            for cb in self.callbacks:
+                cb.on_step(self, at.epoch, at.step)
+            # Each process's dropout masks from here on are drawn again by a resume from here.
+            self.world.seed_epoch(self.config.seed, at.epoch, at.step)
+
+        result = train_stream_epoch(
+            self.engine,
+            self.optimizer,
+            self.stream,
+            at,
+            self.config.train.grad_clip,
+            self.world,
+            self.device,
+            on_step,
+        )
+        self.at = None
+        return result
+
+    def stream_plan(self) -> dict[str, Any]:
+        """What a stream's batches depend on besides the seed, in words a resume can compare:
+        its files (their names, and their footers, which change when a file is rewritten),
+        row groups, training rows, buffer, batch size and processes. Computed once."""
+        assert self.stream is not None
+        if self._stream_plan is None:
+            fit = self.stream.fit
+            names = "\n".join(fit.source.names).encode()
+            footers = json.dumps(fit.source.fingerprint(), sort_keys=True).encode()
+            self._stream_plan = {
+                "files": len(fit.source.names),
+                "file names (sha256)": hashlib.sha256(names).hexdigest()[:16],
+                "footers (sha256)": hashlib.sha256(footers).hexdigest()[:16],
+                "row groups": len(fit.source.groups),
+                "training rows": self.stream.rows,
+                "data.shuffle_buffer": self.stream.buffer_rows,
+                "train.batch_size": self.stream.batch_size,
+                "processes": self.stream.size,
+            }
+        return self._stream_plan
 
     def _check_divergence(self, epoch: int, loss: float, lr: float, start: float) -> None:
         """An epoch's mean loss past train.diverge_factor times the untrained model's (the loss of
@@ -322,7 +599,15 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "train_seconds": self.train_seconds,
             "initial_loss": self.initial_loss,
+            **({"stream": self._stream_state()} if self.stream is not None else {}),
         }
+
+    def _stream_state(self) -> dict[str, Any]:
+        """Where in the stream the state stands: within an epoch (mid-epoch checkpoints), or
+        at the start of the next one (step 0)."""
+        assert self.stream is not None
+        at = self.at if self.at is not None else StreamAt(self.epoch + 1)
+        return at.to_dict(self.stream.plan_digest(), self.stream_plan())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -345,3 +630,32 @@ class Trainer:
         self.stopped_early = state["stopped_early"]
         self.train_seconds = state["train_seconds"]
         self.initial_loss = state.get("initial_loss")
+        if self.stream is not None:
+            self._load_stream_state(state.get("stream"))
+
+    def _load_stream_state(self, saved: dict[str, Any] | None) -> None:
+        """Continue a streamed epoch at the checkpoint's step; refused when the stream's
+        batches would differ from those the checkpoint's run drew."""
+        assert self.stream is not None
+        if saved is None:
+            raise CheckpointError("the checkpoint was not written by a run on a stream")
+        now = self.stream_plan()
+        if saved["digest"] != self.stream.plan_digest() or saved["plan"] != now:
+            then = saved["plan"]
+            changed = [
+                f"{key} {then.get(key)} then, {value} now"
+                for key, value in now.items()
+                if then.get(key) != value
+            ]
+            raise CheckpointError(
+                f"the stream's batches would differ from those of the checkpoint's run "
+                f"({'; '.join(changed) or 'its row groups hold other training rows'}); a "
+                f"stream resumes only on the same files, unchanged, with the same shuffle "
+                f"buffer, batch size and processes"
+            )
+        step = saved["step"]
+        self.at = None
+        if step > 0 and saved["epoch"] == self.epoch + 1:
+            self.at = StreamAt(
+                saved["epoch"], step, saved["loss_total"], saved["rows"], saved["first"]
+            )

@@ -31,7 +31,7 @@ from ...runs.folder import (
     write_json,
 )
 from ...version import __version__
-from ..plan import plan_run
+from ..plan import plan_table
 from .fit import predict_ms_per_1k_rows
 from .kernel import fit_kernel, kernel_metrics
 
@@ -40,7 +40,7 @@ def fit_kernel_run(config: Config, run_dir: Path, dataset: Dataset | None = None
     """Fit the kernel baseline on the config's splits into `run_dir` (made, or an unfinished
     one reused: the fit has nothing to resume); its summary."""
     started = time.perf_counter()
-    plan = plan_run(config.model_copy(update={"train": _with_kernel(config)}), dataset)
+    plan = plan_table(config.model_copy(update={"train": _with_kernel(config)}), dataset)
     if run_dir.is_dir():
         check_run_folder(run_dir)
     else:
