@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 import mlpcli
 from mlpcli.cli import app
 from mlpcli.config.schema import build_config, load_config
-from mlpcli.data.stream.order import batch_part
+from mlpcli.data.splits import batch_part
 from mlpcli.errors import ConfigError
 from mlpcli.runs.checkpoint import load_checkpoint, load_model_file
 from mlpcli.training import trainer as trainer_module

@@ -15,9 +15,10 @@ import pytest
 from mlpcli.config.schema import Config
 from mlpcli.data.columns import Columns
 from mlpcli.data.preprocess import Preprocessor
+from mlpcli.data.splits import batch_part
 from mlpcli.data.stream.buffer import shuffled
 from mlpcli.data.stream.hashsplit import TRAIN
-from mlpcli.data.stream.order import batch_part, plan_epoch
+from mlpcli.data.stream.order import plan_epoch
 from mlpcli.data.stream.reader import TrainStream
 from mlpcli.data.stream.stats import StreamFit, fit_stream, open_stream
 from mlpcli.errors import DataError

@@ -612,7 +612,8 @@ class Config(Section):
         if self.optim.lr == "auto":
             problems.append(
                 "optim.lr: auto runs the range test on the table in memory, which a stream never "
-                "holds; give a number (mlp lr-find on a sample suggests one)"
+                "holds; give a number (mlp lr-find with data.stream=false on one file that fits "
+                "suggests one)"
             )
         buffer = stream_buffer(self)
         if buffer < self.train.batch_size:

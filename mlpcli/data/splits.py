@@ -19,6 +19,15 @@ def part_size(n: int, fraction: float) -> int:
     return math.ceil(fraction * n) if fraction > 0 else 0
 
 
+def batch_part(rows: int, rank: int, size: int) -> tuple[int, int]:
+    """Process `rank`'s contiguous [start, stop) of a batch of `rows` rows split between `size`
+    processes; as torch.tensor_split, the first rows % size processes take one row more. The
+    trainer cuts every batch so, and a streamed epoch's plan counts rows by the same parts."""
+    each, extra = divmod(rows, size)
+    start = rank * each + min(rank, extra)
+    return start, start + each + (rank < extra)
+
+
 def split_frame(
     frame: Table, fraction: float, seed: int, stratify: np.ndarray | None
 ) -> tuple[Table, Table]:

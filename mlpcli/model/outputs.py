@@ -15,7 +15,7 @@ from torch import nn
 
 from .factory import linear_layers
 from .layers import EVAL_BATCH
-from .tasks import compute_metrics, predicted_classes, wide_dtype
+from .tasks import compute_metrics, confusion_matrix, wide_dtype
 
 if TYPE_CHECKING:
     from ..data import Preprocessor
@@ -166,9 +166,7 @@ class StreamScore:
 
     def _counts(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.task in ("binary", "classification"):
-            n = 2 if self.task == "binary" else self.k
-            pred, true, _ = predicted_classes(self.task, outputs, targets)
-            return torch.bincount(true * n + pred, minlength=n * n).to(self.wide)
+            return confusion_matrix(self.task, outputs, targets).flatten().to(self.wide)
         if self.task == "multilabel":
             pred, true = outputs > 0, targets > 0.5
             counts = [(pred & true).sum(), (pred ^ true).sum(), (pred == true).all(dim=1).sum()]

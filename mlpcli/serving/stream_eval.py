@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def is_streamed(config: Config) -> bool:
     """Whether a run was trained with data.stream: true (its rows are never read whole)."""
-    return bool(getattr(config.data, "stream", False))
+    return config.data.stream
 
 
 @dataclass

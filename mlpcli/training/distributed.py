@@ -254,7 +254,7 @@ class Group:
 
     def part(self, rows: int) -> tuple[int, int]:
         # Here, not at the top: importing the data layer loads numpy, which this module avoids.
-        from ..data.stream.order import batch_part
+        from ..data.splits import batch_part
 
         return batch_part(rows, self.rank, self.size)
 

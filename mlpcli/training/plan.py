@@ -161,7 +161,8 @@ def check_shares(
     """Refuse a stream whose row groups (their training rows: train_rows) the processes cannot
     share: an epoch of epochs 1..epochs with no step, or one leaving out more than SIT_OUT of
     the training rows. One process trains on every row."""
-    from ..data.stream.order import batch_part, plan_epoch
+    from ..data.splits import batch_part
+    from ..data.stream.order import plan_epoch
 
     if processes <= 1:
         return

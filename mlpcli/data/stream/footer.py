@@ -110,6 +110,7 @@ class StreamSource:
     columns: list[str]  # column names of the first file
     rows: int
     _footers: list[Any] = field(default_factory=list, repr=False)
+    _fingerprint: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, path: str | Path) -> StreamSource:
@@ -215,11 +216,11 @@ class StreamSource:
     def fingerprint(self) -> dict[str, Any]:
         """What a run records of its data: each file's footer (sha256 of its bytes and the
         file's size) and the row count; hashing every byte of a large folder at each start
-        would cost a read of it all."""
-        files = {}
-        for file, name in zip(self.files, self.names):
-            files[name] = _footer_sha256(file)
-        return {"files": files, "rows": self.rows}
+        would cost a read of it all. Computed once per source (a run records it twice)."""
+        if self._fingerprint is None:
+            files = {name: _footer_sha256(file) for file, name in zip(self.files, self.names)}
+            self._fingerprint = {"files": files, "rows": self.rows}
+        return self._fingerprint
 
 
 def _numbers(column: Any) -> np.ndarray:

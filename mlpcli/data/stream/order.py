@@ -7,19 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..splits import batch_part
+
 # Constants mixed into the seeds, so that the group order and the window draws of one (seed,
 # epoch) are independent streams.
 ORDER_STREAM = 0x5354
 WINDOW_STREAM = 0x4255
-
-
-def batch_part(rows: int, rank: int, size: int) -> tuple[int, int]:
-    """Process `rank`'s contiguous [start, stop) of a batch of `rows` rows split between `size`
-    processes; as torch.tensor_split, the first rows % size processes take one row more. The
-    trainer cuts every batch so, and a streamed epoch's plan counts rows by the same parts."""
-    each, extra = divmod(rows, size)
-    start = rank * each + min(rank, extra)
-    return start, start + each + (rank < extra)
 
 
 def group_order(seed: int, epoch: int, groups: int) -> np.ndarray:

@@ -113,6 +113,7 @@ class TrainStream:
         self.batch_size = batch_size
         self.buffer_rows = buffer_rows
         self.rank = rank
+        self._digest: str | None = None
         self.size = size
         self.rows = int(fit.group_counts[:, TRAIN].sum())
         # (file, row group) of each group the latest batches() call read: one epoch's at most
@@ -170,7 +171,9 @@ class TrainStream:
 
     def plan_digest(self) -> str:
         """What the epochs' order depends on besides the seed: a checkpoint's batches are these
-        batches only while this digest is the same."""
+        batches only while this digest is the same. Computed once: checkpoints ask for it."""
+        if self._digest is not None:
+            return self._digest
         source = self.fit.source
         facts: dict[str, Any] = {
             "files": [[name, str(key)] for name, key in zip(source.names, source.keys)],
@@ -180,7 +183,8 @@ class TrainStream:
             "batch": self.batch_size,
             "size": self.size,
         }
-        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+        self._digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+        return self._digest
 
     def close(self) -> None:
         """Stops every epoch's read-ahead and waits for its thread."""

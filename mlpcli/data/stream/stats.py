@@ -29,7 +29,7 @@ from ..sources import feature_columns, target_columns
 from .footer import StreamSource
 from .hashsplit import SPLITS, TRAIN, SplitRule
 from .reservoir import SAMPLE_ROWS, STREAM_TAG, Reservoir, as_frame, from_json, to_json
-from .rows import codes_of, take
+from .rows import codes_of
 from .tally import HELD_OUT, Tally
 from .targets import fit_features, fit_targets, infer_stream_task
 
@@ -108,8 +108,7 @@ def fit_stream(
             group = source.groups[position]
             table = source.read(group, used)
             codes = codes_of(source, rule, group)
-            mine.add(position, group, table, codes)
-            reservoir.add(take(table, np.flatnonzero(codes == TRAIN)))
+            reservoir.add(mine.add(position, group, table, codes))
             del table  # before the next row group is read
         text = _dumps(mine.to_json())
     except MlpError as error:

@@ -19,7 +19,7 @@ import numpy as np
 from ..columns import Columns, Table
 from ..preprocess import MAX_CATEGORIES, _missing_and_infinite, _python
 from .footer import RowGroup
-from .hashsplit import SPLITS
+from .hashsplit import SPLITS, TRAIN
 from .moments import Moments
 from .rows import take
 
@@ -107,8 +107,8 @@ class Tally:
         }
         self.group_counts = np.zeros((groups, 3), dtype=np.int64)
 
-    def add(self, position: int, group: RowGroup, table: Table, codes: np.ndarray) -> None:
-        """One row group: all its rows, and each row's split code."""
+    def add(self, position: int, group: RowGroup, table: Table, codes: np.ndarray) -> Table:
+        """One row group: all its rows, and each row's split code; returns its train rows."""
         missing, infinite = _missing_and_infinite(table, self.used)
         self.missing.setdefault(group.file, Counter()).update(missing)
         self.infinite.setdefault(group.file, Counter()).update(infinite)
@@ -121,7 +121,7 @@ class Tally:
                 with np.errstate(invalid="ignore"):
                     self.integral[t] = bool(np.all(np.mod(_floats(table, [t]), 1) == 0))
         self.group_counts[position] = np.bincount(codes, minlength=3)[:3]
-        train = take(table, np.flatnonzero(codes == 0))
+        train = take(table, np.flatnonzero(codes == TRAIN))
         for start in range(0, len(train), SLICE_ROWS):
             part = _slice(train, start, start + SLICE_ROWS)
             self.moments = self.moments.merge(Moments.of(_floats(part, self.numeric)))
@@ -139,6 +139,7 @@ class Tally:
             rows = np.flatnonzero(codes == SPLITS.index(name))
             if len(rows):
                 self._add_held_out(name, take(table, rows))
+        return train
 
     def _add_held_out(self, name: str, rows: Table) -> None:
         """A row group's rows of the val or test split: their text values and target values."""
