@@ -17,12 +17,11 @@ from .. import limits
 from ..files import GLOB_CHARS, check_regular, format_of, read_errors, read_table, write_csv
 from ..limits import CSV_FACTOR, DECODED_FACTOR
 from .footer import discover
+from .rows import CHUNK_ROWS
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
-
-CHUNK_ROWS = 65536  # rows read, predicted and written at a time
 
 
 def chunk_format(path: str | Path) -> str:

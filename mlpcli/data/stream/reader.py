@@ -15,19 +15,18 @@ import numpy as np
 from .buffer import Batch, Piece, shuffled, spent
 from .hashsplit import TRAIN
 from .order import WINDOW_STREAM, EpochPlan, plan_epoch
-from .rows import encoded, split_tables
+from .rows import CHUNK_ROWS, encoded, split_tables
 
 if TYPE_CHECKING:
     from .stats import StreamFit
 
-PIECE_ROWS = 65536  # rows transformed at a time: bounds the float64 scratch of a large row group
 # A path prefix: when set, each rank appends "epoch<TAB>file<TAB>row group" of every row group it
 # reads to PREFIX.RANK, so that a test of several processes sees which process read what.
 TRACE = "MLPCLI_STREAM_TRACE"
 
 
 class GroupReader:
-    """The train rows of row groups, in the order given, as (x, y) pieces of at most PIECE_ROWS
+    """The train rows of row groups, in the order given, as (x, y) pieces of at most CHUNK_ROWS
     rows; the next group is read and transformed on one thread while the current one is used.
     Groups marked blank are not read: their train rows come as a count.
 
@@ -60,7 +59,7 @@ class GroupReader:
         return [
             piece
             for _, table in split_tables(source, fit.rule, "train", used, [group])
-            for piece in encoded(fit.prep, table, where, PIECE_ROWS)
+            for piece in encoded(fit.prep, table, where, CHUNK_ROWS)
         ]
 
     def __iter__(self) -> Iterator[Piece]:

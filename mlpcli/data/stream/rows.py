@@ -12,6 +12,10 @@ from ..columns import Columns, Table
 from .footer import RowGroup, StreamSource
 from .hashsplit import SPLITS, SplitRule
 
+# Rows read, transformed, scored or written at a time: bounds the float64 scratch of a large
+# row group and the memory of a chunk, whatever the row count.
+CHUNK_ROWS = 65536
+
 if TYPE_CHECKING:
     from ..preprocess import Preprocessor
 
@@ -61,7 +65,7 @@ def split_chunks(
     split: str,
     rank: int = 0,
     size: int = 1,
-    rows: int = 65536,
+    rows: int = CHUNK_ROWS,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(x float32, y as encode_targets gives) of a split's rows in this rank's row groups, in
     file order, in chunks of at most `rows` rows (a row group is cut, never joined)."""
@@ -88,7 +92,7 @@ def coded_chunks(
     rule: SplitRule,
     rank: int = 0,
     size: int = 1,
-    rows: int = 65536,
+    rows: int = CHUNK_ROWS,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(split codes, x float32, y) of every row of this rank's row groups, in file order, in
     chunks of at most `rows` rows: the three splits in one read, each row's code (TRAIN, VAL,

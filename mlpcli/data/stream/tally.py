@@ -21,7 +21,7 @@ from ..preprocess import MAX_CATEGORIES, _missing_and_infinite, _python
 from .footer import RowGroup
 from .hashsplit import SPLITS, TRAIN
 from .moments import Moments
-from .rows import take
+from .rows import CHUNK_ROWS, take
 
 # Distinct values kept per numeric target when the task may not need them all (past this it is a
 # regression whatever infer_task's limits are; messages list the first few only).
@@ -30,8 +30,6 @@ HELD_OUT = ("val", "test")
 # A held-out split's distinct text values of a feature: the first VALUE_CAP of them sorted, and
 # whether there were more.
 Held = tuple[list[str], bool]
-# Rows whose float64 copies (and their deviations) are made at once: a few MB per column.
-SLICE_ROWS = 65536
 
 
 def _counts(table: Table, column: str) -> Counter[Any]:
@@ -122,8 +120,8 @@ class Tally:
                     self.integral[t] = bool(np.all(np.mod(_floats(table, [t]), 1) == 0))
         self.group_counts[position] = np.bincount(codes, minlength=3)[:3]
         train = take(table, np.flatnonzero(codes == TRAIN))
-        for start in range(0, len(train), SLICE_ROWS):
-            part = _slice(train, start, start + SLICE_ROWS)
+        for start in range(0, len(train), CHUNK_ROWS):
+            part = _slice(train, start, start + CHUNK_ROWS)
             self.moments = self.moments.merge(Moments.of(_floats(part, self.numeric)))
         for col in self.vocab_columns:
             self.vocab[col] = _within(self.vocab[col], Counter(train[col].astype(str)))
