@@ -5,10 +5,12 @@ free of torch; what a command returns is what its function returns.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .config.schema import Config, load_config
+from .config.schema import Config, as_config, load_config
+from .errors import Interrupted, MlpError
 from .runs.folder import SWEEP_FILE
 
 if TYPE_CHECKING:
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 
     from .insight.figures import PlotResult
     from .insight.inspection import Inspection
+    from .pages.build import Report
     from .serving.evaluate import Evaluation, Predictor
     from .serving.export import Exported
     from .sweeps.runner import SweepResult
@@ -33,6 +36,7 @@ __all__ = [
     "plot",
     "predict",
     "predict_to",
+    "report",
     "summary",
     "sweep",
     "train",
@@ -43,11 +47,43 @@ def train(
     config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), **options: Any
 ) -> TrainResult:
     """Train a config (a file, or a Config) into a run folder; `mlp train`. Options: out, name,
-    resume, quiet, callbacks, world (see mlpcli.training.run.train). `--baseline NAMES` is the
-    config key train.baseline (the override "train.baseline=linear,kernel")."""
+    resume, quiet, callbacks, world, command (see mlpcli.training.run.train). `--baseline
+    NAMES` is the config key train.baseline (the override "train.baseline=linear,kernel").
+    With train.report, the run's page is written once it ends, even by an error; a page
+    that cannot be written is a note in the result's notes, not an error."""
     from .training.run import train as train_run
 
-    return train_run(config, overrides, **options)
+    config = as_config(config, overrides)
+    try:
+        result = train_run(config, **options)
+    except (MlpError, Interrupted) as exc:
+        # A run that failed or was stopped has its page too: what went wrong is worth seeing.
+        if exc.run_dir is not None and config.train.report:
+            with contextlib.suppress(MlpError, KeyboardInterrupt):  # the error is the news
+                _after(exc.run_dir, config)
+        raise
+    if result.summary:  # process 0, which wrote the run folder
+        notes, result.report = _after(result.run_dir, config)
+        result.notes += notes
+    return result
+
+
+def _after(folder: Path, config: Config) -> tuple[list[str], Path | None]:
+    """What train.report asks for once a run or a sweep has ended: notes of what failed, and
+    the page written (None without train.report, or when it could not be written)."""
+    if not config.train.report:
+        return [], None
+    from .pages.build import write_report
+
+    try:
+        page = write_report(folder, draw="cheap")
+    except MlpError as exc:  # the run itself is done and recorded; only its page is missing
+        return [f"the page was not written: {exc}; `mlp report {folder}` tries again"], None
+    if not config.train.mlflow:
+        return page.notes, page.path
+    from .runs.mlflow_log import log_files
+
+    return [*page.notes, *log_files(folder, [page.path])], page.path
 
 
 def lr_find(
@@ -103,7 +139,22 @@ def sweep(
     quiet, ray (see mlpcli.sweeps.runner.run_sweep)."""
     from .sweeps.runner import run_sweep
 
-    return run_sweep(config, list(overrides), **options)
+    # Read once, before the sweep: the file may be edited or removed while the trials run.
+    source = None if isinstance(config, Config) else str(config)
+    config = as_config(config, list(overrides))
+    result = run_sweep(config, source=source, **options)
+    notes, result.report = _after(result.sweep_dir, config)
+    result.notes += notes
+    return result
+
+
+def report(target: str | Path, output: str | Path | None = None, draw: bool = True) -> Report:
+    """One self-contained HTML page of a run folder or a sweep folder, written to `output` or
+    TARGET/report.html; `mlp report`. With draw, a run's missing figures are drawn first (into
+    its plots/) where its files and data allow."""
+    from .pages.build import write_report
+
+    return write_report(target, output, draw="all" if draw else "none")
 
 
 def inspect(

@@ -31,6 +31,7 @@ from .console import (
     confusion_table,
     err,
     inspect_table,
+    kept_epoch,
     metrics_table,
     number,
     out,
@@ -233,6 +234,12 @@ def train(
     tensorboard: bool = typer.Option(
         False, "--tensorboard", help="Log to RUN/tb/ for TensorBoard (needs mlpcli[tensorboard])."
     ),
+    mlflow: bool = typer.Option(
+        False, "--mlflow", help="Log to MLflow (MLFLOW_TRACKING_URI; needs mlpcli[mlflow])."
+    ),
+    report: bool = typer.Option(
+        False, "--report", help="Write the run's page, RUN/report.html, when it ends."
+    ),
     nproc: int = typer.Option(
         None,
         "--nproc",
@@ -253,14 +260,23 @@ def train(
         extra.append(f"train.baseline={baseline}")  # so the run's config.yaml records it
     if tensorboard:
         extra.append("train.tensorboard=true")
+    if report:
+        extra.append("train.report=true")
+    if mlflow:
+        extra.append("train.mlflow=true")
     # Every mistake in the config or its data is reported before torch is imported; one in
     # the config alone, before pandas too.
     checked = load_config(config, extra)
     from .training.plan import plan_run
 
     plan = plan_run(checked)
+    command = _typed_command(context)
     if nproc is not None and nproc > 1:
-        code = _launch(plan.config, _command_line(context, leave_out={"nproc"}), nproc)
+        os.environ[COMMAND_ENV] = command  # the processes record the command as typed
+        try:
+            code = _launch(plan.config, _command_line(context, leave_out={"nproc"}), nproc)
+        finally:
+            del os.environ[COMMAND_ENV]
         if code:
             raise typer.Exit(code)
         return
@@ -269,10 +285,20 @@ def train(
 
     with join(plan.config.train.device, plan.config) as world:
         result = run_training(
-            plan.config, out=out_dir, name=name, resume=resume, quiet=quiet, plan=plan, world=world
+            plan.config,
+            out=out_dir,
+            name=name,
+            resume=resume,
+            quiet=quiet,
+            plan=plan,
+            world=world,
+            command=command,
         )
     if not world.is_main:
         return
+    for note in result.notes:
+        err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
+    _wrote_page(result.report)
     summary = result.summary
     baselines = summary.get("baselines", {})
     for key, entry in baselines.items():
@@ -290,7 +316,7 @@ def train(
     else:
         out.print(metrics_table(summary.get("metrics", {}), title=title))
     out.print(
-        f"{_kept_epoch(summary)}{' (stopped early)' if summary['stopped_early'] else ''} · "
+        f"{kept_epoch(summary)}{' (stopped early)' if summary['stopped_early'] else ''} · "
         f"{summary['params']:,} parameters · {summary['device']} · "
         f"{summary['train_seconds']:.1f} s training"
     )
@@ -330,6 +356,26 @@ def _command_line(context: typer.Context, leave_out: set[str]) -> list[str]:
     return args
 
 
+# How the processes of `mlp train --nproc N` learn the command line their parent was given.
+COMMAND_ENV = "MLPCLI_COMMAND"
+
+
+def _typed_command(context: typer.Context) -> str:
+    """The command line that started this command, for summary.json: the arguments as typed
+    when run as `mlp` or `python -m mlpcli`, the parent's under `--nproc`, and otherwise (the
+    app called from Python, as by typer's CliRunner) as its parameters parsed them."""
+    import shlex
+
+    from .training.distributed import launched_size
+
+    if launched_size() > 1 and COMMAND_ENV in os.environ:
+        return os.environ[COMMAND_ENV]
+    program = Path(sys.argv[0])
+    if program.name == "mlp" or program.parent.name == "mlpcli":
+        return shlex.join(["mlp", *sys.argv[1:]])
+    return shlex.join(["mlp", context.info_name or "", *_command_line(context, leave_out=set())])
+
+
 def _launch(config: Config, args: list[str], nproc: int) -> int:
     """`mlp train ARGS` in nproc processes through torch's launcher; their exit code."""
     from .model.factory import resolve_device
@@ -342,13 +388,6 @@ def _launch(config: Config, args: list[str], nproc: int) -> int:
         )
     check_processes(config, nproc, resolve_device(config.train.device).type)
     return launch(args, nproc)
-
-
-def _kept_epoch(summary: dict[str, Any]) -> str:
-    """Which epoch's weights the model holds, and where the best epoch was when they differ."""
-    kept, best, monitor = summary["saved_epoch"], summary["best_epoch"], summary["monitor"]
-    where = f"best {monitor}" if kept == best else f"last; best {monitor} at epoch {best}"
-    return f"kept epoch {kept} of {summary['epochs_run']} ({where})"
 
 
 @app.command("eval")
@@ -438,6 +477,7 @@ class _TerminalBytes(io.RawIOBase):
 @app.command(cls=BaselineCommand)
 @handle_errors
 def sweep(
+    context: typer.Context,
     config: Path = typer.Argument(..., help="The base experiment's YAML file."),
     overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides of the base config."),
     hidden: str = typer.Option(None, "--hidden", help="Hidden widths to try, e.g. 8,16,32,64."),
@@ -496,6 +536,12 @@ def sweep(
     shared_dir: bool = typer.Option(
         False, "--shared-dir", help="Ray: trials write in the sweep folder (seen by all nodes)."
     ),
+    mlflow: bool = typer.Option(
+        False, "--mlflow", help="Log to MLflow: the sweep's run, each trial nested under it."
+    ),
+    report: bool = typer.Option(
+        False, "--report", help="Write the sweep's page, SWEEP/report.html, when it ends."
+    ),
 ) -> None:
     """Train a grid of variations of a config, or search a space of them, and compare them."""
     from .api import sweep as run_sweep
@@ -515,6 +561,10 @@ def sweep(
     extra = list(overrides or [])
     if seed is not None:
         extra += seed_overrides(config, list(overrides or []), seed)
+    if mlflow:
+        extra.append("train.mlflow=true")
+    if report:
+        extra.append("train.report=true")
     try:
         result = run_sweep(
             config,
@@ -534,6 +584,7 @@ def sweep(
             resume=resume,
             quiet=quiet,
             ray=ray,
+            command=_typed_command(context),
         )
     except Interrupted as exc:
         if as_json:  # how the result is shown is the command line's, not the sweep's
@@ -560,6 +611,7 @@ def sweep(
         )
     for note in result.notes:
         err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
+    _wrote_page(result.report)
     if summary["failed"]:
         for trial, reason in summary["failures"].items():
             err.print(f"[red]{trial} failed:[/] {escape(reason)}", soft_wrap=True)
@@ -706,6 +758,47 @@ def inspect(
     for note in report.notes:
         err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
     err.print(f"wrote {', '.join(escape(terminal_safe(str(p))) for p in written)}", soft_wrap=True)
+
+
+def _wrote_page(path: Path | None) -> None:
+    """Where --report wrote the page, and its size, on stderr (stdout stays the result's)."""
+    if path is None:
+        return
+    with contextlib.suppress(OSError):
+        size = f" ({path.stat().st_size / 1024:,.0f} KB)"
+        err.print(f"wrote {escape(terminal_safe(str(path)))}{size}", soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def report(
+    target: Path = typer.Argument(..., metavar="RUN|SWEEP", help="A run folder or a sweep folder."),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="The .html file to write (default: RUN/report.html)."
+    ),
+    open_page: bool = typer.Option(False, "--open", help="Open the page in the web browser."),
+    no_draw: bool = typer.Option(
+        False, "--no-draw", help="Draw no missing figure; show what the folder holds."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+) -> None:
+    """Write one self-contained HTML page of a run or a sweep: figures, tables, config."""
+    from .api import report as write_page
+
+    page = write_page(target, output, draw=not no_draw)
+    for note in page.notes:
+        err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
+    if as_json:
+        _print_json(
+            {"path": str(page.path), "kind": page.kind, "bytes": page.bytes, "notes": page.notes}
+        )
+    else:
+        size = f"{page.bytes / 1024:,.0f} KB"
+        out.print(f"wrote {escape(terminal_safe(str(page.path)))} ({size})", soft_wrap=True)
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(page.path.resolve().as_uri())
 
 
 @app.command()

@@ -24,6 +24,14 @@ def number(value: float, places: int = 4) -> str:
     return f"{value:.{places}f}"
 
 
+def kept_epoch(summary: dict[str, Any]) -> str:
+    """Which epoch's weights the model holds, and where the best epoch was when they differ
+    (summary.json's numbers; the terminal and the run's page say it alike)."""
+    kept, best, monitor = summary["saved_epoch"], summary["best_epoch"], summary["monitor"]
+    where = f"best {monitor}" if kept == best else f"last; best {monitor} at epoch {best}"
+    return f"kept epoch {kept} of {summary['epochs_run']} ({where})"
+
+
 def format_record(record: dict[str, float], metric: str) -> str:
     """'train_loss 0.1234  val_loss 0.2345  val_accuracy 0.9650' for one epoch."""
     keys = ["train_loss", "val_loss", f"val_{metric}"]

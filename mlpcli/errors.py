@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def first_line(text: str, limit: int = 300) -> str:
     """The first non-blank line of a message, cut to `limit` characters: what a one-line error
@@ -13,6 +15,8 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a run or a sweep after it saved what it had; the command that
     continues it. A KeyboardInterrupt still, so that whatever stops on Ctrl-C stops on it."""
 
+    run_dir: Path | None = None  # the run folder it left, recorded as stopped
+
     def __init__(self, *args: object, resume_hint: str) -> None:
         super().__init__(*args)  # the signal's name, when a signal stopped it
         self.resume_hint = resume_hint
@@ -22,6 +26,7 @@ class MlpError(Exception):
     """An error the user can fix: printed as one short message, never a traceback."""
 
     exit_code = 2
+    run_dir: Path | None = None  # a run folder that recorded how it ended, when training did
 
 
 class ConfigError(MlpError):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,23 @@ def log_tick_labels(fig: Any) -> list[tuple[float, float]]:
                 if label.get_visible() and label.get_text() and low <= place <= high:
                     found.append((place, tick_value(label)))
     return found
+
+
+@contextmanager
+def pruning_trials(trials: Collection[int], step: int = 2) -> Iterator[None]:
+    """Within it, a search's pruner prunes the trials numbered `trials` at epoch `step` and no
+    other, whatever their values: pruned trials a test can count on."""
+    import optuna
+
+    import mlpcli.sweeps.search.driver as driver
+
+    class PruneSome(optuna.pruners.BasePruner):
+        def prune(self, study: Any, trial: Any) -> bool:
+            return trial.last_step == step and trial.user_attrs.get("mlp_trial") in trials
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(driver, "make_pruner", lambda optuna, name: PruneSome())
+        yield
 
 
 def mlp(*args: Any) -> Any:

@@ -351,6 +351,8 @@ def test_mlp_train_nproc_launches_two_processes_and_writes_one_run_folder(tmp_pa
     summary = json.loads(done.stdout)  # stdout holds process 0's JSON and nothing else
     assert summary["status"] == "completed" and summary["processes"] == 2
     assert summary["engine"] == "autograd"
+    # The command as typed, --nproc included, not the one each process was started with.
+    assert summary["command"] == f"mlp train curve.yaml {override} --nproc 2 --json -q"
     two = tmp_path / summary["run_dir"]
     assert two == only_run(tmp_path / "runs")
     one = mlpcli.train(load_config(two / "config.yaml"), out=tmp_path / "one", quiet=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,8 @@ HEAVY = (
     "onnxruntime",
     "tensorboard",
     "optuna",
+    "mlflow",
+    "selenium",
 )
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,7 +185,7 @@ def test_a_grid_sweep_imports_no_optuna(tmp_path):
     args = ["sweep", "configs/moons.yaml", "train.epochs=1", "data.n_samples=200", "--hidden"]
     run = ["--workers", "1", "--out", str(out), "--name", "g"]
     code, imported = exit_code_and_imports([*args, "2,4", *run])
-    assert code == 0 and "optuna" not in imported
+    assert code == 0 and "optuna" not in imported and "mlflow" not in imported
     assert (out / "g" / "results.csv").is_file()
 
 
@@ -211,3 +215,43 @@ def test_eval_and_predict_load_no_training_sweep_insight_or_plotting_code(tmp_pa
         assert "mlpcli.serving.evaluate" in loaded, loaded
         unwanted = ("mlpcli.training", "mlpcli.sweeps", "mlpcli.insight", "mlpcli.plots")
         assert not [m for m in loaded if m.startswith(unwanted)], (args[0], loaded)
+
+
+def test_report_imports_neither_mlflow_nor_selenium_and_a_wrong_target_no_torch(tmp_path):
+    """A page is built from files: no MLflow, no browser driver; a path that is not a run or a
+    sweep folder is refused before torch is imported. `python -m mlpcli` records its command
+    line in summary.json as typed."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text("data: {source: moons, n_samples: 90}\nmodel: {hidden: [4]}\n")
+    args = ["train", str(config), "train.epochs=2", "--out", str(tmp_path), "--name", "r", "-q"]
+    subprocess.run([sys.executable, "-m", "mlpcli", *args], cwd=ROOT, check=True)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["command"] == shlex.join(["mlp", *args])
+    code, heavy = exit_code_and_imports(["report", str(tmp_path / "nowhere")])
+    assert code == 2 and "torch" not in heavy
+    code, heavy = exit_code_and_imports(["report", str(tmp_path / "r")])
+    assert code == 0 and not {"mlflow", "selenium"} & heavy, heavy
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_train_imports_the_page_code_only_with_report(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "data: {source: moons, n_samples: 90}\nmodel: {hidden: [4]}\ntrain: {epochs: 1}\n"
+    )
+    out = str(tmp_path / "runs")
+
+    def pages_after(*args: str) -> bool:
+        script = (
+            "import sys\nfrom mlpcli.cli import app\n"
+            f"try:\n    app({['train', str(config), '--out', out, '-q', *args]!r}, prog_name='mlp')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('pages', any(m.startswith('mlpcli.pages') for m in sys.modules))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+        )
+        return done.stdout.strip().splitlines()[-1] == "pages True"
+
+    assert not pages_after("--name", "plain")
+    assert pages_after("--name", "paged", "--report")  # the check sees the pages when they load

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_exit_2, mlp, saved_figures
+from conftest import assert_exit_2, mlp, pruning_trials, saved_figures
 from safetensors.torch import load_file
 
 from mlpcli.config.schema import build_config
@@ -94,17 +94,8 @@ def tpe(tmp_path_factory):
 @pytest.fixture(scope="module")
 def forced(tmp_path_factory):
     """A random search whose pruner prunes trials 1 and 3 at epoch 2, whatever their values."""
-    import optuna
-
-    import mlpcli.sweeps.search.driver as driver
-
-    class PruneSome(optuna.pruners.BasePruner):
-        def prune(self, study, trial):
-            return trial.last_step == 2 and trial.user_attrs.get("mlp_trial") in (1, 3)
-
     out = tmp_path_factory.mktemp("forced")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(driver, "make_pruner", lambda optuna, name: PruneSome())
+    with pruning_trials((1, 3), step=2):
         result = sweep(
             out, "forced", {**BASE, "train": {"epochs": 5}},
             search="random", trials=4, prune="median", space=[*SPACE, *MORE],

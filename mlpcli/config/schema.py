@@ -385,6 +385,11 @@ class DiagnosticsConfig(Section):
         )
 
 
+# Settings that change what is written about a run, not its results: a resumed run or sweep
+# may set them (the run's config.yaml then records them).
+UNRESULTED = ("train.report", "train.mlflow")
+
+
 class TrainConfig(Section):
     epochs: StrictInt = Field(100, gt=0)
     batch_size: StrictInt = Field(64, gt=0)
@@ -414,6 +419,10 @@ class TrainConfig(Section):
     "Draw plots/loss.png when the run ends; false spares importing matplotlib (about 0.6 s)."
     tensorboard: bool = False
     "Log metrics, hparams and diagnostics for TensorBoard in tb/ (needs mlpcli[tensorboard])."
+    report: bool = False
+    "Write report.html, the run's or sweep's page, in its folder when it ends (mlp report)."
+    mlflow: bool = False
+    "Log params, metrics and files to MLflow (MLFLOW_TRACKING_URI or MLflow's default; needs mlpcli[mlflow])."
 
     @field_validator("diagnostics", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ the run already has.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,19 @@ from ..data.columns import as_frame
 from ..data.splits import split_indices
 from ..errors import CheckpointError, DataError, RunError
 from ..model.factory import build_mlp, linear_layers
-from ..model.layers import layer_rows
+from ..model.layers import LayerRow, layer_rows
 from ..model.outputs import Split
 from ..model.tasks import make_loss
 from ..runs.checkpoint import load_checkpoint
 from ..runs.file_schemas import check_tensors, tensor_layout
-from ..runs.folder import CHECKPOINT, CONFIG_FILE, MODEL_FILE, check_run_folder, write_json
+from ..runs.folder import (
+    CHECKPOINT,
+    CONFIG_FILE,
+    MODEL_FILE,
+    check_run_folder,
+    read_rows,
+    write_json,
+)
 from ..serving.evaluate import (
     expected_layout,
     labelled_rows,
@@ -45,7 +52,6 @@ from ..training.diagnostics import (
     DYING,
     activation_names,
     layer_stats,
-    read_rows,
     sample_rows,
 )
 from ..training.engine import choose_threads, cpu_threads
@@ -109,6 +115,16 @@ def diagnose(
     linears = linear_layers(model)
     # Parameters as mlp summary counts them: with a norm layer's and a learnable Swish's.
     rows = layer_rows(config.model, linears[0].in_features, linears[-1].out_features)
+    return layer_findings(stats, rows)
+
+
+def layer_findings(
+    stats: Sequence[dict[str, float]], rows: Sequence[LayerRow]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The per-layer table and flags from each hidden layer's statistics (grad_rms, and dead or
+    saturated where the activation has them; diagnostics.csv's names) and its row as mlp summary
+    counts it: the rules of `mlp inspect`, whether the statistics come from a probe of the
+    weights or from a record of diagnostics.csv."""
     last = stats[-1]["grad_rms"] if stats else 0.0
     layers: list[dict[str, Any]] = []
     for layer, row in zip(stats, rows):
@@ -383,7 +399,7 @@ def inspect_run(
         verdict_text(layers, flags),
         notes,
     )
-    drawn = _draw_history(run_dir, config, at, epoch)
+    drawn = draw_history(run_dir, config.model.hidden, (epoch, f"{at}: epoch {epoch}"))
     if probes:
         report.probes = _probes(network, model, sample, data)
         notes.append(_probes_note(report.probes, data, network.prep.task))
@@ -519,14 +535,16 @@ def _probe_notes(config: Config, rows: int, data: str | Path | None) -> list[str
     return notes
 
 
-def _draw_history(run_dir: Path, config: Config, at: str, epoch: int) -> list[Path]:
-    """plots/gradients.png and plots/units.png from diagnostics.csv, where it has their rows."""
+def draw_history(
+    run_dir: Path, hidden: Sequence[int], mark: tuple[int, str] | None = None
+) -> list[Path]:
+    """plots/gradients.png and plots/units.png from diagnostics.csv, where it has their rows;
+    `mark` is an epoch to draw a dashed line at, and its label (the inspected or kept one)."""
     from .diagnostic_plots import GRADIENT_PANELS, UNIT_PANELS, gradient_curves, unit_curves
 
     history = read_rows(run_dir / DIAGNOSTICS_FILE)
-    hidden = config.model.hidden
-    shape = f"{hidden}" if len(str(hidden)) <= 30 else f"{len(hidden)} layers"
-    title, mark = f"{run_dir.name} · hidden {shape}", (epoch, f"{at}: epoch {epoch}")
+    shape = f"{list(hidden)}" if len(str(list(hidden))) <= 30 else f"{len(hidden)} layers"
+    title = f"{run_dir.name} · hidden {shape}"
     names = {row["name"] for row in history}
     written = []
     if names & set(GRADIENT_PANELS):

@@ -68,8 +68,6 @@ def _of_config(config: Config) -> dict[str, Any]:
 
 def _of_model(path: Path) -> dict[str, Any]:
     """Sizes from a trained model's metadata, read and checked as eval reads it."""
-    from ..config.schema import build_config
-    from ..data import Preprocessor
     from ..runs.checkpoint import read_model_file
     from ..runs.folder import SUMMARY_FILE, read_json
     from ..serving.evaluate import model_path, require_network_file
@@ -77,12 +75,20 @@ def _of_model(path: Path) -> dict[str, Any]:
     file = model_path(path)
     metadata = read_model_file(file).metadata
     require_network_file(metadata, path, "mlp summary")
-    config = build_config(metadata["config"])
-    prep = Preprocessor.from_dict(metadata["preprocessor"])
     rows = 0
     if (file.parent / SUMMARY_FILE).is_file():  # a run folder's: how many rows it trained on
         counts = read_json(file.parent / SUMMARY_FILE).get("rows")
         train = counts.get("train") if isinstance(counts, dict) else None
         rows = train if isinstance(train, int) and not isinstance(train, bool) else 0
-    summary = summarize_sizes(config, prep.in_dim, prep.out_dim, prep.task, rows)
-    return {"model": str(file), **summary}
+    return {"model": str(file), **summarize_metadata(metadata, rows)}
+
+
+def summarize_metadata(metadata: dict[str, Any], train_rows: int) -> dict[str, Any]:
+    """Sizes from a network's model-file metadata (its config and preprocessing), without
+    torch: what a run's page shows from the header alone."""
+    from ..config.schema import build_config
+    from ..data import Preprocessor
+
+    config = build_config(metadata["config"])
+    prep = Preprocessor.from_dict(metadata["preprocessor"])
+    return summarize_sizes(config, prep.in_dim, prep.out_dim, prep.task, train_rows)

@@ -182,6 +182,7 @@ class CheckpointSaver(Callback):
         self.path, self.every = Path(path), every
         self.snapshot: dict[str, Any] | None = None
         self.last_write = time.monotonic()
+        self.saved_epoch = 0  # the finished epochs the file on disk holds, once written here
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
         self._take(trainer)
@@ -208,4 +209,5 @@ class CheckpointSaver(Callback):
             return
         make_folder(self.path.parent)
         save_checkpoint(self.path, self.snapshot)
+        self.saved_epoch = self.snapshot["epoch"]
         self.snapshot, self.last_write = None, time.monotonic()

@@ -31,6 +31,8 @@ CONFUSION_FILE = "plots/confusion.png"  # mlp eval --plot
 SWEEP_FILE = "sweep.yaml"  # the file that marks a sweep folder
 CHECKPOINT = Path("checkpoints") / "last.pt"
 TENSORBOARD_FOLDER = "tb"  # event files, with train.tensorboard (their names are TensorBoard's)
+REPORT_FILE = "report.html"  # mlp report, train.report: the page of a run or a sweep
+MLFLOW_FILE = "mlflow.json"  # train.mlflow: the MLflow run this folder logs to
 # What mlp reads and writes in a run folder, parents before their contents.
 RUN_LAYOUT = {
     CONFIG_FILE: "file",
@@ -53,6 +55,8 @@ RUN_LAYOUT = {
     "plots/boundary.png": "file",
     "plots/detectors.png": "file",
     CONFUSION_FILE: "file",
+    REPORT_FILE: "file",
+    MLFLOW_FILE: "file",
 }
 # A sweep folder: its own files, and one run folder per trial under trials/.
 # A search's Optuna study (an append-only journal) and the lock file Optuna keeps beside it.
@@ -66,6 +70,8 @@ SWEEP_LAYOUT = {
     f"{SEARCH_JOURNAL}.lock": "file",
     "trials": "folder",
     "plots": "folder",
+    REPORT_FILE: "file",
+    MLFLOW_FILE: "file",
 }
 UNFINISHED = ("running", "stopped", "failed")
 
@@ -276,6 +282,37 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RunError(f"{path}: damaged (not a JSON object)")
     return data
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """diagnostics.csv's rows with typed values; [] when there is no file."""
+    try:
+        with open_own(path) as handle:
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise RunError(f"{path}: cannot be read ({exc.strerror})") from None
+    return diagnostics_rows(text)
+
+
+def diagnostics_rows(text: str) -> list[dict[str, Any]]:
+    """diagnostics.csv's text as rows of epoch, layer, name and value, typed. Malformed rows (a
+    file cut short by a kill) are skipped."""
+    rows = []
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        try:
+            rows.append(
+                {
+                    "epoch": int(row["epoch"]),
+                    "layer": int(row["layer"]),
+                    "name": str(row["name"]),
+                    "value": float(row["value"]),
+                }
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rows
 
 
 class MetricsCsv(Callback):

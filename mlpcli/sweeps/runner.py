@@ -6,12 +6,13 @@ import json
 import shlex
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config.registry import EXECUTORS, main_metric, resolve, shown, source_task
 from ..config.schema import (
+    UNRESULTED,
     Config,
     as_config,
     build_config,
@@ -32,6 +33,7 @@ from ..runs.folder import (
     run_lock,
     write_json,
 )
+from ..runs.mlflow_log import SweepTracking
 from .budget import merge_budget
 from .executors.local import Executor, TrialProgress, TrialResult, TrialTask, worker_count
 from .grid import Trial, hidden_axis, parse_values
@@ -51,6 +53,7 @@ class SweepResult:
     sweep_dir: Path
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)  # what was not drawn, and why
+    report: Path | None = None  # the page written with train.report
 
     @property
     def failed(self) -> int:
@@ -210,18 +213,22 @@ def run_sweep(
     quiet: bool = False,
     executor: Executor | None = None,
     ray: RayOptions | None = None,
+    command: str | None = None,
+    source: str | None = None,
 ) -> SweepResult:
     """Run every trial of a sweep into one sweep folder and write its results and plots.
 
     The trials run in `executor` when one is given, else on a Ray cluster with `ray` options,
     else in local worker processes (`workers`, default one per core). A search (`search`
     random or tpe, or the config's sweep.search) asks Optuna for `trials` points of `space`
-    one at a time, pruning hopeless ones by `prune`.
+    one at a time, pruning hopeless ones by `prune`. `command`, the command line that started
+    the sweep, is recorded in its summary.json. `source` names a Config's file in messages.
     """
     started = time.perf_counter()
     if name is not None:
         check_run_name(name, "--name")  # before any work is done
-    source = "the config" if isinstance(config, Config) else str(config)
+    if source is None:
+        source = "the config" if isinstance(config, Config) else str(config)
     config = as_config(config, list(overrides))
     config = with_plan(
         config,
@@ -288,12 +295,16 @@ def run_sweep(
         else:  # trials it runs at once, when it knows
             count = getattr(executor, "workers", None) or worker_count(None, max(1, to_run))[0]
         hint = resume_command(sweep_dir, workers=workers, ray=ray, quiet=quiet)
+        # The experiment and the sweep's run exist before any worker starts.
+        tracking = (
+            SweepTracking.open(sweep_dir, config, ray is not None) if config.train.mlflow else None
+        )
         ended = {r.trial.index: r for r in finished}
         if driver is not None:
-            run = _Run(sweep_dir, config, driver.trials, ended, count, hint, driver)
-            return run.execute(executor, driver.tasks(), quiet, started, window=count)
-        run = _Run(sweep_dir, config, planned, ended, count, hint)
-        return run.execute(executor, tasks, quiet, started)
+            run = _Run(sweep_dir, config, driver.trials, ended, count, hint, driver, command)
+            return run.execute(executor, driver.tasks(), quiet, started, count, tracking)
+        run = _Run(sweep_dir, config, planned, ended, count, hint, command=command)
+        return run.execute(executor, tasks, quiet, started, tracking=tracking)
 
 
 def _searched(driver: Search, sweep_dir: Path) -> list[TrialResult]:
@@ -335,6 +346,7 @@ class _Run:
     workers: int
     resume_hint: str  # the command that continues it
     search: Search | None = None  # a search's driver; None for a grid
+    command: str | None = None  # the command line that started it, for summary.json
 
     def execute(
         self,
@@ -343,6 +355,7 @@ class _Run:
         quiet: bool,
         started: float,
         window: int | None = None,
+        tracking: SweepTracking | None = None,
     ) -> SweepResult:
         metric = _main_metric(list(self.results.values())) or known_metric(self.config)
         search = self.search
@@ -357,6 +370,8 @@ class _Run:
 
         if search is not None:  # a point the schema refuses is a failed trial, never run
             search.refused = lambda result: self._record(result, view)
+        if tracking is not None:
+            tasks = _nested(tasks, tracking)
         stream = executor.run(tasks, progress, window)
         try:
             for result in stream:
@@ -383,7 +398,10 @@ class _Run:
                 time.perf_counter() - started,
                 self.workers,
                 search,
+                self.command,
             )
+            if tracking is not None and status != "completed":  # an error on its way out
+                tracking.finish(summary, done)
         # Only once the summary is safe on disk and no error is on its way out.
         if search is not None:
             notes = draw_search(self.sweep_dir, search, list(self.results.values()))
@@ -391,6 +409,8 @@ class _Run:
             notes = _draw_boundaries(self.sweep_dir, self.trials)
         else:
             notes = []
+        if tracking is not None:  # once its figures are drawn
+            tracking.finish(summary, list(self.results.values()))
         return SweepResult(self.sweep_dir, summary, notes)
 
     def _record(self, result: TrialResult, view: SweepView) -> None:
@@ -401,6 +421,28 @@ class _Run:
         view.update(result)
         rows = [trial_row(r) for r in self.results.values()]
         write_results_csv(self.sweep_dir / "results.csv", rows)
+
+
+def _nested(tasks: Iterable[TrialTask], tracking: SweepTracking) -> Iterable[TrialTask]:
+    """Each task with its trial's nested MLflow run, made by the sweep process: a grid's all
+    before the executor starts, a search's as the executor asks for each task."""
+
+    def nest(task: TrialTask) -> TrialTask:
+        return replace(task, mlflow=tracking.nest(task.trial.index, task.run_dir))
+
+    if isinstance(tasks, list):
+        return [nest(task) for task in tasks]
+
+    def pulled() -> Iterator[TrialTask]:
+        try:
+            for task in tasks:
+                yield nest(task)
+        finally:  # the search's journal closes with its generator
+            close = getattr(tasks, "close", None)
+            if close is not None:
+                close()
+
+    return pulled()
 
 
 def _stopped(
@@ -435,6 +477,9 @@ def _check_resume(sweep_dir: Path, config: Config) -> bool:
     for raw in (saved, new):
         raw.pop("name", None)
         raw["sweep"].pop("workers", None)
+        for key in UNRESULTED:  # what is written about it, not its results
+            section, _, field = key.partition(".")
+            raw[section].pop(field, None)
         if grows:
             raw["sweep"].pop("trials")
     differ = differences(saved, new)
@@ -470,6 +515,7 @@ def _write_summary(
     seconds: float,
     workers: int,
     search: Search | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     rows = [trial_row(r) for r in results.values()]
     if rows:
@@ -489,6 +535,7 @@ def _write_summary(
     budget = {"params": config.sweep.params, "depth": config.sweep.depth}
     summary = {
         "name": sweep_dir.name,
+        **({"command": command} if command is not None else {}),
         "status": status,
         "main_metric": metric,
         "grid": config.sweep.grid,

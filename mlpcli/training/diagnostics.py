@@ -7,8 +7,6 @@ diagnostics.csv in long form, `epoch,layer,name,value`, layer 1 being the first 
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -19,9 +17,9 @@ import torch
 
 from ..callbacks import Callback
 from ..config.registry import ACTIVATIONS
-from ..errors import RunError
 from ..model.factory import linear_layers
-from ..runs.atomic import append_line, open_own, write_text_atomic
+from ..runs.atomic import append_line, write_text_atomic
+from ..runs.folder import read_rows
 from .probe import LayerProbe
 
 if TYPE_CHECKING:
@@ -258,29 +256,3 @@ def rows_text(rows: list[dict[str, Any]], header: bool) -> str:
     lines = [",".join(FIELDS)] if header else []
     lines += [f"{r['epoch']},{r['layer']},{r['name']},{r['value']:.6g}" for r in rows]
     return "".join(f"{line}\n" for line in lines)
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """diagnostics.csv's rows with typed values; [] when there is no file. Malformed rows (a
-    file cut short by a kill) are skipped."""
-    try:
-        with open_own(path) as handle:
-            text = handle.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise RunError(f"{path}: cannot be read ({exc.strerror})") from None
-    rows = []
-    for row in csv.DictReader(io.StringIO(text, newline="")):
-        try:
-            rows.append(
-                {
-                    "epoch": int(row["epoch"]),
-                    "layer": int(row["layer"]),
-                    "name": str(row["name"]),
-                    "value": float(row["value"]),
-                }
-            )
-        except (KeyError, TypeError, ValueError):
-            continue
-    return rows

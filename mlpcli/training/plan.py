@@ -60,6 +60,19 @@ def plan_run(config: Config, dataset: Dataset | None = None) -> RunPlan | Stream
     return plan_table(config, dataset)
 
 
+def _require_extras(config: Config) -> None:
+    """The optional packages the config's train settings need (tensorboard, mlflow): one line
+    naming the extra to install, before any data is read."""
+    if config.train.tensorboard:
+        from ..runs.tracking import require_tensorboard
+
+        require_tensorboard()
+    if config.train.mlflow:
+        from ..runs.mlflow_log import require_mlflow
+
+        require_mlflow()
+
+
 def plan_table(
     config: Config, dataset: Dataset | None = None, what: str = "this command"
 ) -> RunPlan:
@@ -70,10 +83,7 @@ def plan_table(
             f"data.stream: {what} reads the whole table into memory, which a stream never "
             f"holds; mlp train trains on a stream (or set data.stream: false if it fits)"
         )
-    if config.train.tensorboard:
-        from ..runs.tracking import require_tensorboard
-
-        require_tensorboard()
+    _require_extras(config)
     dataset = dataset or load_dataset(config)
     prep = fit_preprocessor(config, dataset)
     check_regression_targets(dataset, config.data)
@@ -94,10 +104,7 @@ def plan_stream(config: Config) -> StreamPlan:
     so that `mlp train --nproc` runs it before starting the processes."""
     from ..data.stream.stats import open_stream, used_columns
 
-    if config.train.tensorboard:
-        from ..runs.tracking import require_tensorboard
-
-        require_tensorboard()
+    _require_extras(config)
     source = open_stream(config)
     # The inputs and outputs are known once the statistics pass has read the categories and
     # classes; a column each is the least they can be.

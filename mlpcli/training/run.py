@@ -12,13 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
 from ..callbacks import Callback
 from ..config.registry import main_metric
-from ..config.schema import Config, as_config, differences, load_config, stream_buffer
+from ..config.schema import (
+    UNRESULTED,
+    Config,
+    as_config,
+    differences,
+    load_config,
+    stream_buffer,
+)
 from ..console import err
 from ..data import Dataset, Preprocessor
 from ..errors import (
@@ -52,6 +59,7 @@ from ..runs.folder import (
     run_lock,
     write_json,
 )
+from ..runs.mlflow_log import MlflowTracker
 from ..runs.tracking import TensorBoard
 from ..version import __version__
 from .baselines.fit import add_baselines
@@ -90,6 +98,8 @@ EPOCHS = "train.epochs"
 class TrainResult:
     run_dir: Path
     summary: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what was asked for but not done, and why
+    report: Path | None = None  # the page written with train.report
 
 
 @dataclass
@@ -278,6 +288,8 @@ def train(
     dataset: Dataset | None = None,
     plan: RunPlan | StreamPlan | None = None,
     world: World = SOLO,
+    command: str | None = None,
+    mlflow_run: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train a config (a file path or a Config) and write its run folder.
 
@@ -289,7 +301,9 @@ def train(
     In a run of several processes (a world from distributed.join, under torchrun) every process
     calls this with the same arguments: process 0 alone makes and writes the run folder, the
     others train alongside it, write nothing, and return the same run folder with an empty
-    summary.
+    summary. `command`, the command line that started the run, is recorded in its summary.json.
+    With train.mlflow, `mlflow_run` is the MLflow run to log into (a sweep's nested trial run;
+    empty: none, the sweep could not reach MLflow), else the folder's own.
     """
     started = time.perf_counter()
     config = as_config(config, overrides)
@@ -303,8 +317,8 @@ def train(
         write_text_atomic(run_dir / CONFIG_FILE, session.config.to_yaml())  # optim.lr chosen
         world.share_text(str(run_dir))
         with run_lock(run_dir):
-            summary = {**_started(), **_record_lr_find(session, run_dir, quiet)}
-            return _run(session, run_dir, summary, started, quiet, callbacks)
+            summary = {**_started(command), **_record_lr_find(session, run_dir, quiet)}
+            return _run(session, run_dir, summary, started, quiet, callbacks, mlflow_run)
     run_dir = Path(resume)
     if not run_dir.is_dir():
         raise RunError(f"--resume {run_dir}: no such run folder")
@@ -316,11 +330,20 @@ def train(
         # A kill -9 leaves temporary files (never a final name) and may come before summary.json.
         sweep_temporaries(run_dir)
         summary_path = run_dir / SUMMARY_FILE
-        summary = read_json(summary_path) if summary_path.exists() else _started()
-        if more is not None:
+        summary = read_json(summary_path) if summary_path.exists() else _started(command)
+        if more is not None or _sets_unresulted(run_dir, session.config):
             write_text_atomic(run_dir / CONFIG_FILE, session.config.to_yaml())
+        if more is not None:
             summary["continued"] = [*summary.get("continued", []), more]
-        return _run(session, run_dir, summary, started, quiet, callbacks)
+        return _run(session, run_dir, summary, started, quiet, callbacks, mlflow_run)
+
+
+def _sets_unresulted(run_dir: Path, config: Config) -> bool:
+    """True when a resume sets a setting that changes no result (train.mlflow, say) to other
+    than the run's config.yaml says: config.yaml is written again, the record of the run from
+    now on, so that it and what MLflow is sent agree."""
+    saved = load_config(run_dir / CONFIG_FILE).to_dict()
+    return any(key in UNRESULTED for key in differences(saved, config.to_dict()))
 
 
 def _record_lr_find(session: Session, run_dir: Path, quiet: bool) -> dict[str, Any]:
@@ -435,8 +458,10 @@ def _follow(session: Session, run_dir: Path) -> TrainResult:
     return TrainResult(run_dir, {})
 
 
-def _started() -> dict[str, Any]:
-    return {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+def _started(command: str | None = None) -> dict[str, Any]:
+    """A new run's first entries in summary.json: when it started, and the command that did."""
+    started = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {**started, "command": command} if command is not None else started
 
 
 def _run(
@@ -446,11 +471,15 @@ def _run(
     started: float,
     quiet: bool,
     callbacks: Sequence[Callback],
+    mlflow_run: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Fit with the run folder's callbacks and finish the folder however fitting ends."""
+    """Fit with the run folder's callbacks and finish the folder however fitting ends; with
+    train.mlflow, the MLflow run ends too, FINISHED, FAILED or KILLED."""
     trainer = session.trainer
     diagnostics = session.config.train.diagnostics
     board = TensorBoard(run_dir) if session.config.train.tensorboard else None
+    saver = CheckpointSaver(run_dir / CHECKPOINT, every=session.config.train.checkpoint_seconds)
+    tracker = MlflowTracker(run_dir, saver, mlflow_run) if session.config.train.mlflow else None
     trainer.callbacks = [
         MetricsCsv(run_dir / "metrics.csv"),
         *([board] if board is not None else []),  # before diagnostics: it logs their records
@@ -466,7 +495,8 @@ def _run(
             if diagnostics is not None
             else []
         ),
-        CheckpointSaver(run_dir / CHECKPOINT, every=session.config.train.checkpoint_seconds),
+        saver,
+        *([tracker] if tracker is not None else []),  # after the saver: it sends what is saved
         Progress(main_metric(session.dataset.task), quiet=quiet),
         *callbacks,
     ]
@@ -474,13 +504,23 @@ def _run(
     if trainer.world.size > 1:  # the same processes draw the same batches again
         resume_hint += f" --nproc {trainer.world.size}"
     try:
-        write_json(run_dir / SUMMARY_FILE, {**summary, **_summary(session, run_dir, "running")})
-        _fit(session, run_dir, started, resume_hint)
-        summary = _finish(session, run_dir, "completed", started)
-    except WriteError as exc:  # a full or read-only disk: the last checkpoint is intact
-        raise WriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
-    if session.config.train.baseline:  # once the MLP is saved, so that it cannot change it
-        summary = add_baselines(session, run_dir, summary, quiet)
+        try:
+            write_json(run_dir / SUMMARY_FILE, {**summary, **_summary(session, run_dir, "running")})
+            _fit(session, run_dir, started, resume_hint)
+            summary = _finish(session, run_dir, "completed", started)
+        except WriteError as exc:  # a full or read-only disk: the last checkpoint is intact
+            raise WriteError(
+                f"{exc}; once it can be written, continue with: {resume_hint}"
+            ) from None
+        if session.config.train.baseline:  # once the MLP is saved, so that it cannot change it
+            summary = add_baselines(session, run_dir, summary, quiet)
+    except BaseException as exc:
+        if tracker is not None:
+            stopped = isinstance(exc, (Interrupted, PeerLost, KeyboardInterrupt))
+            tracker.end("KILLED" if stopped else "FAILED")
+        raise
+    if tracker is not None:
+        tracker.finish(summary)
     return TrainResult(run_dir, summary)
 
 
@@ -490,10 +530,10 @@ def _fit(session: Session, run_dir: Path, started: float, resume_hint: str) -> N
     try:
         trainer.fit()
     except PeerLost as exc:  # killed or crashed elsewhere: resumable, as after an interrupt
-        _finish(session, run_dir, "stopped", started, final=False)
-        raise PeerLost(f"{exc}; continue with: {resume_hint}") from None
+        _finish(session, run_dir, "stopped", started, final=False, error=exc)
+        raise _left(PeerLost(f"{exc}; continue with: {resume_hint}"), run_dir) from None
     except TrainingError as exc:
-        _finish(session, run_dir, "failed", started)
+        _finish(session, run_dir, "failed", started, error=exc)
         trainer.world.wait_for_main()  # the other processes stopped at the same step
         where = f"run folder: {run_dir}"
         if trainer.best_state is not None:
@@ -501,18 +541,40 @@ def _fit(session: Session, run_dir: Path, started: float, resume_hint: str) -> N
                 f"the model from epoch {trainer.best_epoch} is kept; {where}; `mlp inspect "
                 f"{run_dir} --at last` shows each layer's gradients before it failed"
             )
-        raise TrainingError(f"{exc} ({where})") from None
+        raise _left(TrainingError(f"{exc} ({where})"), run_dir) from None
     except KeyboardInterrupt as exc:
-        _finish(session, run_dir, "stopped", started, final=False)
-        raise Interrupted(*exc.args, resume_hint=resume_hint) from None
-    except WriteError:
+        _finish(session, run_dir, "stopped", started, final=False, error="interrupted")
+        raise _left(Interrupted(*exc.args, resume_hint=resume_hint), run_dir) from None
+    except WriteError as exc:
         # Recording the failure would most likely fail the same way.
         with contextlib.suppress(MlpError):
-            _finish(session, run_dir, "failed", started, final=False)
+            _finish(session, run_dir, "failed", started, final=False, error=exc)
         raise
-    except BaseException:
-        _finish(session, run_dir, "failed", started, final=False)
+    except BaseException as exc:
+        _finish(session, run_dir, "failed", started, final=False, error=exc)
         raise
+
+
+def _first_line(error: BaseException | str) -> str:
+    """What ended a run, in one line: an error's own words (its type's name when it has none,
+    or for an error that is not one of mlp's)."""
+    if isinstance(error, str):
+        return error
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(error, MlpError) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+E = TypeVar("E", MlpError, Interrupted)
+
+
+def _left(exc: E, run_dir: Path) -> E:
+    """An error that ended training once the run folder recorded it: the folder it left, for
+    what is written after a run ends (its page, with train.report) to be written for it too."""
+    exc.run_dir = run_dir
+    return exc
 
 
 def _check_resume(run_dir: Path, config: Config) -> tuple[Config, Config]:
@@ -524,7 +586,11 @@ def _check_resume(run_dir: Path, config: Config) -> tuple[Config, Config]:
     saved = load_config(run_dir / CONFIG_FILE)
     if config.optim.lr == AUTO:  # the rate the run's own range test chose
         config = with_lr(config, saved.optim.lr)
-    differ = [key for key in differences(saved.to_dict(), config.to_dict()) if key != EPOCHS]
+    differ = [
+        key
+        for key in differences(saved.to_dict(), config.to_dict())
+        if key != EPOCHS and key not in UNRESULTED
+    ]
     if differ:
         raise ConfigError(
             f"--resume {run_dir}: the config differs from the run's config.yaml at "
@@ -539,7 +605,11 @@ def _check_resume(run_dir: Path, config: Config) -> tuple[Config, Config]:
             f"--resume {run_dir}: this run has already completed ({EPOCHS} {epochs}{early}); "
             f"to train it for more epochs, add {EPOCHS}=N with N above {epochs}"
         )
-    return saved, config if config.train.epochs != epochs else saved
+    if config.train.epochs == epochs:  # the run's own, with this resume's report and mlflow
+        saved = saved.model_copy(deep=True)
+        saved.train.report, saved.train.mlflow = config.train.report, config.train.mlflow
+        return saved, saved
+    return saved, config
 
 
 def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
@@ -570,13 +640,22 @@ def _summary(session: Session, run_dir: Path, status: str) -> dict[str, Any]:
 
 
 def _finish(
-    session: Session, run_dir: Path, status: str, started: float, final: bool = True
+    session: Session,
+    run_dir: Path,
+    status: str,
+    started: float,
+    final: bool = True,
+    error: BaseException | str | None = None,
 ) -> dict[str, Any]:
-    """Score the best weights on every split, save the model, plot, and write summary.json."""
+    """Score the best weights on every split, save the model, plot, and write summary.json
+    (with `error`'s first line as its `error` when the run did not complete)."""
     trainer = session.trainer
     if status != "completed":
         trainer.restore_best()  # never keep the weights of a failed or half-done epoch
     summary = {**read_json(run_dir / SUMMARY_FILE), **_summary(session, run_dir, status)}
+    summary.pop("error", None)  # an earlier attempt's, before a resume
+    if error is not None:
+        summary["error"] = _first_line(error)
     unscored: list[str] = []  # the final metrics that are not finite
     if final and trainer.best_state is not None:
         # A stream is scored by every process together: they complete or fail at the same step.
@@ -591,6 +670,7 @@ def _finish(
         ]
         if status == "completed" and unscored:  # a completed run reports every metric
             summary["status"] = "failed"
+            summary["error"] = f"the final metrics are not finite ({', '.join(unscored)})"
     if trainer.history and session.config.train.plots:
         loss_curve(
             trainer.history,

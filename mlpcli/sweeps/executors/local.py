@@ -36,6 +36,9 @@ class TrialTask:
     ask_at: frozenset[int] = frozenset()
     stop_at: int | None = None
     stop_reason: str = ""
+    # With train.mlflow, the trial's nested MLflow run, made by the sweep process (empty: the
+    # sweep could not reach MLflow); None without.
+    mlflow: dict[str, str] | None = None
 
 
 @dataclass
@@ -201,6 +204,7 @@ def run_trial(
                 quiet=True,
                 callbacks=[*([_Reporter(task, progress, answer)] if progress else []), *callbacks],
                 dataset=data,
+                mlflow_run=task.mlflow,
             )
             result.summary = trained.summary
             result.status = "pruned" if trained.summary.get("stopped_by") else "completed"
