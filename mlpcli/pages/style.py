@@ -21,6 +21,7 @@ figcaption{color:var(--muted);font-size:.9em}
 .curves{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:flex-start}
 .curves figure{margin:4px 0}
 .nowrap{white-space:nowrap}
+.reason{display:inline-block;min-width:16em}
 .error{color:var(--bad);overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:8px 0;font-size:.92em}

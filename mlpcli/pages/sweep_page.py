@@ -249,13 +249,13 @@ def _seconds(value: Any) -> str:
 
 def _first_line(text: str) -> object:
     """A reason or error cut to its first line and CELL_CHARS characters; the whole text is
-    the cell's tooltip."""
+    the cell's tooltip. Its width is kept from shrinking to a few words a line on a phone."""
+    if not text:
+        return ""
     line = text.strip().split("\n", 1)[0]
     if len(line) > CELL_CHARS:
         line = line[: CELL_CHARS - 1].rstrip() + "…"
-    if line == text:
-        return text
-    return tag("span", {"title": text}, line)
+    return tag("span", {"class": "reason", "title": None if line == text else text}, line)
 
 
 def _sweep_status(summary: dict[str, Any], rows: list[dict[str, str]]) -> Safe:
