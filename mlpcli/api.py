@@ -12,13 +12,16 @@ from typing import IO, TYPE_CHECKING, Any
 from .config.schema import Config, as_config, load_config
 from .errors import Interrupted, MlpError
 from .runs.folder import SWEEP_FILE
+from .runs.listing import list_runs  # `mlp runs`; torch- and pandas-free, so at the top
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .data.starter import InitResult
     from .insight.figures import PlotResult
     from .insight.inspection import Inspection
     from .pages.build import Report
+    from .runs.comparison import Comparison
     from .serving.evaluate import Evaluation, Predictor
     from .serving.export import Exported
     from .sweeps.runner import SweepResult
@@ -27,9 +30,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Config",
+    "compare",
+    "config_schema",
     "evaluate",
     "export",
+    "init_config",
     "inspect",
+    "list_runs",
     "load",
     "load_config",
     "lr_find",
@@ -196,3 +203,57 @@ def summary(target: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     from .insight.summary import summarize
 
     return summarize(target, overrides)
+
+
+def config_schema(output: str | Path | None = None) -> dict[str, Any]:
+    """The JSON Schema of a config file, for editors; `mlp config schema`. With output, also
+    written there (atomically): a file that holds a schema this wrote is rewritten, any other
+    existing path refused."""
+    from .config.json_schema import TITLE, holds_schema, schema_text
+    from .config.json_schema import config_schema as make_schema
+    from .runs.atomic import check_output
+
+    path = None
+    if output is not None:
+        refused = f"it is not a config schema (title {TITLE!r}); give another file name"
+        path = check_output(output, replace=holds_schema, what=refused)
+    schema = make_schema()
+    if path is not None:
+        from .runs.atomic import write_text_atomic
+
+        write_text_atomic(path, schema_text(schema))
+    return schema
+
+
+def init_config(
+    table: str | Path,
+    targets: list[str] | None = None,
+    output: str | Path | None = None,
+    *,
+    name: str | None = None,
+    force: bool = False,
+) -> InitResult:
+    """A commented starter config for a CSV, Parquet or NPZ table; `mlp init`. Without targets
+    nothing is written: the result lists the columns and their kinds."""
+    from .data.starter import write_starter
+
+    return write_starter(table, targets, output, name=name, force=force)
+
+
+def compare(runs: list[str | Path], output: str | Path | None = None) -> Comparison:
+    """Two or more run folders side by side: the settings that differ, the metrics of every
+    split and baseline, epochs, parameters and times; `mlp compare`. With output, the loss
+    curves of every run in one PNG figure there (an existing file is refused, before any run
+    is read)."""
+    from .runs.atomic import check_output
+    from .runs.comparison import compare_runs
+
+    path = check_output(output) if output is not None else None
+    comparison = compare_runs(list(runs))
+    if path is not None:
+        from .plots import compare_curves
+
+        curves = [(r.name, r.curves["train"], r.curves["val"]) for r in comparison.runs]
+        title = "compare: " + ", ".join(r.name for r in comparison.runs)
+        comparison.figure = compare_curves(curves, path, title)
+    return comparison

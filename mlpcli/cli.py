@@ -28,6 +28,7 @@ from typer.core import TyperCommand
 from .config.registry import BASELINES, PRUNERS, SEARCHES, executors_text, names_text
 from .console import (
     baselines_table,
+    columns_table,
     confusion_table,
     err,
     inspect_table,
@@ -36,6 +37,7 @@ from .console import (
     number,
     out,
     per_class_table,
+    printable,
     probe_table,
     search_table,
     settings_text,
@@ -666,6 +668,59 @@ def summary(
 
 @app.command()
 @handle_errors
+def init(
+    table: Path = typer.Argument(..., help="A CSV, Parquet or NPZ file."),
+    target: list[str] = typer.Option(
+        None, "--target", "-t", help="The column to predict; repeat for several."
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="The config to write (default: TABLE's stem .yaml, here)."
+    ),
+    name: str = typer.Option(None, "--name", help="The config's name (run folders' prefix)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Write a commented starter config for a table; without --target, list its columns."""
+    from .api import init_config
+
+    result = init_config(table, list(target or []), output, name=name, force=force)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    columns = [c.to_dict() for c in result.columns]
+    read = f"{result.rows_read:,} of {result.rows:,} rows read ({result.sampled})"
+    out.print(columns_table(columns, title=escape(terminal_safe(str(table)))))
+    err.print(escape(read), soft_wrap=True)
+    if result.path is None:
+        guess = result.likely_target
+        hint = ""
+        if guess:
+            hint = f"; a likely target ({printable(guess[1])}): {_target_hint(guess[0])}"
+        err.print(
+            f"nothing written: add --target COL to write a config{escape(hint)}", soft_wrap=True
+        )
+        return
+    err.print(
+        f"task {result.task} ({escape(terminal_safe(result.task_reason or ''))}); "
+        f"wrote {escape(terminal_safe(str(result.path)))}; train it: "
+        f"{escape(terminal_safe(result.command or ''))}",
+        soft_wrap=True,
+    )
+
+
+def _target_hint(column: str) -> str:
+    """--target COL to copy, or, for a name a terminal cannot show as written (a newline, an
+    escape byte, a bidi control), a pointer to the table: a copied escape would name another
+    column."""
+    import shlex
+
+    if printable(column) != column:
+        return f"column {printable(column)} in the table above (its name is not printable)"
+    return f"--target {shlex.quote(column)}"
+
+
+@app.command()
+@handle_errors
 def plot(
     target: Path = typer.Argument(
         ..., metavar="RUN", help="A run folder, a model file, or a sweep folder (--boundary)."
@@ -885,6 +940,178 @@ def lr_find(
         err.print(f"wrote {escape(terminal_safe(str(found.figure)))}", soft_wrap=True)
 
 
+@app.command("runs")
+@handle_errors
+def runs_command(
+    folder: Path = typer.Argument(
+        Path("runs"), metavar="[DIR]", help="The folder holding run and sweep folders [runs]."
+    ),
+    sort: str = typer.Option(
+        None,
+        "--sort",
+        help="Best first by a metric: val_accuracy, test_loss, ...; a bare name (accuracy) is "
+        "its validation value. Default: newest first.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON list."),
+) -> None:
+    """List every run and sweep under DIR: status, start, epochs, main metric, parameters and
+    the settings that differ. Reads only each run's summary.json, config.yaml and lock."""
+    # The API's list_runs itself, imported from its module: mlpcli.api loads pydantic, which
+    # would double this command's start-up.
+    from .runs.listing import list_runs
+
+    rows = list_runs(folder, sort)
+    if as_json:
+        _print_json([r.to_dict() for r in rows])
+        return
+    if not rows:
+        err.print(f"no runs in {escape(terminal_safe(str(folder)))}", soft_wrap=True)
+        return
+    sys.stdout.write(_runs_table(rows))
+
+
+def _runs_table(rows: list[Any]) -> str:
+    """Aligned plain-text columns, the last one as long as it needs: a rich Table of a hundred
+    rows takes longer to lay out than the whole listing takes to read."""
+    metrics = {r.main_metric for r in rows if r.main_metric}
+    shared = metrics.pop() if len(metrics) == 1 else ""  # one main metric: said once, above
+    header = ["name", "status", "started", "epochs", "val", "test", "params", "settings / notes"]
+    right = {3, 4, 5, 6}
+    lines: list[list[str]] = []
+    for row in rows:
+        shown = {
+            _clipped(k): _clipped(str(v))
+            for k, v in list(row.settings.items())[:RUN_SETTINGS_SHOWN]
+        }
+        notes = settings_text(shown) if shown else ""
+        if row.kind == "sweep":
+            best = f", best {row.best_trial}" if row.best_trial else ""
+            notes = f"sweep: {row.trials} trials{best}"
+        if row.problem:
+            notes = (notes + "; " if notes else "") + row.problem
+        scores = [
+            "" if v is None else (f"{_clipped(row.main_metric)} " if not shared else "") + number(v)
+            for v in (row.val, row.test)
+        ]
+        lines.append(
+            [
+                printable(row.name),
+                row.status,
+                _local_time(row.started),
+                "" if row.epochs is None else str(row.epochs),
+                *scores,
+                "" if row.params is None else f"{row.params:,}",
+                printable(notes),
+            ]
+        )
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header) - 1)]
+
+    def text(cells: list[str]) -> str:
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ]
+        return "  ".join([*padded, cells[-1]]).rstrip() + "\n"
+
+    title = f"val and test: {_clipped(shared)}\n" if shared else ""
+    return title + "".join(text(cells) for cells in [header, *lines])
+
+
+def _local_time(stamp: str | None) -> str:
+    """summary.json's `started` (UTC) in this machine's time, to the minute."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(stamp or "").astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return ""
+
+
+def _fact(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return escape(_clipped(str(value)))
+
+
+def _clipped(text: str) -> str:
+    """A value from a run's own files as one printable line of at most CELL_CHARS characters
+    (a hand-edited config can hold a megabyte in one key; --json has it whole)."""
+    text = printable(text)
+    return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
+
+
+CELL_CHARS = 60
+RUN_SETTINGS_SHOWN = 4  # settings per row in `mlp runs`' table; --json holds them all
+
+
+@app.command()
+@handle_errors
+def compare(
+    runs: list[Path] = typer.Argument(..., metavar="RUN_A RUN_B [RUN ...]", help="Run folders."),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="A PNG of every run's loss curves (never overwritten)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Runs side by side: the settings that differ, the metrics of every split, epochs,
+    parameters and times; with -o, their loss curves in one figure."""
+    from .api import compare as compare_runs
+
+    result = compare_runs(list(runs), output)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        for table in _compare_tables(result):
+            out.print(table)
+    for note in result.notes:
+        err.print(f"note: {escape(terminal_safe(note))}", soft_wrap=True)
+    if result.figure is not None:
+        err.print(f"wrote {escape(terminal_safe(str(result.figure)))}", soft_wrap=True)
+
+
+def _compare_tables(result: Any) -> list[Any]:
+    from rich.table import Table
+
+    names = [escape(_clipped(r.name)) for r in result.runs]
+
+    def table(title: str, first: str) -> Any:
+        made = Table(title=title, show_edge=False, header_style="bold", title_justify="left")
+        made.add_column(first)
+        for name in names:
+            made.add_column(name, justify="right", overflow="fold")
+        return made
+
+    settings = table("settings that differ", "key")
+    for key, values in result.settings.items():
+        shown = [escape(_clipped(str(v))) for v in values]
+        settings.add_row(escape(_clipped(key)), *shown)
+    if not result.settings:
+        settings.add_row("(none: the configs are the same)", *[""] * len(names))
+    metrics = table("metrics", "metric")
+    groups = [("", result.metrics)] + [(f"{b} ", m) for b, m in result.baselines.items()]
+    for prefix, block in groups:
+        for split, values in block.items():
+            for name, row in values.items():
+                cells = ["-" if v is None else number(v) for v in row]
+                metrics.add_row(escape(_clipped(f"{prefix}{split} {name}")), *cells)
+    facts = table("run", "")
+    for label, attr in (
+        ("status", "status"),
+        ("epochs run", "epochs"),
+        ("kept epoch", "kept_epoch"),
+        ("best epoch", "best_epoch"),
+        ("parameters", "params"),
+        ("seconds", "seconds"),
+        ("training seconds", "train_seconds"),
+    ):
+        facts.add_row(label, *(_fact(getattr(r, attr)) for r in result.runs))
+    facts.add_row("started", *(_local_time(r.started) for r in result.runs))
+    return [settings, metrics, facts]
+
+
 @config_app.command("show")
 @handle_errors
 def config_show(
@@ -895,3 +1122,26 @@ def config_show(
     from .config.schema import load_config
 
     sys.stdout.write(load_config(config, list(overrides or [])).to_yaml())
+
+
+@config_app.command("schema")
+@handle_errors
+def config_schema(
+    output: Path = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="Write the schema to this file instead of stdout (a schema written before is "
+        "rewritten; any other existing file is refused).",
+    ),
+) -> None:
+    """Print the JSON Schema of a config: every key, type, default, allowed name and
+    description, for editors (the `# yaml-language-server: $schema=...` comment) and validators."""
+    from .api import config_schema as make_schema
+    from .config.json_schema import schema_text
+
+    schema = make_schema(output)
+    if output is None:
+        sys.stdout.write(schema_text(schema))
+    else:
+        err.print(f"wrote {escape(terminal_safe(str(output)))}", soft_wrap=True)

@@ -16,6 +16,15 @@ err = Console(stderr=True, highlight=False)
 BASELINE_LABEL = "linear baseline"
 
 
+def printable(text: str) -> str:
+    """Text from a user's file or folder name as one line a terminal shows as written: every
+    non-printable character (newline, tab, escape bytes, bidi controls such as U+202E that would
+    reorder what follows) written as its Python escape (\\n, \\x1b, \\u202e)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def number(value: float, places: int = 4) -> str:
     """A metric for a table or a progress line: `places` decimals, or three significant digits
     where the decimals would show fewer (a loss of 3.2e-06 is not 0.0000)."""
@@ -311,4 +320,17 @@ def probe_table(probes: list[dict[str, Any]], held_out: str, title: str | None =
             f"{row['width']:,}",
             *("-" if row[split] is None else number(row[split]) for split in ("train", "val")),
         )
+    return table
+
+
+def columns_table(columns: list[dict[str, Any]], title: str | None = None) -> Table:
+    """`mlp init`'s columns: name, kind, whether the config uses it, and why (names from a
+    user's file as plain text, non-printable characters escaped)."""
+    table = Table(title=title, show_edge=False, header_style="bold", min_width=len(title or ""))
+    for heading in ("column", "kind", "used", "why"):
+        table.add_column(heading)
+    for col in columns:
+        name = printable(str(col["name"]))
+        used = Text("yes", style="green") if col["used"] else Text("no", style="yellow")
+        table.add_row(Text(name), Text(col["kind"]), used, Text(col["reason"]))
     return table

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from .config.registry import BASELINES
 from .console import BASELINE_LABEL
+from .runs.reading import as_number
 
 
 def loss_curve(
@@ -97,25 +98,13 @@ FAILED_STYLE: dict[str, Any] = {
 FAILED_LABEL = "failed (no trial completed)"
 
 
-def setting_number(value: Any) -> float | None:
-    """A swept setting's value (as summary.json holds it: text such as '0.001') as a number,
-    or None for anything else: a list, a name, true/false, inf or nan."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def numeric_settings(points: list[dict[str, Any]]) -> list[str]:
     """The swept keys whose values are all numbers, at least two different ones: each is drawn
     on a numeric axis (vs_<key>.png) rather than as categories."""
     keys = list(dict.fromkeys(k for p in points for k in p["settings"]))
     numeric = []
     for key in keys:
-        values = [setting_number(p["settings"].get(key)) for p in points]
+        values = [as_number(p["settings"].get(key)) for p in points]
         if None not in values and len(set(values)) > 1:
             numeric.append(key)
     return numeric
@@ -125,7 +114,7 @@ def _x(point: dict[str, Any], x_key: str) -> float:
     """A point's place on the x axis: its width, depth or parameter count, or a swept setting."""
     if x_key in ("width", "params", "depth"):
         return point[x_key]
-    number = setting_number(point["settings"][x_key])
+    number = as_number(point["settings"][x_key])
     assert number is not None  # numeric_settings chose the key
     return number
 
@@ -390,6 +379,46 @@ def sweep_points(points: list[dict[str, Any]], path: Path, metric: str, title: s
             ax.get_xticklabels()[i].set_color("tab:red")
         ax.set(ylabel=name, title=f"{name}: train and validation")
         ax.grid(alpha=0.3)
+    fig.suptitle(literal(title))
+    legend_outside(fig, handles)
+    return save_figure(fig, path)
+
+
+def compare_curves(
+    curves: list[tuple[str, list[tuple[float, float]], list[tuple[float, float]]]],
+    path: Path,
+    title: str,
+) -> Path:
+    """Each run's (name, train loss, validation loss) per epoch in one panel: one colour per
+    run, train solid, validation dashed; the legend names the runs, then the two line styles."""
+    plt = pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors
+    handles = []
+    values: list[float] = []
+    for i, (name, train, val) in enumerate(curves):
+        colour = colours[i % len(colours)]
+        for series, style in ((train, "-"), (val, "--")):
+            if series:
+                ax.plot(*zip(*series), color=colour, linestyle=style, linewidth=1.6)
+                values += [v for _, v in series]
+        handles.append(Line2D([], [], color=colour, label=literal(name)))
+    for split in ("train", "val"):
+        split_style = SPLIT_STYLE[split]
+        handles.append(
+            Line2D(
+                [], [], color="grey", linestyle=split_style["linestyle"], label=split_style["word"]
+            )
+        )
+    positive = [v for v in values if v > 0]
+    if positive and len(positive) == len(values) and max(values) / min(values) > 20:
+        ax.set_yscale("log")  # a log scale only where it helps, as in loss.png
+    ax.set(xlabel="epoch", ylabel="loss", title="loss: train solid, validation dashed")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+    ax.grid(alpha=0.3)
     fig.suptitle(literal(title))
     legend_outside(fig, handles)
     return save_figure(fig, path)

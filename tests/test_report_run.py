@@ -21,8 +21,8 @@ from report_check import assert_self_contained, ids, images
 import mlpcli
 from mlpcli.console import number
 from mlpcli.insight.inspection import inspect_run
-from mlpcli.pages.run_files import read_run
 from mlpcli.pages.run_page import draw_missing, run_page
+from mlpcli.runs.reading import read_run
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 SECTIONS = {"overview", "command", "metrics", "curves", "layers", "inspect", "figures", "data"}
@@ -268,7 +268,7 @@ def test_detectors_are_drawn_for_an_image_source(tmp_path):
 def test_a_runs_files_and_layer_table_are_read_without_torch_or_pandas(moons):
     code = (
         "import sys; from pathlib import Path; "
-        "from mlpcli.pages.run_files import read_run; "
+        "from mlpcli.runs.reading import read_run; "
         "from mlpcli.pages.run_page import network_summary; "
         f"files = read_run(Path({str(moons)!r})); "
         "assert network_summary(files)['params'] == files.summary['params']; "

@@ -19,12 +19,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictBool,
     StrictInt,
     ValidationError,
+    WithJsonSchema,
     field_serializer,
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
+from pydantic_core import core_schema
 
 from ..errors import ConfigError
 from .bounded_yaml import MAX_DEPTH, YamlLimitError, safe_load
@@ -52,6 +58,7 @@ STAMP_BYTES = len("-20250101-120000-9999")
 MAX_NAME_BYTES = NAME_MAX - len("-sweep") - STAMP_BYTES
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding and scikit-learn accept 0..2**32-1; torch more
 DOTTED_KEY = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
+DEVICES = r"auto|cpu|mps|cuda(:[0-9]+)?"  # ASCII digits: Python's \d takes any script's
 # A sweep past this many trials is almost surely a typo (a value list pasted twice, a key too
 # many); every trial's config is built and checked before the first runs, so the bound also
 # keeps that quick.
@@ -62,15 +69,33 @@ STREAM_BUFFER = 262_144
 TaskName = Literal["auto", "regression", "binary", "classification", "multilabel"]
 
 
-def one_of(what: str, choices: Any) -> AfterValidator:
-    """A field check against a registry, naming the nearest valid name and all of them."""
+class OneOf:
+    """A field check against a registry, naming the nearest valid name and all of them; in the
+    JSON Schema, the registry's names as the field's enum (what editors complete)."""
 
-    def check(value: str) -> str:
-        if value not in choices:
-            raise ValueError(unknown(what, value, choices))
+    def __init__(self, what: str, choices: Any) -> None:
+        self.what = what
+        self.choices = choices
+
+    def check(self, value: str) -> str:
+        if value not in self.choices:
+            raise ValueError(unknown(self.what, value, self.choices))
         return value
 
-    return AfterValidator(check)
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        return {**handler(schema), "enum": list(self.choices)}
+
+
+def one_of(what: str, choices: Any) -> OneOf:
+    """A field check against a registry (see OneOf)."""
+    return OneOf(what, choices)
 
 
 NAME_RULE = (
@@ -113,13 +138,20 @@ def _check_seed(value: int) -> int:
     return value
 
 
-Seed = Annotated[StrictInt, AfterValidator(_check_seed)]
+Seed = Annotated[
+    StrictInt,
+    AfterValidator(_check_seed),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_SEED}),
+]
 
 
 class Section(BaseModel):
     # Unknown keys are errors: a typo must never be silently ignored.
     # Booleans are not numbers here, and inf / nan are no setting's value.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # The docstring under a key is its description in the JSON Schema (mlp config schema).
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
 
 class DataConfig(Section):
@@ -131,21 +163,30 @@ class DataConfig(Section):
     "Optional file holding the validation rows; otherwise val_split of path."
     test_path: str | None = None
     "Optional file holding the test rows; otherwise test_split of path."
-    target: str | list[str] | None = None
+    target: str | list[str] | None = Field(
+        None, json_schema_extra={"minLength": 1, "minItems": 1, "items": {"minLength": 1}}
+    )
     "Target column, or a list of columns for multi-label and multi-output tasks."
-    features: list[str] | None = None
+    features: list[str] | None = Field(
+        None,
+        json_schema_extra={"minItems": 1, "uniqueItems": True, "items": {"minLength": 1}},
+    )
     "Feature columns; default: every column that is not a target."
     n_samples: StrictInt = Field(1000, gt=0)
     "Rows drawn from a synthetic source."
     noise: float = Field(0.1, ge=0)
     "Noise level of a synthetic source."
     val_split: float = Field(0.2, ge=0, lt=1)
+    "Share of the rows held out for validation (unless val_path is given)."
     test_split: float = Field(0.2, ge=0, lt=1)
+    "Share of the rows held out for the test (unless test_path is given)."
     standardize: bool = True
     "Scale numeric features to zero mean and unit variance, fitted on the training split only."
     seed: Seed | None = None
     "Seed of the synthetic rows and the splits; default: the top-level seed."
-    image_shape: list[StrictInt] | None = None
+    image_shape: list[StrictInt] | None = Field(
+        None, json_schema_extra={"minItems": 2, "maxItems": 2, "items": {"minimum": 1}}
+    )
     "Height and width when the features are an image's pixels (digits: [8, 8]); for --detectors."
     stream: bool = False
     "Read Parquet row groups as needed, never the whole table; path may be a folder or a glob."
@@ -257,15 +298,40 @@ def check_activation(spec: Any) -> None:
             raise ValueError(f"{name}.{key} must be a {kind}, got {shown(value)}")
 
 
+def activation_json_schema() -> dict[str, Any]:
+    """What check_activation accepts, per hidden layer or for all of them, as JSON Schema."""
+    specs: list[dict[str, Any]] = [{"type": "string", "enum": list(ACTIVATIONS)}]
+    for name, activation in ACTIVATIONS.items():
+        params = {
+            key: {"type": "boolean" if isinstance(default, bool) else "number"}
+            for key, default in activation.defaults.items()
+        }
+        specs.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": name}, **params},
+                "required": ["name"],
+                "additionalProperties": False,
+            }
+        )
+    return {"anyOf": [*specs, {"type": "array", "items": {"anyOf": specs}}]}
+
+
 class ModelConfig(Section):
-    hidden: list[StrictInt] = Field(default_factory=lambda: [64, 64])
+    hidden: list[Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1})]] = Field(
+        default_factory=lambda: [64, 64]
+    )
     "One width per hidden layer; [] is a linear model."
-    activation: Any = "relu"
+    activation: Any = Field("relu", json_schema_extra=activation_json_schema())
     "A name, {name: leaky_relu, negative_slope: 0.1}, or a list with one entry per hidden layer."
     bias: bool = True
+    "Give every layer a bias."
     dropout: float = Field(0.0, ge=0, lt=1)
+    "Dropout probability after each hidden layer's activation; 0: none."
     norm: Literal["batch", "layer"] | None = None
+    "Batch or layer normalisation in each hidden layer; null: none."
     init: Annotated[str, one_of("init", INITS)] = "default"
+    "How the weights start: PyTorch's default, or a Xavier or Kaiming scheme."
 
     @field_validator("hidden")
     @classmethod
@@ -303,15 +369,19 @@ class ModelConfig(Section):
 
 class OptimConfig(Section):
     name: Annotated[str, one_of("optimizer", OPTIMIZERS)] = "adam"
+    "The optimiser."
     lr: float | Literal["auto"] = 1.0e-3
     "auto: the learning-rate range test (mlp lr-find) picks it before training."
     weight_decay: float = Field(0.0, ge=0)
+    "L2 penalty on the weights (decoupled in adamw)."
     momentum: float = Field(0.0, ge=0, lt=1)
     "sgd and rmsprop only."
     nesterov: bool = False
     "sgd only; needs momentum > 0."
 
-    @field_validator("lr", mode="before")
+    @field_validator(
+        "lr", mode="before", json_schema_input_type=Annotated[float, Field(gt=0)] | Literal["auto"]
+    )
     @classmethod
     def _lr_form(cls, value: Any) -> Any:
         # One message instead of pydantic's one per member of the union.
@@ -341,6 +411,7 @@ class OptimConfig(Section):
 
 class ScheduleConfig(Section):
     name: Annotated[str, one_of("schedule", SCHEDULES)] = "none"
+    "How the learning rate changes over the epochs; none: constant."
     step_size: StrictInt = Field(30, gt=0)
     "step: epochs between decays."
     gamma: float = Field(0.1, gt=0, le=1)
@@ -353,16 +424,27 @@ class ScheduleConfig(Section):
     "plateau: epochs without improvement before a decay."
 
 
+def monitors() -> list[str]:
+    """The values train.early_stopping.monitor accepts."""
+    return ["train_loss"] + sorted(f"val_{m}" for m in all_metric_names())
+
+
+def _monitor_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = monitors()
+
+
 class EarlyStoppingConfig(Section):
     patience: StrictInt = Field(10, gt=0)
-    monitor: str = "val_loss"
+    "Epochs without improvement of the monitor before training stops."
+    monitor: str = Field("val_loss", json_schema_extra=_monitor_enum)
     "val_loss, train_loss, or val_<metric> (e.g. val_accuracy); its direction follows the metric."
     min_delta: float = Field(0.0, ge=0)
+    "The least change of the monitor that counts as an improvement."
 
     @field_validator("monitor")
     @classmethod
     def _known_monitor(cls, value: str) -> str:
-        names = ["train_loss"] + sorted(f"val_{m}" for m in all_metric_names())
+        names = monitors()
         if value not in names:
             raise ValueError(unknown("monitor", value, names))
         return value
@@ -385,6 +467,28 @@ class DiagnosticsConfig(Section):
         )
 
 
+def baseline_json_schema() -> Any:
+    """The forms train.baseline takes (see TrainConfig._baseline_names), as a type whose JSON
+    Schema lists them: a switch, a name, names joined by commas, or a list of names."""
+    name = "|".join(re.escape(n) for n in BASELINES)
+    padded = {"type": "string", "pattern": rf"^\s*({name})\s*$"}
+    names = {"type": "string", "pattern": rf"^\s*({name})\s*(,\s*({name})\s*)*$"}
+    listed = {"enum": list(BASELINES)}
+    return Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "boolean"},
+                    {"type": "null"},
+                    {"anyOf": [listed, names]},
+                    {"type": "array", "items": {"anyOf": [listed, padded]}},
+                ]
+            }
+        ),
+    ]
+
+
 # Settings that change what is written about a run, not its results: a resumed run or sweep
 # may set them (the run's config.yaml then records them).
 UNRESULTED = ("train.report", "train.mlflow")
@@ -392,15 +496,19 @@ UNRESULTED = ("train.report", "train.mlflow")
 
 class TrainConfig(Section):
     epochs: StrictInt = Field(100, gt=0)
+    "Passes over the training rows (fewer with early stopping)."
     batch_size: StrictInt = Field(64, gt=0)
+    "Rows per optimisation step."
     early_stopping: EarlyStoppingConfig | None = None
+    "Stop when the monitor stops improving: {patience: 10, monitor: val_loss}; null: never."
     grad_clip: float | None = Field(None, gt=0)
     "Largest gradient norm; null for none."
     restore_best: bool = True
     "Keep the best epoch's weights (by the monitor, else val_loss); false keeps the last epoch's."
     diverge_factor: float | None = Field(1.0e4, gt=1)
     "Fail the run when an epoch's training loss exceeds this times the first step's; null: never."
-    device: str = "auto"
+    device: str = Field("auto", json_schema_extra={"pattern": f"^({DEVICES})(?![\\s\\S])"})
+    "Where to train: auto, cpu, cuda, cuda:N or mps."
     checkpoint_seconds: float = Field(10.0, ge=0)
     "Write the resume checkpoint at most this often (and whenever training stops); 0: every epoch."
     engine: Literal["auto", "backprop", "autograd"] = "auto"
@@ -424,7 +532,9 @@ class TrainConfig(Section):
     mlflow: bool = False
     "Log params, metrics and files to MLflow (MLFLOW_TRACKING_URI or MLflow's default; needs mlpcli[mlflow])."
 
-    @field_validator("diagnostics", mode="before")
+    @field_validator(
+        "diagnostics", mode="before", json_schema_input_type=DiagnosticsConfig | StrictBool | None
+    )
     @classmethod
     def _diagnostics_switch(cls, value: Any) -> Any:
         # true: the defaults; false: off, written as null like every other switched-off key
@@ -436,7 +546,7 @@ class TrainConfig(Section):
             f"train.diagnostics: expected true, false or {{every: N, rows: N}}, got {shown(value)}"
         )
 
-    @field_validator("baseline", mode="before")
+    @field_validator("baseline", mode="before", json_schema_input_type=baseline_json_schema())
     @classmethod
     def _baseline_names(cls, value: Any) -> Any:
         # false / true as before the kernel baseline (true: the linear model); a name, a
@@ -465,7 +575,7 @@ class TrainConfig(Section):
     @field_validator("device")
     @classmethod
     def _device_form(cls, value: str) -> str:
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        if not re.fullmatch(DEVICES, value):
             raise ValueError(
                 f"unknown device {shown(value)}; accepted: auto, cpu, cuda, cuda:N, mps"
             )
@@ -481,16 +591,26 @@ class TrainConfig(Section):
         return self
 
 
+# The key names _dotted_keys takes, for editors (ASCII letters, as config keys are).
+_SWEPT_KEYS: JsonDict = {
+    "propertyNames": {
+        "pattern": r"^(?!sweep)[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(?![\s\S])"
+    }
+}
+
+
 class SweepConfig(Section):
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict, json_schema_extra=_SWEPT_KEYS)
     "Dotted keys and their values; every combination is a trial."
-    zip: dict[str, list[Any]] = Field(default_factory=dict)
+    zip: dict[str, list[Any]] = Field(default_factory=dict, json_schema_extra=_SWEPT_KEYS)
     "Dotted keys whose values vary together: the i-th value of each list makes one point."
     seeds: StrictInt = Field(1, gt=0)
     "Repeat every point with seeds seed, seed+1, ... to see the spread."
     workers: StrictInt | None = Field(None, gt=0)
     "Local worker processes; default: one per CPU core."
-    params: list[StrictInt] | None = None
+    params: list[StrictInt] | None = Field(
+        None, json_schema_extra={"minimum": 1, "minItems": 1, "items": {"minimum": 1}}
+    )
     "A parameter budget or a list of them; each depth gets the uniform width nearest the budget."
     depth: list[StrictInt] | None = None
     "With sweep.params: the numbers of hidden layers to compare; default: model.hidden's."
@@ -500,7 +620,7 @@ class SweepConfig(Section):
     "A search's number of trials."
     prune: Annotated[str, one_of("sweep.prune", PRUNERS)] = "none"
     "How a search stops hopeless trials early: none, median, asha."
-    space: dict[str, str] = Field(default_factory=dict)
+    space: dict[str, str] = Field(default_factory=dict, json_schema_extra=_SWEPT_KEYS)
     "A search's keys and what to draw them from: log(1e-4, 1e-1), choice([16], [64]), ..."
 
     @field_validator("grid", "zip", "space")
@@ -511,7 +631,9 @@ class SweepConfig(Section):
                 raise ValueError(f"{shown(key)} is not a dotted config key such as model.hidden")
         return value
 
-    @field_validator("params", mode="before")
+    @field_validator(
+        "params", mode="before", json_schema_input_type=StrictInt | list[StrictInt] | None
+    )
     @classmethod
     def _one_budget_or_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, int) and not isinstance(value, bool) else value
@@ -581,16 +703,28 @@ class SweepConfig(Section):
 
 
 class Config(Section):
-    name: str | None = None
+    # One folder name, not . or ..; the byte length is left to the loader. (?![\s\S]) ends
+    # the text in every regex dialect ($ also matches before a final newline in Python's).
+    name: str | None = Field(
+        None, json_schema_extra={"pattern": r"^(?!\.\.?(?![\s\S]))[^/\x00]+(?![\s\S])"}
+    )
     "Run name prefix; default: the config file's stem. One folder name (see name_problem)."
     seed: Seed = 0
+    "Seeds the weights, dropout and batch order (and the data, unless data.seed is set)."
     task: TaskName = "auto"
+    "auto: inferred from the target (regression, binary, classification, multilabel)."
     data: DataConfig = Field(default_factory=DataConfig)
+    "Where the rows come from and how they are split."
     model: ModelConfig = Field(default_factory=ModelConfig)
+    "The network: hidden layers, activation, normalisation, init."
     loss: Annotated[str, one_of("loss", ["auto", *LOSSES])] = "auto"
+    "auto: the task's loss (mse, bce or cross_entropy); the loss must fit the task."
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    "The optimiser and its learning rate."
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    "How the learning rate changes over training."
     train: TrainConfig = Field(default_factory=TrainConfig)
+    "How to train: epochs, batches, early stopping, device, what to record."
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     "What `mlp sweep` varies; `mlp train` ignores it."
 

@@ -7,14 +7,14 @@ import math
 import os
 import stat
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config.messages import cut
+from ..config.messages import cut, shown
 from ..errors import DataError
 from ..runs.atomic import atomic_write
 from .limits import CSV_FACTOR, DECODED_FACTOR, check_fits, readable
@@ -83,8 +83,23 @@ def read_table(path: str | Path, fmt: str | None = None, remedy: str = "") -> pd
             frame = _read_npz(path)
     if frame.empty:
         raise DataError(f"{path}: the file holds no rows")
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = stripped_names(frame.columns, path)
     return frame
+
+
+def stripped_names(columns: Iterable[Any], path: str | Path) -> list[str]:
+    """Column names as text without surrounding spaces; two names that become one are refused,
+    as a column picked by that name would be two columns."""
+    names = [str(c).strip() for c in columns]
+    seen: dict[str, str] = {}
+    for raw, name in zip(map(str, columns), names):
+        if name in seen:
+            raise DataError(
+                f"{path}: columns {shown(seen[name])} and {shown(raw)} are both {shown(name)} "
+                f"once spaces are stripped; rename one"
+            )
+        seen[name] = raw
+    return names
 
 
 @contextmanager

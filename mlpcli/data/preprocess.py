@@ -149,16 +149,28 @@ def _distinct(frame: Table, col: str) -> list[Any]:
 
 def _check_text_column(series: pd.Series, where: str) -> None:
     """A text column that is mostly numbers holds a typo, not categories."""
+    numbers, first = numbers_and_first_text(series)
+    if first is not None and numbers / len(series) >= 0.5:
+        row, value = first
+        raise DataError(
+            f"{where}: column {shown(series.name)} is numeric but row {row + 1} holds "
+            f"{shown(value)}; accepted: numbers only"
+        )
+
+
+def numbers_and_first_text(series: pd.Series) -> tuple[int, tuple[int, Any] | None]:
+    """How many values of a column read as numbers, and the position and value of the first
+    present one that does not (None when all do): the facts of the rule above, which `mlp init`
+    also adds up over the chunks of a file."""
     import pandas as pd
 
     parsed = pd.to_numeric(series, errors="coerce")
-    bad = parsed.isna() & series.notna()
-    if parsed.notna().mean() >= 0.5 and bad.any():
-        row = bad.to_numpy().nonzero()[0][0]
-        raise DataError(
-            f"{where}: column {shown(series.name)} is numeric but row {row + 1} holds "
-            f"{shown(series.iloc[row])}; accepted: numbers only"
-        )
+    bad = (parsed.isna() & series.notna()).to_numpy()
+    numbers = int(parsed.notna().sum())
+    if not bad.any():
+        return numbers, None
+    row = int(bad.nonzero()[0][0])
+    return numbers, (row, series.iloc[row])
 
 
 def check_scalars(frame: Table, columns: list[str], where: str) -> None:
@@ -191,6 +203,12 @@ def check_values(frame: Table, features: list[str], targets: list[str], where: s
 
 def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
     """regression, binary, classification or multilabel, from the target values."""
+    return task_and_reason(frame, targets)[0]
+
+
+def task_and_reason(frame: pd.DataFrame, targets: list[str]) -> tuple[str, str]:
+    """infer_task's answer and why, in words ("12 distinct strings: classification"): the one
+    rule `task: auto` applies, which `mlp init` states in the configs it writes."""
     import pandas as pd
 
     if len(targets) > 1:
@@ -201,18 +219,30 @@ def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
                 f"(multi-output regression) or all 0/1 (multilabel); for classes use one target"
             )
         binary = all(set(pd.unique(frame[t].dropna())) <= {0, 1} for t in targets)
-        return "multilabel" if binary else "regression"
+        if binary:
+            return "multilabel", f"{len(targets)} targets, each 0/1: multilabel"
+        return "regression", f"{len(targets)} numeric targets: multi-output regression"
     y = frame[targets[0]].dropna()
     if not is_numeric(y) or pd.api.types.is_bool_dtype(y):
         n = y.nunique()
-        return "binary" if n == 2 else "classification"
+        what = "true/false values" if pd.api.types.is_bool_dtype(y) else "distinct strings"
+        task = "binary" if n == 2 else "classification"
+        return task, f"{n:,} {what}: {task}"
     values = y.to_numpy()
     integral = np.all(np.mod(values, 1) == 0)
     n = len(np.unique(values))
     # Few distinct whole numbers are classes; set task: classification for more than that.
-    if integral and n <= min(MAX_AUTO_CLASSES, max(2, len(values) // 5)):
-        return "binary" if n == 2 else "classification"
-    return "regression"
+    limit = min(MAX_AUTO_CLASSES, max(2, len(values) // 5))
+    if integral and n <= limit:
+        task = "binary" if n == 2 else "classification"
+        shown_values = " and ".join(str(v) for v in _python(np.unique(values)[:2]))
+        held = f"{n} distinct values {shown_values}" if n == 2 else f"{n} distinct whole numbers"
+        return task, f"{held}: {task}"
+    if integral:
+        return "regression", (
+            f"{n:,} distinct whole numbers, more than the {limit:,} taken as classes: regression"
+        )
+    return "regression", f"{n:,} distinct numbers: regression"
 
 
 def _python(values: Any) -> list[Any]:

@@ -168,11 +168,11 @@ def load_dataset(config: Config) -> Dataset:
     val_fraction = 0 if "val_path" in extra else data.val_split / (1 - test_fraction)
     check_enough_rows(len(frame), test_fraction, val_fraction, data)
     classes = task in ("binary", "classification")
-    # Wrapped: seeds run to 2**32 - 1, and so does what scikit-learn takes.
-    train_rows, val_rows, test_rows = split_rows(
+    train_rows, val_rows, test_rows = split_positions(
         len(frame),
-        (test_fraction, seed),
-        (val_fraction, (seed + 1) % 2**32),
+        test_fraction,
+        val_fraction,
+        seed,
         strata(frame[targets[0]]) if classes else None,
     )
     train = frame if train_rows is None else frame.take(train_rows)
@@ -210,6 +210,15 @@ def _text(values: Any) -> np.ndarray:
 
 def _negative_zero(values: np.ndarray) -> bool:
     return bool(np.any(np.signbit(values) & (values == 0)))
+
+
+def split_positions(
+    n: int, test_fraction: float, val_fraction: float, seed: int, labels: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """split_rows with a run's seeds: the data seed for the test rows, the next one for the
+    validation rows (val_fraction of the rows left once the test rows are out)."""
+    # Wrapped: seeds run to 2**32 - 1, and so does what scikit-learn takes.
+    return split_rows(n, (test_fraction, seed), (val_fraction, (seed + 1) % 2**32), labels)
 
 
 def split_rows(

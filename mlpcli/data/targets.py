@@ -30,7 +30,15 @@ def check_regression_targets(dataset: Dataset, data: DataConfig) -> None:
         for name in SPLITS
         if len(dataset.split(name))
     }
-    for target in dataset.targets:
+    check_split_targets(str(where), columns, data)
+
+
+def check_split_targets(
+    where: str, columns: dict[str, dict[str, np.ndarray]], data: DataConfig
+) -> None:
+    """check_regression_targets' checks on each split's (non-empty) target values as floats,
+    by split name (train, val, test) and target; `mlp init` applies them to the rows it splits."""
+    for target in next(iter(columns.values()), {}):
         largest = max(float(np.abs(split[target]).max()) for split in columns.values())
         if largest > MAX_MAGNITUDE:
             raise DataError(

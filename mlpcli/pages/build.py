@@ -94,7 +94,7 @@ def write_report(
         text, notes = sweep_page(target)
     else:
         check_run_folder(target)
-        from .run_files import read_run
+        from ..runs.reading import read_run
         from .run_page import draw_missing, run_page
 
         files = read_run(target)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
+from ..runs.reading import PNG_SIGNATURE
 from ..version import __version__
 from .style import CSS
 
@@ -56,7 +57,6 @@ ATTRIBUTES = frozenset(
         "datetime",
     }
 )
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def clean(text: str) -> str:

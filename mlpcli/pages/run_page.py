@@ -15,8 +15,8 @@ from typing import Any
 from ..config.registry import BASELINES, IMAGE_SHAPES
 from ..console import kept_epoch, number
 from ..errors import MlpError
-from ..plots import setting_number
 from ..runs.folder import MODEL_FILE
+from ..runs.reading import RunFiles, as_dict, as_list, as_number, listed, metric_series
 from . import svg
 from .markup import (
     Safe,
@@ -31,7 +31,6 @@ from .markup import (
     table,
     tag,
 )
-from .run_files import RunFiles, as_dict, as_list, listed, metric_series
 
 LOSS_FIGURE, LR_FIND_FIGURE = "plots/loss.png", "plots/lr_find.png"
 GRADIENTS_FIGURE, UNITS_FIGURE = "plots/gradients.png", "plots/units.png"
@@ -126,9 +125,9 @@ def _overview(files: RunFiles) -> Safe:
         if isinstance(summary.get(key), (str, int)) and not isinstance(summary.get(key), bool):
             pairs.append((key, summary[key]))
     for key, label in (("seconds", "seconds in all"), ("train_seconds", "seconds training")):
-        if (seconds := setting_number(summary.get(key))) is not None:
+        if (seconds := as_number(summary.get(key))) is not None:
             pairs.append((label, f"{seconds:.1f}"))
-    if (speed := setting_number(summary.get("samples_per_second"))) is not None:
+    if (speed := as_number(summary.get("samples_per_second"))) is not None:
         pairs.append(("samples / s", f"{speed:,.0f}"))
     rows = summary.get("rows")
     if isinstance(rows, dict) and rows:
@@ -188,7 +187,7 @@ def _command(files: RunFiles) -> list[Safe]:
 
 
 def _cell(value: object, places: int = 4) -> str:
-    number_ = setting_number(value)
+    number_ = as_number(value)
     return "-" if number_ is None else number(number_, places)
 
 
@@ -418,7 +417,7 @@ def _inspect_rows(layers: list[Any]) -> Safe:
     header += ["grad ratio", "dead", "saturated", "flags"]
     rows = []
     for layer in layers:
-        ratio = setting_number(layer.get("grad_ratio"))
+        ratio = as_number(layer.get("grad_ratio"))
         flags = layer.get("flags") if isinstance(layer.get("flags"), list) else []
         width, params = _int(layer.get("width")), _int(layer.get("params"))
         rows.append(
@@ -439,7 +438,7 @@ def _inspect_rows(layers: list[Any]) -> Safe:
 
 
 def _fraction(value: object) -> str:
-    shown = setting_number(value)
+    shown = as_number(value)
     return "-" if shown is None else f"{shown:.0%}"
 
 

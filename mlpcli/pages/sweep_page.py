@@ -22,9 +22,21 @@ from typing import Any
 from ..config.registry import MAXIMISED_METRICS
 from ..console import number, settings_text
 from ..errors import MlpError
-from ..plots import setting_number
 from ..runs.atomic import check_own
 from ..runs.folder import SUMMARY_FILE, SWEEP_FILE
+from ..runs.reading import (
+    CSV_CAP,
+    TEXT_CAP,
+    Reader,
+    RunFiles,
+    as_dict,
+    as_list,
+    as_number,
+    listed,
+    main_metric_of,
+    rank_rows,
+    read_run,
+)
 from .markup import (
     Safe,
     anchor_id,
@@ -39,7 +51,6 @@ from .markup import (
     table,
     tag,
 )
-from .run_files import CSV_CAP, TEXT_CAP, Reader, RunFiles, as_dict, as_list, listed, read_run
 from .run_page import metrics_table, svg_curves
 
 RESULTS_FILE = "results.csv"
@@ -81,7 +92,7 @@ def sweep_page(sweep_dir: Path) -> tuple[str, list[str]]:
     rows = _results(reader)
     figures = reader.figures(list(SWEEP_CAPTIONS))
     config_text = reader.text(SWEEP_FILE, TEXT_CAP)
-    metric = _text(summary.get("main_metric")) or _guess_metric(rows)
+    metric = main_metric_of(summary, rows[0] if rows else ())
     ranked = rank_rows(rows, metric)
     shown = _sections_kept(ranked)
     # Ids from results.csv's order, so a trial keeps its id whatever the ranking; a name that
@@ -94,7 +105,7 @@ def sweep_page(sweep_dir: Path) -> tuple[str, list[str]]:
     body = [_results_section(ranked, metric, trial_ids)]
     nav = [("overview", "Overview"), ("results", "Results")]
     points = [p for p in as_list(summary.get("points")) if isinstance(p, dict)]
-    if int(setting_number(summary.get("seeds")) or 1) > 1 and points:
+    if int(as_number(summary.get("seeds")) or 1) > 1 and points:
         body.append(_points_section(points, metric))
         nav.append(("points", "Points"))
     body.append(_figures_section(figures))
@@ -156,31 +167,6 @@ def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _guess_metric(rows: list[dict[str, str]]) -> str:
-    """The main metric of a sweep without its summary: accuracy or r2 when the table has it."""
-    columns = rows[0] if rows else {}
-    for name in ("accuracy", "r2", "loss"):
-        if f"val_{name}" in columns:
-            return name
-    return "loss"
-
-
-def rank_rows(rows: list[dict[str, str]], metric: str) -> list[dict[str, str]]:
-    """Best first by val_METRIC (its direction from MAXIMISED_METRICS): completed and pruned
-    trials in place by their value, those without one after them, failed trials last."""
-    sign = -1.0 if metric in MAXIMISED_METRICS else 1.0
-    column = f"val_{metric}"
-
-    def key(indexed: tuple[int, dict[str, str]]) -> tuple[int, float, int]:
-        index, row = indexed
-        if row.get("status") == "failed":
-            return 2, 0.0, index
-        value = setting_number(row.get(column))
-        return (1, 0.0, index) if value is None else (0, sign * value, index)
-
-    return [row for _, row in sorted(enumerate(rows), key=key)]
-
-
 def _sections_kept(ranked: list[dict[str, str]]) -> set[str]:
     """The trials that get a section: all, or above ALL_SECTIONS the best TOP_TRIALS and every
     failed or pruned one (those are the ones a reader looks up)."""
@@ -219,7 +205,7 @@ def _direction(metric: str) -> str:
 
 def _value(value: Any) -> str:
     """A metric cell as the terminal writes it."""
-    number_ = setting_number(value)
+    number_ = as_number(value)
     if number_ is None:
         return "" if value in (None, "") else str(value)
     return number(number_)
@@ -228,7 +214,7 @@ def _value(value: Any) -> str:
 def _setting(value: str) -> str:
     """A swept value for the table: a whole number as written, any other number to 4
     significant digits (its section and the retrain command keep the exact value)."""
-    number_ = setting_number(value)
+    number_ = as_number(value)
     if number_ is None or re.fullmatch(r"[+-]?\d+", value.strip()):
         return value
     return f"{number_:.4g}"
@@ -236,14 +222,14 @@ def _setting(value: str) -> str:
 
 def _whole(value: Any) -> str:
     """A count with thousands separators, as the run page writes parameters."""
-    number_ = setting_number(value)
+    number_ = as_number(value)
     if number_ is None or not number_.is_integer():
         return "" if value in (None, "") else str(value)
     return f"{int(number_):,}"
 
 
 def _seconds(value: Any) -> str:
-    seconds = setting_number(value)
+    seconds = as_number(value)
     return "" if seconds is None else f"{seconds:.2f}"
 
 
@@ -291,7 +277,7 @@ def _overview(
     for key, label in (("seeds", "seeds per point"), ("workers", "workers")):
         if (value := _count(summary.get(key))) is not None:
             pairs.append((label, value))
-    if (seconds := setting_number(summary.get("seconds"))) is not None:
+    if (seconds := as_number(summary.get("seconds"))) is not None:
         pairs.append(("seconds", f"{seconds:.1f}"))
     if search:
         kind = f"{_text(search.get('kind')) or '?'} search"
@@ -301,8 +287,8 @@ def _overview(
         space = as_dict(search.get("space"))
         if space:
             pairs.append(("space", join((f"{k}={v}" for k, v in space.items()), "  ")))
-        ran = setting_number(summary.get("epochs"))
-        full = setting_number(summary.get("epochs_without_pruning"))
+        ran = as_number(summary.get("epochs"))
+        full = as_number(summary.get("epochs_without_pruning"))
         if ran is not None and full:
             pairs.append(("epochs", f"{ran:.0f} of {full:.0f} ({100 * ran / full:.0f}%)"))
     else:
@@ -326,9 +312,9 @@ def _best_facts(sweep_dir: Path, summary: dict[str, Any], metric: str) -> list[t
     if not best:
         return [("best", "none: no trial completed")]
     settings = as_dict(best.get("settings"))
-    mean = setting_number(best.get(f"val_{metric}_mean"))
-    std = setting_number(best.get(f"val_{metric}_std"))
-    seeds = int(setting_number(best.get("completed")) or 0)
+    mean = as_number(best.get(f"val_{metric}_mean"))
+    std = as_number(best.get(f"val_{metric}_std"))
+    seeds = int(as_number(best.get("completed")) or 0)
     score = f"val {metric} {number(mean)}" if mean is not None else ""
     if mean is not None and std and seeds > 1:
         score += f" ± {number(std)} over {seeds} seeds"
@@ -425,8 +411,8 @@ def _points_section(points: list[dict[str, Any]], metric: str) -> Safe:
 
 
 def _mean_std(point: dict[str, Any], column: str) -> str:
-    mean = setting_number(point.get(f"{column}_mean"))
-    std = setting_number(point.get(f"{column}_std"))
+    mean = as_number(point.get(f"{column}_mean"))
+    std = as_number(point.get(f"{column}_std"))
     if mean is None:
         return ""
     return f"{number(mean)} ± {number(std or 0.0)}"

@@ -159,6 +159,32 @@ def sweep_leftovers(path: Path) -> None:
                 (path.parent / name).unlink(missing_ok=True)
 
 
+def check_output(
+    path: str | Path,
+    option: str = "-o",
+    *,
+    replace: Callable[[Path], bool] | None = None,
+    what: str = "give another file name or remove it",
+) -> Path:
+    """The file an output option names, if it may be written (RunError, exit 2, naming the option
+    and the path, otherwise): its folder exists; nothing is there, or a plain file `replace`
+    accepts (a command's own earlier output; None: nothing existing is replaced). A link or a
+    folder there is refused whatever `replace` says: writing would land somewhere else."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise RunError(f"{option} {path}: the folder {path.parent} does not exist; create it first")
+    if not os.path.lexists(path):
+        return path
+    if path.is_symlink() or not path.is_file():
+        kind = "a symbolic link" if path.is_symlink() else "a folder"
+        if not path.is_symlink() and not path.is_dir():
+            kind = "something other than a file"
+        raise RunError(f"{option} {path}: {kind} is there; give a file name")
+    if replace is None or not replace(path):
+        raise RunError(f"{option} {path}: already exists; {what}")
+    return path
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists (another user's counts as alive)."""
     if pid <= 0:

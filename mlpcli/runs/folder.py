@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..callbacks import Callback
-from ..config.schema import NAME_MAX, STAMP_BYTES, check_run_name
 from ..errors import RunError
 from .atomic import WRITE_HINTS, append_line, check_own, open_own, write_text_atomic
 
@@ -133,6 +132,8 @@ def _taken(path: Path) -> RunError:
 
 def check_name_free(out: Path, name: str) -> None:
     """Refuse an explicit name early, before any data is loaded (create_run_dir checks again)."""
+    from ..config.schema import check_run_name
+
     check_run_name(name, "--name")
     if (Path(out) / name).exists():
         raise _taken(Path(out) / name)
@@ -233,6 +234,10 @@ def create_run_dir(out: Path, name: str, explicit: bool) -> Path:
 
     mkdir is atomic, so runs started at the same second into one folder never share a folder.
     """
+    # Here rather than at the top: config.schema loads pydantic, which `mlp runs` and
+    # `mlp compare` (readers of run folders) would otherwise pay for at start-up.
+    from ..config.schema import NAME_MAX, STAMP_BYTES, check_run_name
+
     if explicit:
         check_run_name(name, "--name")
     else:  # a config's name (with "-sweep" for a sweep), which the stamp below follows

@@ -11,13 +11,13 @@ torch.utils.tensorboard needs only the tensorboard package, imported here, once 
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..callbacks import Callback
 from ..errors import ConfigError
 from .folder import TENSORBOARD_FOLDER
+from .reading import flat_settings
 
 if TYPE_CHECKING:
     from ..config.schema import Config
@@ -35,19 +35,7 @@ def require_tensorboard() -> None:
 def flat_hparams(config: Config) -> dict[str, bool | int | float | str]:
     """The resolved config as dotted keys with the scalar values hparams take (lists, mappings
     and nulls as their JSON text)."""
-    flat: dict[str, bool | int | float | str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict) and value:
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner)
-        elif isinstance(value, (bool, int, float, str)):
-            flat[prefix] = value
-        else:
-            flat[prefix] = json.dumps(value)
-
-    walk("", config.to_dict())
-    return flat
+    return flat_settings(config.to_dict())
 
 
 class TensorBoard(Callback):

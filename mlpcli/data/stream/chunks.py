@@ -14,7 +14,15 @@ from ...config.messages import cut
 from ...errors import DataError
 from ...runs.atomic import atomic_write
 from .. import limits
-from ..files import GLOB_CHARS, check_regular, format_of, read_errors, read_table, write_csv
+from ..files import (
+    GLOB_CHARS,
+    check_regular,
+    format_of,
+    read_errors,
+    read_table,
+    stripped_names,
+    write_csv,
+)
 from ..limits import CSV_FACTOR, DECODED_FACTOR
 from .footer import discover
 from .rows import CHUNK_ROWS
@@ -89,7 +97,7 @@ def _csv_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     check_regular(path)
     with read_errors(path, "csv"), pd.read_csv(path, chunksize=rows) as reader:
         for chunk in reader:
-            chunk.columns = [str(c).strip() for c in chunk.columns]
+            chunk.columns = stripped_names(chunk.columns, path)
             yield chunk.reset_index(drop=True)
 
 
@@ -126,7 +134,7 @@ def _parquet_file_chunks(file: Path, rows: int) -> Iterator[pd.DataFrame]:
                     frame[name] = frame[name].astype(object)
             if nested:
                 frame.attrs["nested"] = nested
-            frame.columns = [str(c).strip() for c in frame.columns]
+            frame.columns = stripped_names(frame.columns, file)
             yield frame
     pa.default_memory_pool().release_unused()
 

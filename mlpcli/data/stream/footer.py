@@ -18,7 +18,7 @@ import numpy as np
 from ...config.messages import cut
 from ...errors import DataError
 from ..columns import Columns, Table
-from ..files import GLOB_CHARS, check_regular
+from ..files import GLOB_CHARS, check_regular, stripped_names
 from ..preprocess import check_columns as check_named
 from ..preprocess import check_scalars
 
@@ -127,7 +127,7 @@ class StreamSource:
         rows = sum(meta.num_rows for meta in footers)
         if rows == 0:
             raise DataError(f"{path}: the Parquet files hold no rows")
-        columns = [str(c).strip() for c in _schema(footers[0]).names]
+        columns = stripped_names(_schema(footers[0]).names, path)
         keys = [file_key(n) for n in names]
         return cls(str(path), files, names, keys, groups, columns, rows, footers)
 

@@ -1,4 +1,5 @@
-"""A run folder's files as a page needs them, read without torch or pandas.
+"""A run folder's files as a page, a listing or a comparison needs them, read without torch or
+pandas.
 
 Each file is read through `open_own` (never through a link) after the folder's layout is
 checked, and only up to a size no real run reaches. What is missing, too large or damaged
@@ -18,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..config.bounded_yaml import safe_load
+from ..config.registry import MAXIMISED_METRICS
 from ..errors import MlpError
-from ..runs.atomic import open_own
-from ..runs.folder import (
+from .atomic import open_own
+from .dumped_yaml import Scalar, flat_dumped
+from .folder import (
     CONFIG_FILE,
     MODEL_FILE,
     RUN_LAYOUT,
@@ -31,7 +31,6 @@ from ..runs.folder import (
     check_run_folder,
     diagnostics_rows,
 )
-from .markup import PNG_SIGNATURE
 
 METRICS_FILE = "metrics.csv"
 DIAGNOSTICS_FILE = "diagnostics.csv"
@@ -44,6 +43,7 @@ TEXT_CAP = 10 << 20  # JSON and YAML
 # A model file's safetensors header (its metadata) is a few kilobytes, a few megabytes with
 # thousands of categories; mlp eval refuses one above 16 MiB as well.
 MODEL_HEADER_CAP = 16 << 20
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # the first eight bytes of every PNG file
 
 
 @dataclass
@@ -71,6 +71,10 @@ def read_run(run_dir: Path) -> RunFiles:
     folder or an entry of the wrong kind; anything else missing or damaged is a note."""
     run_dir = Path(run_dir)
     check_run_folder(run_dir)
+    import yaml
+
+    from ..config.bounded_yaml import safe_load
+
     reader = Reader(run_dir)
     config_text = reader.text(CONFIG_FILE, TEXT_CAP)
     config = None
@@ -84,7 +88,7 @@ def read_run(run_dir: Path) -> RunFiles:
         else:
             reader.notes.append(f"{CONFIG_FILE}: damaged (not a YAML mapping)")
     summary = reader.json(SUMMARY_FILE) or {}
-    metrics = _csv_rows(reader.text(METRICS_FILE, CSV_CAP))
+    metrics = csv_rows(reader.text(METRICS_FILE, CSV_CAP))
     diagnostics_text = reader.text(DIAGNOSTICS_FILE, CSV_CAP, missing_note=False)
     diagnostics = diagnostics_rows(diagnostics_text) if diagnostics_text is not None else []
     inspect = reader.json(INSPECT_FILE, missing_note=False)
@@ -179,8 +183,10 @@ class Reader:
             self.notes.append(f"{name}: damaged (not UTF-8 text)")
             return None
 
-    def json(self, name: str, missing_note: bool = True) -> dict[str, Any] | None:
-        text = self.text(name, TEXT_CAP, missing_note)
+    def json(
+        self, name: str, missing_note: bool = True, cap: int = TEXT_CAP
+    ) -> dict[str, Any] | None:
+        text = self.text(name, cap, missing_note)
         if text is None:
             return None
         try:
@@ -213,13 +219,174 @@ class Reader:
         return figures
 
 
-def _csv_rows(text: str | None) -> list[dict[str, str]]:
+def flat_settings(mapping: dict[str, Any]) -> dict[str, Scalar]:
+    """A config as dotted keys (`model.hidden`) with scalar values: lists, empty mappings and
+    nulls as their JSON text. TensorBoard's hparams, MLflow's params, `mlp runs` and `mlp
+    compare` all flatten a config this way. At most MAX_NODES values and MAX_DEPTH levels: a
+    file whose aliases expand past them raises ValueError rather than being walked."""
+    from ..config.bounded_yaml import MAX_DEPTH, MAX_NODES
+
+    flat: dict[str, Scalar] = {}
+    budget = [MAX_NODES]
+
+    def walk(prefix: str, value: Any, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > MAX_DEPTH:
+            raise ValueError(f"more than {MAX_NODES:,} values or {MAX_DEPTH} levels")
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner, depth + 1)
+        elif isinstance(value, (bool, int, float, str)):
+            flat[prefix] = value
+        else:
+            # Every item a list holds counts too: aliases can make a short file's list expand
+            # to billions of items, which its JSON text would otherwise spell out.
+            count(value, depth)
+            flat[prefix] = json.dumps(value, default=str)
+
+    def count(value: Any, depth: int) -> None:
+        inner = value.values() if isinstance(value, dict) else value
+        for item in inner if isinstance(value, (dict, list)) else ():
+            budget[0] -= 1
+            if budget[0] < 0 or depth > MAX_DEPTH:
+                raise ValueError(f"more than {MAX_NODES:,} values or {MAX_DEPTH} levels")
+            count(item, depth + 1)
+
+    walk("", mapping, 0)
+    return flat
+
+
+class _Absent:
+    """A key one config lacks (an older version's run): equal to no value a config can hold,
+    a literal "(absent)" string included; shown as ABSENT."""
+
+    def __repr__(self) -> str:
+        return ABSENT
+
+
+ABSENT = "(absent)"  # how a missing key reads in a table
+MISSING: Any = _Absent()
+
+
+def differing(
+    flats: list[dict[str, Scalar]], leave_out: Iterable[str] = ()
+) -> dict[str, list[Scalar]]:
+    """Exactly the keys whose values are not all equal, a key some configs lack included (it
+    holds MISSING there), with each config's value, in the first config's key order. Values
+    equal only when of one type and text (1, 1.0 and true differ), as YAML wrote them."""
+    skipped = set(leave_out)
+    keys = [k for k in dict.fromkeys(k for flat in flats for k in flat) if k not in skipped]
+    found = {}
+    for key in keys:
+        values = [flat.get(key, MISSING) for flat in flats]
+        if len({(type(v), repr(v)) for v in values}) > 1:
+            found[key] = values
+    return found
+
+
+def load_settings(text: str) -> dict[str, Scalar]:
+    """A run's config.yaml flattened, for a listing of many runs. The text as `Config.to_yaml()`
+    writes it is read without a YAML library (dumped_yaml: PyYAML's import and nodes would
+    double `mlp runs`' time); any other is parsed by libyaml, whose bounds still hold: the
+    caller caps the text's size, libyaml parses without recursion, a nesting deeper than
+    Python's stack is a RecursionError here, and aliases are shared objects until flat_settings
+    walks them, counting every value it visits. A repeated key keeps its last value, as for a
+    listing it may. ValueError names what is wrong."""
+    flat = flat_dumped(text)
+    if flat is not None:
+        return flat
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        parsed = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ValueError("not valid YAML") from exc
+    if not isinstance(parsed, dict):
+        raise ValueError("not a YAML mapping")
+    try:
+        return flat_settings(parsed)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+
+
+def main_metric_of(summary: dict[str, Any], columns: Iterable[str] = ()) -> str:
+    """The metric a run or sweep is judged by: summary.json's `main_metric`, or, for a folder
+    without one, accuracy or r2 when its columns (results.csv's, metrics.csv's) have it."""
+    main = summary.get("main_metric")
+    if isinstance(main, str) and main:
+        return main
+    present = set(columns)
+    for name in ("accuracy", "r2", "loss"):
+        if f"val_{name}" in present:
+            return name
+    return "loss"
+
+
+def as_number(value: object) -> float | None:
+    """A finite number from JSON or CSV text (`"0.93"`), or None for anything else."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def as_count(value: object) -> int | None:
+    """A count from JSON (epochs, parameters): a whole number a run could hold, else None (a
+    damaged summary's 1e300 would print as a hundred digits)."""
+    number = as_number(value)
+    if number is None or not number.is_integer() or not 0 <= number < 2**53:
+        return None
+    return int(number)
+
+
+def as_text(value: object) -> str | None:
+    """A JSON value that should be text, or None for anything else (or empty text)."""
+    return value if isinstance(value, str) and value else None
+
+
+def rank_rows(rows: list[dict[str, str]], metric: str) -> list[dict[str, str]]:
+    """A sweep's results.csv rows, best first by val_METRIC (its direction from
+    MAXIMISED_METRICS): completed and pruned trials in place by their value, those without one
+    after them, failed trials last."""
+    sign = -1.0 if metric in MAXIMISED_METRICS else 1.0
+    column = f"val_{metric}"
+
+    def key(indexed: tuple[int, dict[str, str]]) -> tuple[int, float, int]:
+        index, row = indexed
+        if row.get("status") == "failed":
+            return 2, 0.0, index
+        value = as_number(row.get(column))
+        return (1, 0.0, index) if value is None else (0, sign * value, index)
+
+    return [row for _, row in sorted(enumerate(rows), key=key)]
+
+
+def csv_rows(text: str | None) -> list[dict[str, str]]:
+    """A CSV file's rows, or [] when it is damaged."""
     if text is None:
         return []
     try:
-        return [dict(row) for row in csv.DictReader(io.StringIO(text, newline=""))]
+        return csv_dicts(text)
     except csv.Error:
         return []
+
+
+def csv_dicts(text: str) -> list[dict[str, str]]:
+    """A CSV file's rows as text (a missing cell ""); csv.Error when damaged. Any field is read
+    whatever its length (a failed trial's error message may pass csv's default limit of 128
+    KiB): the caller has capped the whole text already."""
+    limit = csv.field_size_limit(max(len(text), csv.field_size_limit()))
+    try:
+        return [
+            {str(k): v if isinstance(v, str) else "" for k, v in row.items()}
+            for row in csv.DictReader(io.StringIO(text, newline=""))
+        ]
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _model_metadata(reader: Reader) -> dict[str, Any] | None:
