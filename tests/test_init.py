@@ -297,7 +297,14 @@ def test_json_result_and_name(tmp_path):
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
     assert found["task"] == "classification" and found["rows_read"] == found["rows"] == 30
-    assert found["columns"][1] == {"name": "y", "kind": "target", "reason": "", "used": True}
+    # the target's reason is the task's, as the config's comment states it
+    assert found["columns"][1] == {
+        "name": "y",
+        "kind": "target",
+        "reason": found["task_reason"],
+        "used": True,
+    }
+    assert found["task_reason"] == "3 distinct whole numbers: classification"
     assert load_config(found["path"]).name == "first"
     assert_exit_2(
         mlp("init", table, "-t", "y", "-o", tmp_path / "u.yaml", "--name", "a/b"), "--name"

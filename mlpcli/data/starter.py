@@ -22,6 +22,7 @@ import yaml
 from ..config.messages import listed, shown
 from ..config.registry import suggest
 from ..config.schema import Config, DataConfig, build_config, name_problem
+from ..console import printable
 from ..errors import ConfigError, DataError, WriteError
 from ..runs.atomic import check_output, write_text_atomic
 from . import preprocess
@@ -130,7 +131,11 @@ class ColumnFacts:
     @property
     def mixed(self) -> tuple[int, Any] | None:
         """The first text value of a column mostly of numbers, which training refuses."""
-        if self.text and self.first_text is not None and self.numbers / self.rows >= 0.5:
+        if (
+            self.text
+            and self.first_text is not None
+            and preprocess.mostly_numbers(self.numbers, self.rows)
+        ):
             return self.first_text
         return None
 
@@ -148,10 +153,6 @@ class TableRows:
     how: str
     targets: pd.DataFrame  # the target columns of every row in the file
     facts: dict[str, ColumnFacts] | None = None  # a sampled table's whole-file facts
-
-    @property
-    def sampled(self) -> bool:
-        return len(self.frame) < self.rows
 
 
 def read_rows(path: Path, targets: list[str] | None = None) -> TableRows:
@@ -272,11 +273,7 @@ def _feature_kind(
     facts: ColumnFacts | None = None,
 ) -> ColumnKind:
     series = frame[col]
-    nested = frame.attrs.get("nested", {}).get(col)
-    if nested is None and series.dtype == object:
-        compound = series.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
-        if compound.any():
-            nested = type(series[compound].iloc[0]).__name__
+    nested = preprocess.nested_type(frame, col)
     if nested is not None:
         return _left_out(col, "nested", f"values of type {nested}; training takes scalars only")
     sampled = facts is not None
@@ -471,11 +468,6 @@ def quoted(value: str) -> str:
     return yaml.safe_dump(value, default_style='"', width=2**31, allow_unicode=True).rstrip("\n")
 
 
-def comment(text: str) -> str:
-    """Text safe inside a YAML comment: one line, non-printable characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] or "?" for c in text)
-
-
 def starter_lines(
     *,
     table_shown: str,
@@ -497,12 +489,12 @@ def starter_lines(
     lines = [
         SCHEMA_COMMENT,
         f"# for editors, write the schema beside this file: mlp config schema -o {SCHEMA_FILE}",
-        f"# Starter config written by `mlp init` from {comment(table_shown)}:",
-        f"# {read.rows:,} rows, {len(read.frame):,} read ({comment(read.how)}).",
+        f"# Starter config written by `mlp init` from {printable(table_shown)}:",
+        f"# {read.rows:,} rows, {len(read.frame):,} read ({printable(read.how)}).",
         f"name: {quoted(name)}",
         "seed: 0",
-        f"task: {task}  # what task: auto decides from {comment(targets_shown)}: "
-        f"{comment(task_reason)}",
+        f"task: {task}  # what task: auto decides from {printable(targets_shown)}: "
+        f"{printable(task_reason)}",
         "data:",
         f"  source: {source}",
         f"  path: {quoted(data_path)}",
@@ -515,11 +507,11 @@ def starter_lines(
     for kind in kinds:
         if kind.kind == "target":
             continue
-        why = comment(f"{kind.kind}: {kind.reason}")
+        why = printable(f"{kind.kind}: {kind.reason}")  # one line, safe in a YAML comment
         if kind.used:
             lines.append(f"    - {quoted(kind.name)}  # {why}")
         else:
-            lines.append(f"    # left out {comment(quoted(kind.name))}: {why}")
+            lines.append(f"    # left out {printable(quoted(kind.name))}: {why}")
     lines += [
         "model:",
         f"  hidden: [{', '.join(map(str, size.hidden))}]",
@@ -531,7 +523,7 @@ def starter_lines(
         f"  epochs: {size.epochs}",
         f"  batch_size: {size.batch_size}",
         f"  early_stopping: {{patience: {size.patience}, monitor: val_loss}}",
-        f"# train it: {comment(command)}",
+        f"# train it: {printable(command)}",
     ]
     return lines
 
@@ -573,8 +565,8 @@ def write_starter(
     if name is not None and (problem := name_problem(name)):
         raise ConfigError(f"--name: {problem}")
     if targets:
-        replace = "pass --force to replace it, or choose -o FILE"
-        check_output(out, replace=lambda _: force, what=replace)
+        remedy = "pass --force to replace it, or choose -o FILE"
+        check_output(out, replace=lambda _: force, what=remedy)
     if targets and out.exists() and table.exists() and os.path.samefile(out, table):
         raise ConfigError(f"-o {out}: is the table itself; choose another file")
     read = read_rows(table, targets)
@@ -583,7 +575,15 @@ def write_starter(
         kinds = column_kinds(frame, [], None)
         guess = likely_target(kinds)
         return InitResult(
-            None, None, None, kinds, len(frame), read.rows, None, read.how, None, guess
+            path=None,
+            task=None,
+            task_reason=None,
+            columns=kinds,
+            rows_read=len(frame),
+            rows=read.rows,
+            command=None,
+            sampled=read.how,
+            likely_target=guess,
         )
     # The target columns hold every row even of a sampled table: the targets, the task, the
     # classes and the splits are judged as training judges them, on the whole file.
@@ -623,7 +623,17 @@ def write_starter(
     )
     check_written(text, out.resolve(), table.resolve(), targets, kept)
     write_text_atomic(out, text)
-    return InitResult(out, task, task_reason, kinds, len(frame), read.rows, command, read.how, text)
+    return InitResult(
+        path=out,
+        task=task,
+        task_reason=task_reason,
+        columns=kinds,
+        rows_read=len(frame),
+        rows=read.rows,
+        command=command,
+        sampled=read.how,
+        text=text,
+    )
 
 
 def _train_rows(rows: int) -> int:
