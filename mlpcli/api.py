@@ -12,7 +12,6 @@ from typing import IO, TYPE_CHECKING, Any
 from .config.schema import Config, as_config, load_config
 from .errors import Interrupted, MlpError
 from .runs.folder import SWEEP_FILE
-from .runs.listing import list_runs  # `mlp runs`; torch- and pandas-free, so at the top
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from .insight.inspection import Inspection
     from .pages.build import Report
     from .runs.comparison import Comparison
+    from .runs.listing import RunRow
     from .serving.evaluate import Evaluation, Predictor
     from .serving.export import Exported
     from .sweeps.runner import SweepResult
@@ -257,3 +257,11 @@ def compare(runs: list[str | Path], output: str | Path | None = None) -> Compari
         title = "compare: " + ", ".join(r.name for r in comparison.runs)
         comparison.figure = compare_curves(curves, path, title)
     return comparison
+
+
+def list_runs(folder: str | Path = "runs", sort: str | None = None) -> list[RunRow]:
+    """Every entry of `folder` as a row, newest first or, with `sort`, by a metric best first
+    (`val_accuracy`, `test_loss`; a bare name is its val value); `mlp runs`."""
+    from .runs.listing import list_runs as listed
+
+    return listed(folder, sort)

@@ -32,8 +32,7 @@ def loss_curve(
     if any("val_loss" in r for r in history):
         axes[0].plot(epochs, [r.get("val_loss") for r in history], label="validation")
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
-    losses = [r["train_loss"] for r in history]
-    if min(losses) > 0 and max(losses) / min(losses) > 20:  # a log scale only where it helps
+    if loss_scale_is_log([r["train_loss"] for r in history]):
         axes[0].set_yscale("log")
     if has_metric:
         axes[1].plot(epochs, [r.get(f"val_{metric}") for r in history], color="tab:orange")
@@ -162,6 +161,12 @@ def legend_outside(fig: Any, handles: list[Any], fontsize: float = 8) -> Any:
     width = fig.bbox.width / fig.dpi - 0.4  # a figure's or a subfigure's width, inches
     ncol = max(1, min(len(handles), int(width // max(inches, default=1.0))))
     return fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=fontsize)
+
+
+def loss_scale_is_log(losses: list[float]) -> bool:
+    """Whether a loss axis is drawn on a log scale: only where it helps, losses all positive
+    that fall more than twentyfold."""
+    return bool(losses) and all(v > 0 for v in losses) and max(losses) / min(losses) > 20
 
 
 def log_scale_fits(values: list[float]) -> bool:
@@ -413,9 +418,8 @@ def compare_curves(
                 [], [], color="grey", linestyle=split_style["linestyle"], label=split_style["word"]
             )
         )
-    positive = [v for v in values if v > 0]
-    if positive and len(positive) == len(values) and max(values) / min(values) > 20:
-        ax.set_yscale("log")  # a log scale only where it helps, as in loss.png
+    if loss_scale_is_log(values):
+        ax.set_yscale("log")  # as in loss.png
     ax.set(xlabel="epoch", ylabel="loss", title="loss: train solid, validation dashed")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     ax.grid(alpha=0.3)

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from .schema import Config
+from .schema import Config, Section
 
 SCHEMA_FILE = "mlp-config.schema.json"
 """The name the schema file has next to the configs, as the editor comment points to it."""
@@ -85,6 +85,7 @@ def config_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a config file."""
     body = Config.model_json_schema(schema_generator=_LoaderForms)
     body.pop("title", None)
+    _describe(Config, body)
     return {
         "$schema": DIALECT,
         "title": TITLE,
@@ -94,6 +95,25 @@ def config_schema() -> dict[str, Any]:
         ),
         **body,
     }
+
+
+def _describe(model: type[BaseModel], body: dict[str, Any]) -> None:
+    """Each key's description: the docstring under it. pydantic could read them for every model
+    it builds (use_attribute_docstrings), but that parses the source of every section whenever
+    the schema module is imported, which every command that reads a config does; so they are
+    read here, for this command alone."""
+    from pydantic._internal._docs_extraction import extract_docstrings_from_cls
+
+    sections = [Section]
+    for cls in sections:  # every section model, each once
+        sections += [c for c in cls.__subclasses__() if c not in sections]
+    definitions = body.get("$defs", {})
+    for cls in sections:
+        where = body if cls is model else definitions.get(cls.__name__, {})
+        properties = where.get("properties", {})
+        for key, text in extract_docstrings_from_cls(cls, use_inspect=True).items():
+            if key in properties:
+                properties[key].setdefault("description", text)
 
 
 def schema_text(schema: dict[str, Any]) -> str:

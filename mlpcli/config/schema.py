@@ -148,10 +148,9 @@ Seed = Annotated[
 class Section(BaseModel):
     # Unknown keys are errors: a typo must never be silently ignored.
     # Booleans are not numbers here, and inf / nan are no setting's value.
-    # The docstring under a key is its description in the JSON Schema (mlp config schema).
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, allow_inf_nan=False, use_attribute_docstrings=True
-    )
+    # The docstring under a key is its description in the JSON Schema (mlp config schema,
+    # which reads them itself: see config/json_schema.py).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):

@@ -150,12 +150,18 @@ def _distinct(frame: Table, col: str) -> list[Any]:
 def _check_text_column(series: pd.Series, where: str) -> None:
     """A text column that is mostly numbers holds a typo, not categories."""
     numbers, first = numbers_and_first_text(series)
-    if first is not None and numbers / len(series) >= 0.5:
+    if first is not None and mostly_numbers(numbers, len(series)):
         row, value = first
         raise DataError(
             f"{where}: column {shown(series.name)} is numeric but row {row + 1} holds "
             f"{shown(value)}; accepted: numbers only"
         )
+
+
+def mostly_numbers(numbers: int, rows: int) -> bool:
+    """Whether a text column with this many values that read as numbers is a numeric column
+    with a typo (refused) rather than a column of categories."""
+    return numbers / rows >= 0.5
 
 
 def numbers_and_first_text(series: pd.Series) -> tuple[int, tuple[int, Any] | None]:
@@ -178,18 +184,28 @@ def check_scalars(frame: Table, columns: list[str], where: str) -> None:
     would otherwise be taken as text categories or fail deep inside pandas."""
     if isinstance(frame, Columns):
         return  # numbers only
-    nested = frame.attrs.get("nested", {})
     for col in columns:
-        series = frame[col]
-        if series.dtype != object:
-            continue
-        compound = series.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
-        if col in nested or compound.any():
-            kind = nested.get(col) or type(series[compound].iloc[0]).__name__
+        kind = nested_type(frame, col)
+        if kind is not None:
             raise DataError(
                 f"{where}: column {shown(col)} holds values of type {cut(kind)}; accepted: "
                 f"numbers, booleans or text (list the other columns in data.features)"
             )
+
+
+def nested_type(frame: pd.DataFrame, col: str) -> str | None:
+    """The type of a column's nested values (lists, mappings, arrays), None for scalars: the
+    type noted when the file was read, else that of the first such value."""
+    noted = frame.attrs.get("nested", {}).get(col)
+    if noted is not None:
+        return str(noted)
+    series = frame[col]
+    if series.dtype != object:
+        return None
+    compound = series.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
+    if not compound.any():
+        return None
+    return type(series[compound].iloc[0]).__name__
 
 
 def check_values(frame: Table, features: list[str], targets: list[str], where: str) -> None:
@@ -230,12 +246,13 @@ def task_and_reason(frame: pd.DataFrame, targets: list[str]) -> tuple[str, str]:
         return task, f"{n:,} {what}: {task}"
     values = y.to_numpy()
     integral = np.all(np.mod(values, 1) == 0)
-    n = len(np.unique(values))
+    distinct = np.unique(values)
+    n = len(distinct)
     # Few distinct whole numbers are classes; set task: classification for more than that.
     limit = min(MAX_AUTO_CLASSES, max(2, len(values) // 5))
     if integral and n <= limit:
         task = "binary" if n == 2 else "classification"
-        shown_values = " and ".join(str(v) for v in _python(np.unique(values)[:2]))
+        shown_values = " and ".join(str(v) for v in _python(distinct[:2]))
         held = f"{n} distinct values {shown_values}" if n == 2 else f"{n} distinct whole numbers"
         return task, f"{held}: {task}"
     if integral:

@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
-import yaml
-
-from ..config.bounded_yaml import safe_load
 from ..errors import RunError
 from .folder import CONFIG_FILE, SUMMARY_FILE, SWEEP_FILE, check_run_folder
 from .reading import (
     ABSENT,
     CSV_CAP,
+    METRICS_FILE,
     MISSING,
     TEXT_CAP,
     Reader,
@@ -32,12 +30,10 @@ from .reading import (
     as_text,
     csv_dicts,
     differing,
-    flat_settings,
+    load_settings,
     main_metric_of,
     metric_series,
 )
-
-METRICS_FILE = "metrics.csv"
 
 
 @dataclass
@@ -195,20 +191,13 @@ def _metrics_rows(reader: Reader) -> tuple[list[dict[str, str]], str | None]:
 
 
 def _config(reader: Reader) -> dict[str, Scalar]:
-    """config.yaml flattened, through the bounded loader (a handful of runs: its cost is small)."""
+    """config.yaml flattened, as `mlp runs` reads it."""
     text = reader.text(CONFIG_FILE, TEXT_CAP)
     where = reader.run_dir / CONFIG_FILE
     if text is None:
         raise RunError(f"{reader.run_dir / reader.notes[-1]}")
     try:
-        parsed = safe_load(text)
-    except yaml.YAMLError as exc:
-        problem = str(exc).splitlines()[0] if str(exc) else "not valid YAML"
-        raise RunError(f"{where}: damaged ({problem})") from None
-    if not isinstance(parsed, dict):
-        raise RunError(f"{where}: damaged (not a YAML mapping)")
-    try:
-        return flat_settings(parsed)
+        return load_settings(text)
     except ValueError as exc:
         raise RunError(f"{where}: damaged ({exc})") from None
 

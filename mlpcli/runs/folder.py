@@ -234,8 +234,8 @@ def create_run_dir(out: Path, name: str, explicit: bool) -> Path:
 
     mkdir is atomic, so runs started at the same second into one folder never share a folder.
     """
-    # Here rather than at the top: config.schema loads pydantic, which `mlp runs` and
-    # `mlp compare` (readers of run folders) would otherwise pay for at start-up.
+    # Here rather than at the top: config.schema loads pydantic, which `mlp runs` (a reader
+    # of run folders) would otherwise pay for at start-up.
     from ..config.schema import NAME_MAX, STAMP_BYTES, check_run_name
 
     if explicit:

@@ -19,7 +19,15 @@ from typing import Any
 from ..config.registry import MAXIMISED_METRICS, TASKS
 from ..errors import RunError
 from .atomic import pid_alive
-from .folder import CONFIG_FILE, LEASE_SECONDS, LOCK_FILE, SUMMARY_FILE, SWEEP_FILE
+from .folder import (
+    CONFIG_FILE,
+    LEASE_SECONDS,
+    LOCK_FILE,
+    RECORDLESS_GRACE,
+    SUMMARY_FILE,
+    SWEEP_FILE,
+    _host_name,
+)
 from .reading import (
     Reader,
     Scalar,
@@ -50,6 +58,7 @@ STATUS_WORDS = {
 # Settings every run differs in without saying how its results differ.
 UNTOLD_SETTINGS = frozenset({"name"})
 SPLITS = ("train", "val", "test")
+SPLIT_PREFIXES = tuple(f"{s}_" for s in SPLITS)
 
 
 @dataclass
@@ -110,7 +119,7 @@ def sort_rows(rows: list[RunRow], metric: str) -> list[RunRow]:
     if metric not in accepted:
         raise RunError(
             f"--sort {metric}: not a metric; accepted: a metric name (its validation value: "
-            f"{', '.join(n for n in accepted if '_' not in n or n == 'f1_macro')}, ...) or "
+            f"{', '.join(n for n in accepted if not n.startswith(SPLIT_PREFIXES))}, ...) or "
             f"SPLIT_METRIC with SPLIT train, val or test (val_accuracy, test_loss)"
         )
     split, name = "val", metric
@@ -290,8 +299,6 @@ def lock_held(folder: Path) -> bool:
     replaces the file whole and deletes it on release). A record read half-written parses as
     none, and a recordless file younger than the grace the lock itself allows counts as held.
     """
-    from .folder import RECORDLESS_GRACE
-
     lock = folder / LOCK_FILE
     reader = Reader(folder)
     data = reader.bytes(LOCK_FILE, LOCK_CAP, missing_note=False)
@@ -305,17 +312,11 @@ def lock_held(folder: Path) -> bool:
         pid = int(fields["pid"])
     except ValueError:
         return False
-    if fields.get("host") != _host():
+    if fields.get("host") != _host_name():
         return age < LEASE_SECONDS  # another host's holder refreshes its lease while it lives
     # A live pid alone is not enough: a stale record's pid may since name another process.
     # The holder's heartbeat keeps the file younger than its lease.
     return pid_alive(pid) and age < LEASE_SECONDS * 1.5
-
-
-def _host() -> str:
-    from .folder import _host_name
-
-    return _host_name()
 
 
 # ------------------------------------------------------------------ the settings that differ
